@@ -1,0 +1,3 @@
+//! The subcommands of the `berth` binary.
+
+pub mod serve;

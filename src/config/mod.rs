@@ -1,0 +1,228 @@
+//! berth's configuration: one TOML file plus drop-ins, every key with a default.
+//!
+//! The structs here are the single source of truth for the keys, their types and
+//! their defaults; `docs/config.md`-style reference lives in the README and is
+//! checked against `Config::default()` by a test.
+
+pub mod load;
+
+pub use load::{ConfigError, ConfigSources, load};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/config.toml";
+pub const DEFAULT_HANDLER: &str = "runc";
+
+/// The effective configuration. Scalars come before tables in every struct so that
+/// `berth config` can print it as TOML (TOML needs plain values before sub-tables).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "snake_case")]
+pub struct Config {
+    /// Persistent state: the metadata store, blobs, snapshots.
+    pub state_root: PathBuf,
+    /// Volatile state: sockets, namespace pins, per-container runtime files.
+    pub run_root: PathBuf,
+    /// The CRI endpoint, serving RuntimeService and ImageService.
+    pub socket: PathBuf,
+    pub cgroup_driver: CgroupDriver,
+    /// Image for pods that need an infra process (shared PID namespace); kept
+    /// `pinned` so kubelet's image GC never removes it.
+    pub sandbox_image: String,
+    pub log: LogConfig,
+    pub cni: CniConfig,
+    pub runtime: RuntimeConfig,
+    pub images: ImagesConfig,
+    pub streaming: StreamingConfig,
+    /// Per-registry settings keyed by host (`docker.io`, `127.0.0.1:5000`).
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `berth=debug,tower=warn`. `RUST_LOG` wins.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CniConfig {
+    /// Where network configs are read from; the first in lexical order is used.
+    pub conf_dir: PathBuf,
+    /// Where plugin binaries are looked up, in order.
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// The handler used when a pod names none (`RunPodSandboxRequest.runtime_handler` empty).
+    pub default_handler: String,
+    /// Runtime handlers by name, as kubelet's RuntimeClass refers to them.
+    pub handlers: BTreeMap<String, RuntimeHandlerConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandlerConfig {
+    /// The runtime binary: an absolute path, or a name looked up on `PATH`.
+    pub path: PathBuf,
+    #[serde(default, rename = "type")]
+    pub kind: RuntimeKind,
+    /// The runtime's `--root`; default `<run_root>/runtimes/<handler name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Pass `--systemd-cgroup`; default: true when `cgroup_driver` is `systemd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_cgroup: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// An OCI runtime driven through its command line (runc, crun, kata-runtime, runsc).
+    #[default]
+    Oci,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// Layers downloaded (and unpacked) at once, per pull.
+    pub max_concurrent_downloads: usize,
+    /// A pull that makes no progress for this long is cancelled.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// Address of the Exec/Attach/PortForward server; port 0 picks a free one.
+    pub address: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Endpoints tried in order before the registry itself (`https://mirror.local:5000`).
+    pub mirrors: Vec<String>,
+    /// Speak plain HTTP to this registry.
+    pub plain_http: bool,
+    /// Accept any TLS certificate from this registry.
+    pub insecure_skip_verify: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_root: PathBuf::from("/var/lib/berth"),
+            run_root: PathBuf::from("/run/berth"),
+            socket: PathBuf::from("/run/berth/berth.sock"),
+            cgroup_driver: CgroupDriver::Cgroupfs,
+            sandbox_image: "registry.k8s.io/pause:3.10".into(),
+            log: LogConfig::default(),
+            cni: CniConfig::default(),
+            runtime: RuntimeConfig::default(),
+            images: ImagesConfig::default(),
+            streaming: StreamingConfig::default(),
+            registries: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        let runc = RuntimeHandlerConfig {
+            path: PathBuf::from("runc"),
+            kind: RuntimeKind::Oci,
+            root: None,
+            systemd_cgroup: None,
+        };
+        RuntimeConfig {
+            default_handler: DEFAULT_HANDLER.into(),
+            handlers: BTreeMap::from([(DEFAULT_HANDLER.to_string(), runc)]),
+        }
+    }
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig { max_concurrent_downloads: 3, stall_timeout: Duration::from_secs(60) }
+    }
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig { address: "127.0.0.1".into(), port: 0 }
+    }
+}
+
+impl Config {
+    /// The effective `--root` of a runtime handler.
+    pub fn handler_root(&self, name: &str, handler: &RuntimeHandlerConfig) -> PathBuf {
+        handler.root.clone().unwrap_or_else(|| self.run_root.join("runtimes").join(name))
+    }
+
+    /// Whether a handler is driven with `--systemd-cgroup`.
+    pub fn handler_systemd_cgroup(&self, handler: &RuntimeHandlerConfig) -> bool {
+        handler.systemd_cgroup.unwrap_or(self.cgroup_driver == CgroupDriver::Systemd)
+    }
+
+    pub fn metadata_db(&self) -> PathBuf {
+        self.state_root.join("metadata.redb")
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_root.join("berth.lock")
+    }
+}
+
+/// Resolves a binary the way a shell would: absolute or relative paths as they
+/// are, bare names through `PATH`. Returns `None` when nothing executable is found.
+pub fn resolve_binary(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    };
+    if path.components().count() > 1 || path.is_absolute() {
+        return executable(path).then(|| path.to_path_buf());
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&search).map(|dir| dir.join(path)).find(|p| executable(p))
+}

@@ -1,0 +1,11 @@
+//! berth: a Kubernetes CRI server. See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod logging;
+pub mod network;
+pub mod runtime;
+pub mod server;

@@ -1,0 +1,53 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use berth::cli::{Cli, Command};
+use berth::{cmd, config, logging};
+
+/// Exit codes operators and unit files can tell apart.
+const EXIT_FAILURE: u8 = 1;
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(&cli.config_sources()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("berth: configuration error: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    match cli.command {
+        Command::Config => match toml::to_string(&config) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("berth: cannot print configuration: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
+        Command::Serve => {
+            logging::init(&config.log);
+            // The runtime is built here, not by #[tokio::main], so that later
+            // subcommands (the per-container monitor) run without one.
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("berth: cannot start the async runtime: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            match runtime.block_on(cmd::serve::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "berth failed");
+                    eprintln!("berth: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
+    }
+}

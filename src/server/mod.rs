@@ -1,0 +1,47 @@
+//! The gRPC face: the only module that knows tonic. It binds the CRI socket,
+//! serves RuntimeService and ImageService on it, and maps domain errors to gRPC
+//! codes in `status_code`.
+
+mod image_service;
+mod listener;
+mod rpc_layer;
+mod runtime_service;
+pub mod status_code;
+
+pub use listener::{ListenError, bind};
+pub use rpc_layer::InFlight;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::daemon::Daemon;
+
+/// kubelet sends image pull secrets and large filters; containerd allows 16 MiB.
+const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// Serves both CRI services on `listener` until `shutdown` resolves; `in_flight`
+/// counts the calls being answered, for the caller to wait on at shutdown.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listener: UnixListener,
+    in_flight: InFlight,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let runtime = RuntimeServiceServer::new(runtime_service::RuntimeApi::new(daemon.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let images = ImageServiceServer::new(image_service::ImageApi::new(daemon))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    tonic::transport::Server::builder()
+        .layer(rpc_layer::RpcLayer::new(in_flight))
+        .add_service(runtime)
+        .add_service(images)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+}

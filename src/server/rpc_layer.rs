@@ -1,0 +1,162 @@
+//! A tower layer around every RPC: logs it at debug level with its duration and
+//! gRPC code, and counts calls in flight so shutdown can wait for exactly those
+//! (not for idle client connections, which kubelet keeps open forever).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use tower::{Layer, Service};
+
+/// The number of RPCs whose handler has not answered yet.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight {
+    inner: Arc<InFlightInner>,
+}
+
+#[derive(Debug, Default)]
+struct InFlightInner {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard {
+        self.inner.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard { inner: self.inner.clone() }
+    }
+
+    /// Resolves once no RPC is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct InFlightGuard {
+    inner: Arc<InFlightInner>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.inner.idle.notify_waiters();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RpcLayer {
+    in_flight: InFlight,
+}
+
+impl RpcLayer {
+    pub fn new(in_flight: InFlight) -> Self {
+        RpcLayer { in_flight }
+    }
+}
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = Rpc<S>;
+
+    fn layer(&self, inner: S) -> Rpc<S> {
+        Rpc { inner, in_flight: self.in_flight.clone() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rpc<S> {
+    inner: S,
+    in_flight: InFlight,
+}
+
+impl<S, B, R> Service<http::Request<B>> for Rpc<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RpcFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_string();
+        let guard = self.in_flight.enter();
+        RpcFuture { inner: self.inner.call(request), method, started: Instant::now(), _guard: guard }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct RpcFuture<F> {
+        #[pin]
+        inner: F,
+        method: String,
+        started: Instant,
+        _guard: InFlightGuard,
+    }
+}
+
+impl<F, R, E> Future for RpcFuture<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let elapsed = this.started.elapsed();
+        match &result {
+            // A failed unary call carries its status in the headers (a
+            // "trailers-only" response); a successful one in the trailers, which
+            // this layer does not wait for: no status header means OK.
+            Ok(response) => {
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map(tonic::Code::from_i32)
+                    .unwrap_or(tonic::Code::Ok);
+                tracing::debug!(rpc = %this.method, ?code, ?elapsed, "rpc");
+            }
+            Err(_) => tracing::debug!(rpc = %this.method, code = "transport error", ?elapsed, "rpc"),
+        }
+        Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_resolves_only_when_the_last_call_ends() {
+        let in_flight = InFlight::default();
+        in_flight.idle().await; // nothing in flight yet
+        let first = in_flight.enter();
+        let second = in_flight.enter();
+        let waiter = tokio::spawn({
+            let in_flight = in_flight.clone();
+            async move { in_flight.idle().await }
+        });
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(second);
+        waiter.await.unwrap();
+    }
+}

@@ -1,0 +1,193 @@
+//! RuntimeService: translates CRI messages to `Daemon` calls and back. No logic
+//! of its own beyond that translation.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_server::RuntimeService;
+use tonic::{Request, Response, Status};
+
+use super::status_code::not_implemented;
+use crate::config::CgroupDriver;
+use crate::daemon::Daemon;
+
+type Rpc<T> = Result<Response<T>, Status>;
+type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
+
+pub struct RuntimeApi {
+    daemon: Arc<Daemon>,
+}
+
+impl RuntimeApi {
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        RuntimeApi { daemon }
+    }
+}
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeApi {
+    type GetContainerEventsStream = EventStream;
+
+    async fn version(&self, _: Request<cri::VersionRequest>) -> Rpc<cri::VersionResponse> {
+        let v = self.daemon.version();
+        Ok(Response::new(cri::VersionResponse {
+            version: v.version.into(),
+            runtime_name: v.runtime_name.into(),
+            runtime_version: v.runtime_version.into(),
+            runtime_api_version: v.runtime_api_version.into(),
+        }))
+    }
+
+    async fn status(&self, request: Request<cri::StatusRequest>) -> Rpc<cri::StatusResponse> {
+        let status = self.daemon.status(request.get_ref().verbose).await;
+        let conditions = status
+            .conditions
+            .into_iter()
+            .map(|c| cri::RuntimeCondition {
+                r#type: c.kind.as_str().into(),
+                status: c.ready,
+                reason: c.reason,
+                message: c.message,
+            })
+            .collect();
+        let runtime_handlers = status
+            .handlers
+            .into_iter()
+            .map(|h| cri::RuntimeHandler { name: h.name, features: Some(cri::RuntimeHandlerFeatures::default()) })
+            .collect();
+        Ok(Response::new(cri::StatusResponse {
+            status: Some(cri::RuntimeStatus { conditions }),
+            info: status.info.into_iter().collect(),
+            runtime_handlers,
+            features: Some(cri::RuntimeFeatures::default()),
+        }))
+    }
+
+    async fn runtime_config(&self, _: Request<cri::RuntimeConfigRequest>) -> Rpc<cri::RuntimeConfigResponse> {
+        let cgroup_driver = match self.daemon.cgroup_driver() {
+            CgroupDriver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
+            CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
+        };
+        Ok(Response::new(cri::RuntimeConfigResponse {
+            linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: cgroup_driver.into() }),
+        }))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        request: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Rpc<cri::UpdateRuntimeConfigResponse> {
+        let pod_cidr = request
+            .get_ref()
+            .runtime_config
+            .as_ref()
+            .and_then(|c| c.network_config.as_ref())
+            .map(|n| n.pod_cidr.as_str())
+            .unwrap_or_default();
+        self.daemon.update_pod_cidr(pod_cidr);
+        Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
+    }
+
+    async fn get_container_events(&self, _: Request<cri::GetEventsRequest>) -> Rpc<EventStream> {
+        Err(not_implemented("GetContainerEvents"))
+    }
+
+    // Not built yet: each answers Unimplemented until its issue lands.
+
+    async fn run_pod_sandbox(&self, _: Request<cri::RunPodSandboxRequest>) -> Rpc<cri::RunPodSandboxResponse> {
+        Err(not_implemented("RunPodSandbox"))
+    }
+
+    async fn stop_pod_sandbox(&self, _: Request<cri::StopPodSandboxRequest>) -> Rpc<cri::StopPodSandboxResponse> {
+        Err(not_implemented("StopPodSandbox"))
+    }
+
+    async fn remove_pod_sandbox(&self, _: Request<cri::RemovePodSandboxRequest>) -> Rpc<cri::RemovePodSandboxResponse> {
+        Err(not_implemented("RemovePodSandbox"))
+    }
+
+    async fn pod_sandbox_status(&self, _: Request<cri::PodSandboxStatusRequest>) -> Rpc<cri::PodSandboxStatusResponse> {
+        Err(not_implemented("PodSandboxStatus"))
+    }
+
+    async fn list_pod_sandbox(&self, _: Request<cri::ListPodSandboxRequest>) -> Rpc<cri::ListPodSandboxResponse> {
+        Err(not_implemented("ListPodSandbox"))
+    }
+
+    async fn create_container(&self, _: Request<cri::CreateContainerRequest>) -> Rpc<cri::CreateContainerResponse> {
+        Err(not_implemented("CreateContainer"))
+    }
+
+    async fn start_container(&self, _: Request<cri::StartContainerRequest>) -> Rpc<cri::StartContainerResponse> {
+        Err(not_implemented("StartContainer"))
+    }
+
+    async fn stop_container(&self, _: Request<cri::StopContainerRequest>) -> Rpc<cri::StopContainerResponse> {
+        Err(not_implemented("StopContainer"))
+    }
+
+    async fn remove_container(&self, _: Request<cri::RemoveContainerRequest>) -> Rpc<cri::RemoveContainerResponse> {
+        Err(not_implemented("RemoveContainer"))
+    }
+
+    async fn list_containers(&self, _: Request<cri::ListContainersRequest>) -> Rpc<cri::ListContainersResponse> {
+        Err(not_implemented("ListContainers"))
+    }
+
+    async fn container_status(&self, _: Request<cri::ContainerStatusRequest>) -> Rpc<cri::ContainerStatusResponse> {
+        Err(not_implemented("ContainerStatus"))
+    }
+
+    async fn update_container_resources(&self, _: Request<cri::UpdateContainerResourcesRequest>) -> Rpc<cri::UpdateContainerResourcesResponse> {
+        Err(not_implemented("UpdateContainerResources"))
+    }
+
+    async fn reopen_container_log(&self, _: Request<cri::ReopenContainerLogRequest>) -> Rpc<cri::ReopenContainerLogResponse> {
+        Err(not_implemented("ReopenContainerLog"))
+    }
+
+    async fn exec_sync(&self, _: Request<cri::ExecSyncRequest>) -> Rpc<cri::ExecSyncResponse> {
+        Err(not_implemented("ExecSync"))
+    }
+
+    async fn exec(&self, _: Request<cri::ExecRequest>) -> Rpc<cri::ExecResponse> {
+        Err(not_implemented("Exec"))
+    }
+
+    async fn attach(&self, _: Request<cri::AttachRequest>) -> Rpc<cri::AttachResponse> {
+        Err(not_implemented("Attach"))
+    }
+
+    async fn port_forward(&self, _: Request<cri::PortForwardRequest>) -> Rpc<cri::PortForwardResponse> {
+        Err(not_implemented("PortForward"))
+    }
+
+    async fn container_stats(&self, _: Request<cri::ContainerStatsRequest>) -> Rpc<cri::ContainerStatsResponse> {
+        Err(not_implemented("ContainerStats"))
+    }
+
+    async fn list_container_stats(&self, _: Request<cri::ListContainerStatsRequest>) -> Rpc<cri::ListContainerStatsResponse> {
+        Err(not_implemented("ListContainerStats"))
+    }
+
+    async fn pod_sandbox_stats(&self, _: Request<cri::PodSandboxStatsRequest>) -> Rpc<cri::PodSandboxStatsResponse> {
+        Err(not_implemented("PodSandboxStats"))
+    }
+
+    async fn list_pod_sandbox_stats(&self, _: Request<cri::ListPodSandboxStatsRequest>) -> Rpc<cri::ListPodSandboxStatsResponse> {
+        Err(not_implemented("ListPodSandboxStats"))
+    }
+
+    async fn checkpoint_container(&self, _: Request<cri::CheckpointContainerRequest>) -> Rpc<cri::CheckpointContainerResponse> {
+        Err(not_implemented("CheckpointContainer"))
+    }
+
+    async fn list_metric_descriptors(&self, _: Request<cri::ListMetricDescriptorsRequest>) -> Rpc<cri::ListMetricDescriptorsResponse> {
+        Err(not_implemented("ListMetricDescriptors"))
+    }
+
+    async fn list_pod_sandbox_metrics(&self, _: Request<cri::ListPodSandboxMetricsRequest>) -> Rpc<cri::ListPodSandboxMetricsResponse> {
+        Err(not_implemented("ListPodSandboxMetrics"))
+    }
+}

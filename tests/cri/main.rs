@@ -1,0 +1,9 @@
+//! Integration tests: a real berth over its socket, driven with the `k8s-cri`
+//! tonic clients. One binary with a module per capability keeps linking cheap.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod config_cli;
+mod daemon_lifecycle;
+mod runtime_info;

@@ -1,0 +1,241 @@
+//! A real `berth serve` process per test: its own state root, run root, socket
+//! and CNI conf dir under a temp dir, and tonic clients connected to it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// Debian's containernetworking-plugins.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A conflist whose plugins Debian ships; Status needs no more than that it exists.
+pub const LOOPBACK_CONFLIST: &str =
+    r#"{"cniVersion":"1.0.0","name":"berth-test-lo","plugins":[{"type":"loopback"}]}"#;
+
+/// How to start a berth; `Berth::start()` takes the defaults.
+#[derive(Default)]
+pub struct BerthBuilder {
+    extra_config: String,
+    cni_conflist: Option<String>,
+    args: Vec<String>,
+}
+
+impl BerthBuilder {
+    /// TOML appended to the generated config file (top-level keys must come first
+    /// in the string, before any table).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self.extra_config.push('\n');
+        self
+    }
+
+    /// Writes this network config into the CNI conf dir as `10-test.conflist`.
+    pub fn cni_conflist(mut self, conflist: &str) -> Self {
+        self.cni_conflist = Some(conflist.to_string());
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    pub async fn start(self) -> Berth {
+        let dir = tempfile::Builder::new().prefix("berth-test-").tempdir().expect("create test dir");
+        let paths = BerthPaths::new(dir.path());
+        std::fs::create_dir_all(&paths.cni_conf_dir).expect("create CNI conf dir");
+        if let Some(conflist) = &self.cni_conflist {
+            std::fs::write(paths.cni_conf_dir.join("10-test.conflist"), conflist).expect("write conflist");
+        }
+        let config = format!(
+            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{:?}]\n",
+            paths.state_root, paths.run_root, paths.socket, self.extra_config, paths.cni_conf_dir, CNI_BIN_DIR,
+        );
+        std::fs::write(&paths.config, config).expect("write config");
+        let mut berth = Berth { dir, paths, args: self.args, child: None };
+        berth.spawn().await;
+        berth
+    }
+}
+
+/// Where a test berth keeps everything.
+#[derive(Debug, Clone)]
+pub struct BerthPaths {
+    pub config: PathBuf,
+    pub state_root: PathBuf,
+    pub run_root: PathBuf,
+    pub socket: PathBuf,
+    pub cni_conf_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl BerthPaths {
+    fn new(dir: &Path) -> Self {
+        BerthPaths {
+            config: dir.join("config.toml"),
+            state_root: dir.join("state"),
+            run_root: dir.join("run"),
+            socket: dir.join("run/berth.sock"),
+            cni_conf_dir: dir.join("net.d"),
+            log: dir.join("berth.log"),
+        }
+    }
+}
+
+pub struct Berth {
+    dir: TempDir,
+    pub paths: BerthPaths,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Berth {
+    pub async fn start() -> Berth {
+        Berth::builder().start().await
+    }
+
+    pub fn builder() -> BerthBuilder {
+        BerthBuilder::default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Another `berth serve` on this berth's config, not waited for: for tests
+    /// that expect it to fail.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BERTH);
+        cmd.arg("--config").arg(&self.paths.config).args(&self.args);
+        cmd
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::File::options().create(true).append(true).open(&self.paths.log).expect("open log");
+        let mut cmd = self.command();
+        cmd.arg("serve").env("RUST_LOG", "berth=debug,info").stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        // SAFETY: prctl is async-signal-safe; it makes berth die with the test
+        // process even if the test is killed before Drop runs.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn().expect("spawn berth");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("berth exited during start with {status}:\n{}", self.log());
+            }
+            if std::os::unix::net::UnixStream::connect(&self.paths.socket).is_ok() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("berth did not serve {} within {START_TIMEOUT:?}:\n{}", self.paths.socket.display(), self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.paths.log).unwrap_or_default()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        connect(&self.paths.socket).await
+    }
+
+    pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.channel().await)
+    }
+
+    pub async fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(self.channel().await)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid as i32), signal);
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; SIGKILL if it takes too long.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    return child.wait().ok();
+                }
+            }
+        }
+    }
+
+    /// Kills berth without warning, as a crash or OOM kill would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts berth again on the same state, after `stop` or `kill`.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("---- berth log ({}) ----\n{}", self.paths.log.display(), self.log());
+        }
+    }
+}
+
+/// A tonic channel over the unix socket at `socket`.
+pub async fn connect(socket: &Path) -> Channel {
+    let socket = socket.to_path_buf();
+    Endpoint::try_from("http://berth.invalid")
+        .expect("static URI")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
+        }))
+        .await
+        .expect("connect to berth socket")
+}
+
+/// Runs the berth binary to completion with `args`.
+pub fn run_berth(args: &[&str]) -> Output {
+    Command::new(BERTH).args(args).output().expect("run berth")
+}

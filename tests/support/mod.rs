@@ -1,0 +1,7 @@
+//! The test bed shared by every integration test: a real registry, images built
+//! from busybox, and a real berth on a per-test socket.
+#![allow(dead_code)]
+
+pub mod berth;
+pub mod image;
+pub mod registry;
