@@ -8,8 +8,7 @@ use std::io::Read;
 
 use serde_json::Value;
 use support::image::{
-    Compression, FileEntry, ImageBuilder, Index, Layer, MediaTypes, Platform, RegistryClient,
-    media_type, sha256_digest,
+    Compression, FileEntry, ImageBuilder, Index, Layer, MediaTypes, Platform, RegistryClient, media_type, sha256_digest,
 };
 use support::registry::Registry;
 
@@ -36,11 +35,7 @@ fn read_tar(tar_bytes: &[u8]) -> BTreeMap<Vec<u8>, TarEntry> {
         if let Some(extensions) = entry.pax_extensions().expect("reading pax extensions") {
             for extension in extensions {
                 let extension = extension.expect("reading a pax record");
-                if let Some(name) = extension
-                    .key()
-                    .expect("pax key")
-                    .strip_prefix("SCHILY.xattr.")
-                {
+                if let Some(name) = extension.key().expect("pax key").strip_prefix("SCHILY.xattr.") {
                     xattrs.push((name.to_owned(), extension.value_bytes().to_vec()));
                 }
             }
@@ -48,10 +43,9 @@ fn read_tar(tar_bytes: &[u8]) -> BTreeMap<Vec<u8>, TarEntry> {
         let header = entry.header();
         let kind = header.entry_type();
         let device = match kind {
-            tar::EntryType::Char | tar::EntryType::Block => Some((
-                header.device_major().unwrap().unwrap(),
-                header.device_minor().unwrap().unwrap(),
-            )),
+            tar::EntryType::Char | tar::EntryType::Block => {
+                Some((header.device_major().unwrap().unwrap(), header.device_minor().unwrap().unwrap()))
+            }
             _ => None,
         };
         let parsed = TarEntry {
@@ -77,15 +71,10 @@ fn decompress(bytes: &[u8], compression: Compression) -> Vec<u8> {
     match compression {
         Compression::None => out.extend_from_slice(bytes),
         Compression::Gzip => {
-            flate2::read::GzDecoder::new(bytes)
-                .read_to_end(&mut out)
-                .expect("gunzip");
+            flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("gunzip");
         }
         Compression::Zstd => {
-            zstd::stream::read::Decoder::new(bytes)
-                .unwrap()
-                .read_to_end(&mut out)
-                .expect("unzstd");
+            zstd::stream::read::Decoder::new(bytes).unwrap().read_to_end(&mut out).expect("unzstd");
         }
     }
     out
@@ -98,13 +87,8 @@ async fn push_and_verify(registry: &Registry, repo: &str, image: &support::image
     assert_eq!(pushed, image.manifest_digest);
 
     let client = RegistryClient::new(registry);
-    let fetched = client
-        .get_manifest(repo, "latest", &[image.manifest_media_type])
-        .await;
-    assert_eq!(
-        fetched.digest, image.manifest_digest,
-        "Docker-Content-Digest of {repo}:latest"
-    );
+    let fetched = client.get_manifest(repo, "latest", &[image.manifest_media_type]).await;
+    assert_eq!(fetched.digest, image.manifest_digest, "Docker-Content-Digest of {repo}:latest");
     assert_eq!(fetched.media_type, image.manifest_media_type);
     assert_eq!(fetched.bytes, image.manifest);
     assert_eq!(sha256_digest(&fetched.bytes), image.manifest_digest);
@@ -122,10 +106,7 @@ async fn push_and_verify(registry: &Registry, repo: &str, image: &support::image
     assert_eq!(config["os"], image.platform.os.as_str());
     assert_eq!(config["architecture"], image.platform.architecture.as_str());
     assert_eq!(config["rootfs"]["type"], "layers");
-    assert_eq!(
-        config["history"].as_array().unwrap().len(),
-        image.layers.len()
-    );
+    assert_eq!(config["history"].as_array().unwrap().len(), image.layers.len());
 
     let layers = manifest["layers"].as_array().unwrap();
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
@@ -139,11 +120,7 @@ async fn push_and_verify(registry: &Registry, repo: &str, image: &support::image
         assert_eq!(sha256_digest(&blob), built.digest);
         let tar = decompress(&blob, built.compression);
         assert_eq!(tar.len() as u64, built.uncompressed_size);
-        assert_eq!(
-            diff_id,
-            &Value::from(sha256_digest(&tar)),
-            "diff_id is the digest of the uncompressed tar"
-        );
+        assert_eq!(diff_id, &Value::from(sha256_digest(&tar)), "diff_id is the digest of the uncompressed tar");
     }
 }
 
@@ -152,10 +129,7 @@ async fn oci_gzip_busybox_image_round_trips_through_the_registry() {
     let registry = Registry::start().await;
     let image = ImageBuilder::new()
         .layer(Layer::busybox(), Compression::Gzip)
-        .layer(
-            Layer::files_etc_passwd("root:x:0:0:root:/root:/bin/sh\n", "root:x:0:\n"),
-            Compression::Gzip,
-        )
+        .layer(Layer::files_etc_passwd("root:x:0:0:root:/root:/bin/sh\n", "root:x:0:\n"), Compression::Gzip)
         .entrypoint(["/bin/sh", "-c"])
         .cmd(["echo hello"])
         .env(["PATH=/bin", "GREETING=hi"])
@@ -176,33 +150,17 @@ async fn oci_gzip_busybox_image_round_trips_through_the_registry() {
     // The manifest and config also parse as the OCI types berth will use.
     let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(&image.manifest).unwrap();
     assert_eq!(manifest.layers().len(), 2);
-    let config: oci_spec::image::ImageConfiguration =
-        serde_json::from_slice(&image.config).unwrap();
+    let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&image.config).unwrap();
     let runtime = config.config().as_ref().unwrap();
-    assert_eq!(
-        runtime.entrypoint().as_deref(),
-        Some(&["/bin/sh".to_owned(), "-c".to_owned()][..])
-    );
-    assert_eq!(
-        runtime.cmd().as_deref(),
-        Some(&["echo hello".to_owned()][..])
-    );
+    assert_eq!(runtime.entrypoint().as_deref(), Some(&["/bin/sh".to_owned(), "-c".to_owned()][..]));
+    assert_eq!(runtime.cmd().as_deref(), Some(&["echo hello".to_owned()][..]));
     assert_eq!(runtime.working_dir().as_deref(), Some("/tmp"));
     assert_eq!(runtime.user().as_deref(), Some("1000:1000"));
     assert_eq!(runtime.stop_signal().as_deref(), Some("SIGQUIT"));
-    assert_eq!(
-        runtime.exposed_ports().as_deref(),
-        Some(&["8080/tcp".to_owned()][..])
-    );
-    assert_eq!(
-        runtime.labels().as_ref().unwrap()["org.example.test"],
-        "yes"
-    );
+    assert_eq!(runtime.exposed_ports().as_deref(), Some(&["8080/tcp".to_owned()][..]));
+    assert_eq!(runtime.labels().as_ref().unwrap()["org.example.test"], "yes");
     assert_eq!(config.rootfs().diff_ids(), &image.diff_ids());
-    assert_eq!(
-        config.architecture().to_string(),
-        Platform::host().architecture
-    );
+    assert_eq!(config.architecture().to_string(), Platform::host().architecture);
 
     // The busybox layer holds what the rest of the suite expects.
     let tar = decompress(&image.layers[0].bytes, Compression::Gzip);
@@ -210,21 +168,14 @@ async fn oci_gzip_busybox_image_round_trips_through_the_registry() {
     let busybox = &entries[&b"bin/busybox"[..]];
     assert_eq!(busybox.kind, tar::EntryType::Regular);
     assert_eq!(busybox.mode, 0o755);
-    assert_eq!(
-        busybox.size,
-        std::fs::metadata("/usr/bin/busybox").unwrap().len()
-    );
+    assert_eq!(busybox.size, std::fs::metadata("/usr/bin/busybox").unwrap().len());
     let sh = &entries[&b"bin/sh"[..]];
     assert_eq!(sh.kind, tar::EntryType::Symlink);
     assert_eq!(sh.link_name.as_deref(), Some(&b"busybox"[..]));
     assert_eq!(entries[&b"tmp/"[..]].mode, 0o1777);
     assert_eq!(entries[&b"tmp/"[..]].kind, tar::EntryType::Directory);
     for dir in ["etc/", "proc/", "sys/", "dev/"] {
-        assert_eq!(
-            entries[dir.as_bytes()].kind,
-            tar::EntryType::Directory,
-            "{dir}"
-        );
+        assert_eq!(entries[dir.as_bytes()].kind, tar::EntryType::Directory, "{dir}");
     }
 }
 
@@ -233,10 +184,7 @@ async fn docker_schema2_uncompressed_image_round_trips_through_the_registry() {
     let registry = Registry::start().await;
     let image = ImageBuilder::busybox()
         .media_types(MediaTypes::Docker)
-        .layer(
-            Layer::new().file("/hello.txt", "hello\n", 0o644),
-            Compression::None,
-        )
+        .layer(Layer::new().file("/hello.txt", "hello\n", 0o644), Compression::None)
         .build();
     assert_eq!(image.manifest_media_type, media_type::DOCKER_MANIFEST);
     assert_eq!(image.layers[0].media_type, media_type::DOCKER_LAYER_GZIP);
@@ -249,14 +197,9 @@ async fn docker_schema2_uncompressed_image_round_trips_through_the_registry() {
     // signed schema1 one (distribution 2.8 still does that): pullers must put
     // the schema2 type in their Accept header.
     let client = RegistryClient::new(&registry);
-    let response = client
-        .get_manifest_response("test/docker", "latest", &[media_type::OCI_MANIFEST])
-        .await;
+    let response = client.get_manifest_response("test/docker", "latest", &[media_type::OCI_MANIFEST]).await;
     assert_eq!(response.status(), reqwest::StatusCode::OK);
-    assert_eq!(
-        response.headers()["Content-Type"],
-        "application/vnd.docker.distribution.manifest.v1+prettyjws"
-    );
+    assert_eq!(response.headers()["Content-Type"], "application/vnd.docker.distribution.manifest.v1+prettyjws");
 }
 
 #[tokio::test]
@@ -266,17 +209,8 @@ async fn oci_zstd_image_round_trips_through_the_registry() {
         .layer(Layer::busybox(), Compression::Zstd)
         .layer(Layer::random(1 << 20, 7), Compression::Zstd)
         .build();
-    assert!(
-        image
-            .layers
-            .iter()
-            .all(|l| l.media_type == media_type::OCI_LAYER_ZSTD)
-    );
-    assert_eq!(
-        &image.layers[0].bytes[..4],
-        &[0x28, 0xb5, 0x2f, 0xfd],
-        "zstd frame magic"
-    );
+    assert!(image.layers.iter().all(|l| l.media_type == media_type::OCI_LAYER_ZSTD));
+    assert_eq!(&image.layers[0].bytes[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd frame magic");
     push_and_verify(&registry, "test/zstd", &image).await;
 }
 
@@ -284,29 +218,18 @@ async fn oci_zstd_image_round_trips_through_the_registry() {
 async fn two_platform_index_round_trips_through_the_registry() {
     for media_types in [MediaTypes::Oci, MediaTypes::Docker] {
         let registry = Registry::start().await;
-        let amd64 = ImageBuilder::busybox()
-            .media_types(media_types)
-            .platform("linux", "amd64", None)
-            .build();
-        let arm64 = ImageBuilder::busybox()
-            .media_types(media_types)
-            .platform("linux", "arm64", Some("v8"))
-            .build();
+        let amd64 = ImageBuilder::busybox().media_types(media_types).platform("linux", "amd64", None).build();
+        let arm64 = ImageBuilder::busybox().media_types(media_types).platform("linux", "arm64", Some("v8")).build();
         // Same layer, different configs: different images.
         assert_eq!(amd64.layer_digests(), arm64.layer_digests());
         assert_ne!(amd64.config_digest, arm64.config_digest);
-        let index = Index::new(media_types)
-            .image(amd64.clone())
-            .image(arm64.clone())
-            .build();
+        let index = Index::new(media_types).image(amd64.clone()).image(arm64.clone()).build();
 
         let pushed = index.push(&registry, "test/multi", "latest").await;
         assert_eq!(pushed, index.digest);
 
         let client = RegistryClient::new(&registry);
-        let fetched = client
-            .get_manifest("test/multi", "latest", &media_type::ALL_MANIFESTS)
-            .await;
+        let fetched = client.get_manifest("test/multi", "latest", &media_type::ALL_MANIFESTS).await;
         assert_eq!(fetched.digest, index.digest);
         assert_eq!(fetched.media_type, media_types.index());
         assert_eq!(fetched.bytes, index.bytes);
@@ -321,17 +244,10 @@ async fn two_platform_index_round_trips_through_the_registry() {
         for (entry, image) in entries.iter().zip([&amd64, &arm64]) {
             assert_eq!(entry["digest"], image.manifest_digest.as_str());
             assert_eq!(entry["size"], image.manifest.len());
-            let child = client
-                .get_manifest(
-                    "test/multi",
-                    &image.manifest_digest,
-                    &[image.manifest_media_type],
-                )
-                .await;
+            let child = client.get_manifest("test/multi", &image.manifest_digest, &[image.manifest_media_type]).await;
             assert_eq!(child.bytes, image.manifest);
             let config: Value =
-                serde_json::from_slice(&client.get_blob("test/multi", &image.config_digest).await)
-                    .unwrap();
+                serde_json::from_slice(&client.get_blob("test/multi", &image.config_digest).await).unwrap();
             assert_eq!(config["architecture"], image.platform.architecture.as_str());
         }
         if media_types == MediaTypes::Oci {
@@ -346,37 +262,22 @@ async fn index_extra_entries_must_exist_in_the_repository() {
     let registry = Registry::start().await;
     let client = RegistryClient::new(&registry);
     let host = ImageBuilder::busybox().build();
-    let other = ImageBuilder::busybox()
-        .platform("linux", "s390x", None)
-        .build();
+    let other = ImageBuilder::busybox().platform("linux", "s390x", None).build();
 
     // An entry for a manifest that was never pushed is refused...
-    let dangling = Index::new(MediaTypes::Oci)
-        .image(host.clone())
-        .extra_entry(other.descriptor())
-        .build();
+    let dangling = Index::new(MediaTypes::Oci).image(host.clone()).extra_entry(other.descriptor()).build();
     for image in &dangling.images {
-        image
-            .push(&registry, "test/extra", &image.manifest_digest)
-            .await;
+        image.push(&registry, "test/extra", &image.manifest_digest).await;
     }
     let refused = client
         .try_push_manifest_raw("test/extra", "latest", dangling.media_type, &dangling.bytes)
         .await
         .expect_err("an index naming a missing manifest");
-    assert_eq!(
-        refused.status,
-        reqwest::StatusCode::BAD_REQUEST,
-        "{refused}"
-    );
+    assert_eq!(refused.status, reqwest::StatusCode::BAD_REQUEST, "{refused}");
 
     // ...and accepted once it is there.
-    other
-        .push(&registry, "test/extra", &other.manifest_digest)
-        .await;
-    let digest = client
-        .push_manifest_raw("test/extra", "latest", dangling.media_type, &dangling.bytes)
-        .await;
+    other.push(&registry, "test/extra", &other.manifest_digest).await;
+    let digest = client.push_manifest_raw("test/extra", "latest", dangling.media_type, &dangling.bytes).await;
     assert_eq!(digest, dangling.digest);
 }
 
@@ -386,20 +287,11 @@ async fn htpasswd_registry_requires_credentials() {
     let anonymous = RegistryClient::new(&registry);
     let response = anonymous.get("/v2/").await;
     assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
-    let challenge = response.headers()["WWW-Authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        challenge.starts_with("Basic realm="),
-        "challenge: {challenge}"
-    );
+    let challenge = response.headers()["WWW-Authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with("Basic realm="), "challenge: {challenge}");
 
     let wrong = RegistryClient::new(&registry).with_basic_auth("tester", "wrong");
-    assert_eq!(
-        wrong.get("/v2/").await.status(),
-        reqwest::StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(wrong.get("/v2/").await.status(), reqwest::StatusCode::UNAUTHORIZED);
 
     let image = ImageBuilder::busybox().build();
     let refused = anonymous
@@ -408,18 +300,11 @@ async fn htpasswd_registry_requires_credentials() {
         .expect_err("an anonymous upload");
     assert_eq!(refused.status, reqwest::StatusCode::UNAUTHORIZED);
 
-    let digest = image
-        .push_with_auth(&registry, "test/private", "v1", "tester", "s3cret")
-        .await;
+    let digest = image.push_with_auth(&registry, "test/private", "v1", "tester", "s3cret").await;
     assert_eq!(digest, image.manifest_digest);
     let authorised = RegistryClient::new(&registry).with_basic_auth("tester", "s3cret");
-    assert_eq!(
-        authorised.get("/v2/").await.status(),
-        reqwest::StatusCode::OK
-    );
-    let fetched = authorised
-        .get_manifest("test/private", "v1", &[media_type::OCI_MANIFEST])
-        .await;
+    assert_eq!(authorised.get("/v2/").await.status(), reqwest::StatusCode::OK);
+    let fetched = authorised.get_manifest("test/private", "v1", &[media_type::OCI_MANIFEST]).await;
     assert_eq!(fetched.digest, image.manifest_digest);
 }
 
@@ -434,34 +319,22 @@ async fn registry_lets_size_lies_through_but_checks_uploaded_digests() {
 
     // A blob uploaded under a digest it does not have is refused.
     let refused = client
-        .try_upload_blob(
-            "test/lies",
-            b"not what the digest says",
-            &image.config_digest,
-        )
+        .try_upload_blob("test/lies", b"not what the digest says", &image.config_digest)
         .await
         .expect_err("an upload with a wrong digest");
-    assert_eq!(
-        refused.status,
-        reqwest::StatusCode::BAD_REQUEST,
-        "{refused}"
-    );
+    assert_eq!(refused.status, reqwest::StatusCode::BAD_REQUEST, "{refused}");
 
     // A manifest with a wrong layer size is accepted and served as pushed.
     let mut manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
     manifest["layers"][0]["size"] = Value::from(12345);
     let lying = serde_json::to_vec(&manifest).unwrap();
-    let digest = client
-        .push_manifest_raw("test/lies", "wrong-size", media_type::OCI_MANIFEST, &lying)
-        .await;
+    let digest = client.push_manifest_raw("test/lies", "wrong-size", media_type::OCI_MANIFEST, &lying).await;
     assert_eq!(digest, sha256_digest(&lying));
 
     // So is one whose layer is another blob (here: the config) of the repository.
     manifest["layers"][0]["digest"] = Value::from(image.config_digest.as_str());
     let swapped = serde_json::to_vec(&manifest).unwrap();
-    client
-        .push_manifest_raw("test/lies", "swapped", media_type::OCI_MANIFEST, &swapped)
-        .await;
+    client.push_manifest_raw("test/lies", "swapped", media_type::OCI_MANIFEST, &swapped).await;
 
     // A blob that is not in the repository is not.
     manifest["layers"][0]["digest"] = Value::from(sha256_digest(b"never pushed"));
@@ -470,11 +343,7 @@ async fn registry_lets_size_lies_through_but_checks_uploaded_digests() {
         .try_push_manifest_raw("test/lies", "missing", media_type::OCI_MANIFEST, &missing)
         .await
         .expect_err("a manifest naming a missing blob");
-    assert_eq!(
-        refused.status,
-        reqwest::StatusCode::BAD_REQUEST,
-        "{refused}"
-    );
+    assert_eq!(refused.status, reqwest::StatusCode::BAD_REQUEST, "{refused}");
 
     // Overwriting the stored blob (same length) makes the registry serve
     // content that does not match its digest.
@@ -492,10 +361,7 @@ fn layer_entries_are_written_as_asked() {
         .dir_owned("/data", 0o750, 1000, 1001)
         .file_owned("/data/owned", "x", 0o4755, 1000, 1001)
         .file_entry(
-            FileEntry::new("/data/attrs", "y")
-                .mtime(42)
-                .xattr("user.colour", "blue")
-                .xattr("trusted.x", [0u8, 1, 2]),
+            FileEntry::new("/data/attrs", "y").mtime(42).xattr("user.colour", "blue").xattr("trusted.x", [0u8, 1, 2]),
         )
         .symlink("/data/abs", "/etc/passwd")
         .hardlink("/data/hard", "/data/owned")
@@ -510,37 +376,19 @@ fn layer_entries_are_written_as_asked() {
     let entries = read_tar(&tar);
 
     let dir = &entries[&b"data/"[..]];
-    assert_eq!(
-        (dir.kind, dir.mode, dir.uid, dir.gid),
-        (tar::EntryType::Directory, 0o750, 1000, 1001)
-    );
+    assert_eq!((dir.kind, dir.mode, dir.uid, dir.gid), (tar::EntryType::Directory, 0o750, 1000, 1001));
     let owned = &entries[&b"data/owned"[..]];
-    assert_eq!(
-        (owned.mode, owned.uid, owned.gid, owned.size),
-        (0o4755, 1000, 1001, 1)
-    );
+    assert_eq!((owned.mode, owned.uid, owned.gid, owned.size), (0o4755, 1000, 1001, 1));
     let attrs = &entries[&b"data/attrs"[..]];
     assert_eq!(
         attrs.xattrs,
-        vec![
-            ("user.colour".to_owned(), b"blue".to_vec()),
-            ("trusted.x".to_owned(), vec![0, 1, 2])
-        ]
+        vec![("user.colour".to_owned(), b"blue".to_vec()), ("trusted.x".to_owned(), vec![0, 1, 2])]
     );
-    assert_eq!(
-        entries[&b"data/abs"[..]].link_name.as_deref(),
-        Some(&b"/etc/passwd"[..])
-    );
+    assert_eq!(entries[&b"data/abs"[..]].link_name.as_deref(), Some(&b"/etc/passwd"[..]));
     let hard = &entries[&b"data/hard"[..]];
-    assert_eq!(
-        (hard.kind, hard.link_name.as_deref()),
-        (tar::EntryType::Link, Some(&b"data/owned"[..]))
-    );
+    assert_eq!((hard.kind, hard.link_name.as_deref()), (tar::EntryType::Link, Some(&b"data/owned"[..])));
     let null = &entries[&b"dev/null"[..]];
-    assert_eq!(
-        (null.kind, null.device, null.mode),
-        (tar::EntryType::Char, Some((1, 3)), 0o666)
-    );
+    assert_eq!((null.kind, null.device, null.mode), (tar::EntryType::Char, Some((1, 3)), 0o666));
     assert_eq!(entries[&b"dev/loop9"[..]].device, Some((7, 9)));
     assert_eq!(entries[&b"data/pipe"[..]].kind, tar::EntryType::Fifo);
     assert_eq!(entries[&b"etc/.wh.removed"[..]].size, 0);
@@ -573,22 +421,10 @@ fn hostile_raw_entries_keep_their_names() {
         .raw_hardlink("hard", "../../etc/passwd");
     let entries = read_tar(&layer.to_tar());
     let names: Vec<&[u8]> = entries.keys().map(Vec::as_slice).collect();
-    assert_eq!(
-        names,
-        [
-            &b"../../escape"[..],
-            b"/etc/evil",
-            b"hard",
-            b"link",
-            b"link/evil"
-        ]
-    );
+    assert_eq!(names, [&b"../../escape"[..], b"/etc/evil", b"hard", b"link", b"link/evil"]);
     assert_eq!(entries[&b"link"[..]].link_name.as_deref(), Some(&b"/"[..]));
     let hard = &entries[&b"hard"[..]];
-    assert_eq!(
-        (hard.kind, hard.link_name.as_deref()),
-        (tar::EntryType::Link, Some(&b"../../etc/passwd"[..]))
-    );
+    assert_eq!((hard.kind, hard.link_name.as_deref()), (tar::EntryType::Link, Some(&b"../../etc/passwd"[..])));
     assert_eq!(entries[&b"link/evil"[..]].size, 19);
 }
 
@@ -607,11 +443,7 @@ fn builds_are_deterministic_and_random_layers_incompressible() {
     assert_ne!(a.layers[0].diff_id, a.layers[1].diff_id);
 
     // Random content does not shrink, and holds exactly `size` bytes.
-    assert!(
-        a.layers[0].bytes.len() >= 3 << 20,
-        "gzip of random data shrank: {}",
-        a.layers[0].bytes.len()
-    );
+    assert!(a.layers[0].bytes.len() >= 3 << 20, "gzip of random data shrank: {}", a.layers[0].bytes.len());
     assert!(a.layers[1].bytes.len() >= 1 << 20);
     let entries = read_tar(&decompress(&a.layers[0].bytes, Compression::Gzip));
     assert_eq!(entries[&b"random-1.bin"[..]].size, 3 << 20);
@@ -626,16 +458,10 @@ fn builds_are_deterministic_and_random_layers_incompressible() {
 async fn registry_process_ends_with_its_handle() {
     let registry = Registry::start().await;
     let pid = nix::unistd::Pid::from_raw(registry.pid() as i32);
-    assert!(
-        nix::sys::signal::kill(pid, None).is_ok(),
-        "registry should be running"
-    );
+    assert!(nix::sys::signal::kill(pid, None).is_ok(), "registry should be running");
     drop(registry);
     // Drop waited for the child, so the pid is gone (not even a zombie).
-    assert_eq!(
-        nix::sys::signal::kill(pid, None),
-        Err(nix::errno::Errno::ESRCH)
-    );
+    assert_eq!(nix::sys::signal::kill(pid, None), Err(nix::errno::Errno::ESRCH));
 }
 
 #[test]
@@ -643,10 +469,7 @@ fn registry_dies_with_the_thread_that_started_it_even_without_drop() {
     // Start a registry on a thread of its own and leak the handle, as a test
     // killed mid-way would: only PR_SET_PDEATHSIG can end the process then.
     let (pid, dir) = std::thread::spawn(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let registry = runtime.block_on(Registry::start());
         let pid = nix::unistd::Pid::from_raw(registry.pid() as i32);
         let dir = registry.storage_dir().parent().unwrap().to_owned();
@@ -662,16 +485,11 @@ fn registry_dies_with_the_thread_that_started_it_even_without_drop() {
     loop {
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Field 3 of /proc/PID/stat, after the parenthesised command name.
-        let dead = state
-            .rsplit_once(") ")
-            .is_none_or(|(_, rest)| rest.starts_with('Z'));
+        let dead = state.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z'));
         if dead {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "registry {pid} outlived its thread: {state}"
-        );
+        assert!(std::time::Instant::now() < deadline, "registry {pid} outlived its thread: {state}");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // Reap it and clean up what the leaked handle would have removed.

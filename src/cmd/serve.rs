@@ -106,5 +106,6 @@ fn lock_state_root(lock_file: &Path, state_root: &Path) -> Result<Flock<File>, S
         .write(true)
         .open(lock_file)
         .map_err(|source| ServeError::Io { path: lock_file.to_path_buf(), source })?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| ServeError::StateRootLocked(state_root.to_path_buf()))
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| ServeError::StateRootLocked(state_root.to_path_buf()))
 }

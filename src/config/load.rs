@@ -54,10 +54,8 @@ impl fmt::Display for Origin {
 /// Loads, merges and validates the configuration.
 pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
     let main_file = sources.file.clone().unwrap_or_else(|| PathBuf::from(super::DEFAULT_CONFIG_FILE));
-    let drop_in_dir = sources
-        .drop_in_dir
-        .clone()
-        .unwrap_or_else(|| main_file.parent().unwrap_or(Path::new("/")).join("config.d"));
+    let drop_in_dir =
+        sources.drop_in_dir.clone().unwrap_or_else(|| main_file.parent().unwrap_or(Path::new("/")).join("config.d"));
 
     let mut layers: Vec<(Origin, Table)> = Vec::new();
     match read_table(&main_file) {
@@ -90,8 +88,8 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
 }
 
 fn read_table(path: &Path) -> Result<Table, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     text.parse::<Table>()
         .map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string().trim().to_string() })
 }
@@ -152,7 +150,8 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
         message,
     };
 
-    for (key, path) in [("state_root", &config.state_root), ("run_root", &config.run_root), ("socket", &config.socket)] {
+    for (key, path) in [("state_root", &config.state_root), ("run_root", &config.run_root), ("socket", &config.socket)]
+    {
         if !path.is_absolute() {
             return Err(fail(key, format!("must be an absolute path, got {:?}", path.display().to_string())));
         }
@@ -172,7 +171,10 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
     }
     for (name, handler) in &config.runtime.handlers {
         if name.is_empty() || name.contains(['/', '\0']) {
-            return Err(fail(&format!("runtime.handlers.{name}"), "a handler name must be non-empty and without '/'".into()));
+            return Err(fail(
+                &format!("runtime.handlers.{name}"),
+                "a handler name must be non-empty and without '/'".into(),
+            ));
         }
         if handler.path.as_os_str().is_empty() {
             return Err(fail(&format!("runtime.handlers.{name}.path"), "must not be empty".into()));
@@ -235,11 +237,7 @@ mod tests {
     #[test]
     fn absent_default_file_gives_defaults() {
         let dir = tempfile::tempdir().unwrap();
-        let sources = ConfigSources {
-            file: None,
-            drop_in_dir: Some(dir.path().join("none")),
-            overrides: Table::new(),
-        };
+        let sources = ConfigSources { file: None, drop_in_dir: Some(dir.path().join("none")), overrides: Table::new() };
         // The default path may exist on a developer's machine; only check it parses when absent.
         if !Path::new(crate::config::DEFAULT_CONFIG_FILE).exists() {
             assert_eq!(load(&sources).unwrap(), Config::default());

@@ -1,8 +1,8 @@
 //! berth's configuration: one TOML file plus drop-ins, every key with a default.
 //!
 //! The structs here are the single source of truth for the keys, their types and
-//! their defaults; `docs/config.md`-style reference lives in the README and is
-//! checked against `Config::default()` by a test.
+//! their defaults. The README's configuration table documents them, and a test
+//! below fails when a key is missing from it.
 
 pub mod load;
 
@@ -217,12 +217,51 @@ impl Config {
 /// are, bare names through `PATH`. Returns `None` when nothing executable is found.
 pub fn resolve_binary(path: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-    };
+    let executable =
+        |p: &Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
     if path.components().count() > 1 || path.is_absolute() {
         return executable(path).then(|| path.to_path_buf());
     }
-    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let search = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&search).map(|dir| dir.join(path)).find(|p| executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key's dotted path; map keys (handler names, registry hosts) become `<name>` / `<host>`.
+    fn key_paths(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        let Some(table) = value.as_table() else {
+            out.push(prefix.to_string());
+            return;
+        };
+        for (key, inner) in table {
+            let key = match prefix {
+                "runtime.handlers" => "<name>",
+                "registries" => "<host>",
+                _ => key.as_str(),
+            };
+            let path = if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
+            key_paths(inner, &path, out);
+        }
+    }
+
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../../README.md");
+        let mut config = Config::default();
+        config.registries.insert("example.org".into(), RegistryConfig::default());
+        if let Some(runc) = config.runtime.handlers.get_mut(DEFAULT_HANDLER) {
+            runc.root = Some("/r".into());
+            runc.systemd_cgroup = Some(false);
+        }
+        let mut keys = Vec::new();
+        key_paths(&toml::Value::try_from(&config).unwrap(), "", &mut keys);
+        assert!(keys.len() > 15, "{keys:?}");
+        for key in keys {
+            assert!(readme.contains(&format!("| `{key}` |")), "README.md's configuration table lacks `{key}`");
+        }
+    }
 }

@@ -139,11 +139,17 @@ impl RuntimeService for RuntimeApi {
         Err(not_implemented("ContainerStatus"))
     }
 
-    async fn update_container_resources(&self, _: Request<cri::UpdateContainerResourcesRequest>) -> Rpc<cri::UpdateContainerResourcesResponse> {
+    async fn update_container_resources(
+        &self,
+        _: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Rpc<cri::UpdateContainerResourcesResponse> {
         Err(not_implemented("UpdateContainerResources"))
     }
 
-    async fn reopen_container_log(&self, _: Request<cri::ReopenContainerLogRequest>) -> Rpc<cri::ReopenContainerLogResponse> {
+    async fn reopen_container_log(
+        &self,
+        _: Request<cri::ReopenContainerLogRequest>,
+    ) -> Rpc<cri::ReopenContainerLogResponse> {
         Err(not_implemented("ReopenContainerLog"))
     }
 
@@ -167,7 +173,10 @@ impl RuntimeService for RuntimeApi {
         Err(not_implemented("ContainerStats"))
     }
 
-    async fn list_container_stats(&self, _: Request<cri::ListContainerStatsRequest>) -> Rpc<cri::ListContainerStatsResponse> {
+    async fn list_container_stats(
+        &self,
+        _: Request<cri::ListContainerStatsRequest>,
+    ) -> Rpc<cri::ListContainerStatsResponse> {
         Err(not_implemented("ListContainerStats"))
     }
 
@@ -175,19 +184,31 @@ impl RuntimeService for RuntimeApi {
         Err(not_implemented("PodSandboxStats"))
     }
 
-    async fn list_pod_sandbox_stats(&self, _: Request<cri::ListPodSandboxStatsRequest>) -> Rpc<cri::ListPodSandboxStatsResponse> {
+    async fn list_pod_sandbox_stats(
+        &self,
+        _: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Rpc<cri::ListPodSandboxStatsResponse> {
         Err(not_implemented("ListPodSandboxStats"))
     }
 
-    async fn checkpoint_container(&self, _: Request<cri::CheckpointContainerRequest>) -> Rpc<cri::CheckpointContainerResponse> {
+    async fn checkpoint_container(
+        &self,
+        _: Request<cri::CheckpointContainerRequest>,
+    ) -> Rpc<cri::CheckpointContainerResponse> {
         Err(not_implemented("CheckpointContainer"))
     }
 
-    async fn list_metric_descriptors(&self, _: Request<cri::ListMetricDescriptorsRequest>) -> Rpc<cri::ListMetricDescriptorsResponse> {
+    async fn list_metric_descriptors(
+        &self,
+        _: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Rpc<cri::ListMetricDescriptorsResponse> {
         Err(not_implemented("ListMetricDescriptors"))
     }
 
-    async fn list_pod_sandbox_metrics(&self, _: Request<cri::ListPodSandboxMetricsRequest>) -> Rpc<cri::ListPodSandboxMetricsResponse> {
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Rpc<cri::ListPodSandboxMetricsResponse> {
         Err(not_implemented("ListPodSandboxMetrics"))
     }
 }

@@ -69,4 +69,3 @@ async fn a_stale_socket_left_by_a_killed_berth_is_replaced() {
     berth.runtime().await.version(VersionRequest::default()).await.unwrap();
     assert!(berth.log().contains("removing stale socket"));
 }
-

@@ -21,8 +21,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A conflist whose plugins Debian ships; Status needs no more than that it exists.
-pub const LOOPBACK_CONFLIST: &str =
-    r#"{"cniVersion":"1.0.0","name":"berth-test-lo","plugins":[{"type":"loopback"}]}"#;
+pub const LOOPBACK_CONFLIST: &str = r#"{"cniVersion":"1.0.0","name":"berth-test-lo","plugins":[{"type":"loopback"}]}"#;
 
 /// How to start a berth; `Berth::start()` takes the defaults.
 #[derive(Default)]
@@ -125,14 +124,16 @@ impl Berth {
     async fn spawn(&mut self) {
         let log = std::fs::File::options().create(true).append(true).open(&self.paths.log).expect("open log");
         let mut cmd = self.command();
-        cmd.arg("serve").env("RUST_LOG", "berth=debug,info").stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        cmd.arg("serve")
+            .env("RUST_LOG", "berth=debug,info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         // SAFETY: prctl is async-signal-safe; it makes berth die with the test
         // process even if the test is killed before Drop runs.
         unsafe {
             use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
+            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
         }
         let child = cmd.spawn().expect("spawn berth");
         self.child = Some(child);

@@ -41,19 +41,13 @@ pub mod media_type {
     pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_MANIFEST_LIST: &str =
-        "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
     /// Every manifest and index type, for an `Accept` header that takes anything.
-    pub const ALL_MANIFESTS: [&str; 4] = [
-        OCI_MANIFEST,
-        OCI_INDEX,
-        DOCKER_MANIFEST,
-        DOCKER_MANIFEST_LIST,
-    ];
+    pub const ALL_MANIFESTS: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST];
 }
 
 /// "sha256:<hex>" of `bytes`.
@@ -233,8 +227,8 @@ impl Layer {
     /// `/bin/busybox` (this machine's busybox-static) with [`BUSYBOX_APPLETS`]
     /// symlinked to it, and the usual top-level directories.
     pub fn busybox() -> Layer {
-        let busybox = std::fs::read("/usr/bin/busybox")
-            .expect("reading /usr/bin/busybox (Debian package busybox-static)");
+        let busybox =
+            std::fs::read("/usr/bin/busybox").expect("reading /usr/bin/busybox (Debian package busybox-static)");
         let mut layer = Layer::new()
             .dir("/bin", 0o755)
             .dir("/dev", 0o755)
@@ -252,10 +246,7 @@ impl Layer {
 
     /// `/etc/passwd` and `/etc/group` with the given contents.
     pub fn files_etc_passwd(passwd: &str, group: &str) -> Layer {
-        Layer::new()
-            .dir("/etc", 0o755)
-            .file("/etc/passwd", passwd, 0o644)
-            .file("/etc/group", group, 0o644)
+        Layer::new().dir("/etc", 0o755).file("/etc/passwd", passwd, 0o644).file("/etc/group", group, 0o644)
     }
 
     /// One file, `/random-<seed>.bin`, of `size` incompressible bytes derived
@@ -282,9 +273,7 @@ impl Layer {
         uid: u64,
         gid: u64,
     ) -> Layer {
-        self.entry(Entry::File(
-            FileEntry::new(path, content).mode(mode).owner(uid, gid),
-        ))
+        self.entry(Entry::File(FileEntry::new(path, content).mode(mode).owner(uid, gid)))
     }
 
     /// A file with mtime, xattrs, ...: see [`FileEntry`].
@@ -305,51 +294,27 @@ impl Layer {
     }
 
     pub fn dir_owned(self, path: impl Into<String>, mode: u32, uid: u64, gid: u64) -> Layer {
-        self.entry(Entry::Dir {
-            path: path.into(),
-            mode,
-            uid,
-            gid,
-        })
+        self.entry(Entry::Dir { path: path.into(), mode, uid, gid })
     }
 
     pub fn symlink(self, path: impl Into<String>, target: impl Into<String>) -> Layer {
-        self.entry(Entry::Symlink {
-            path: path.into(),
-            target: target.into(),
-        })
+        self.entry(Entry::Symlink { path: path.into(), target: target.into() })
     }
 
     pub fn hardlink(self, path: impl Into<String>, target: impl Into<String>) -> Layer {
-        self.entry(Entry::Hardlink {
-            path: path.into(),
-            target: target.into(),
-        })
+        self.entry(Entry::Hardlink { path: path.into(), target: target.into() })
     }
 
     pub fn char_device(self, path: impl Into<String>, major: u32, minor: u32, mode: u32) -> Layer {
-        self.entry(Entry::CharDevice {
-            path: path.into(),
-            major,
-            minor,
-            mode,
-        })
+        self.entry(Entry::CharDevice { path: path.into(), major, minor, mode })
     }
 
     pub fn block_device(self, path: impl Into<String>, major: u32, minor: u32, mode: u32) -> Layer {
-        self.entry(Entry::BlockDevice {
-            path: path.into(),
-            major,
-            minor,
-            mode,
-        })
+        self.entry(Entry::BlockDevice { path: path.into(), major, minor, mode })
     }
 
     pub fn fifo(self, path: impl Into<String>, mode: u32) -> Layer {
-        self.entry(Entry::Fifo {
-            path: path.into(),
-            mode,
-        })
+        self.entry(Entry::Fifo { path: path.into(), mode })
     }
 
     pub fn whiteout(self, path: impl Into<String>) -> Layer {
@@ -417,8 +382,7 @@ impl Layer {
     fn write_tar<W: Write>(&self, out: W) -> W {
         let mut builder = tar::Builder::new(out);
         for entry in &self.entries {
-            append_entry(&mut builder, entry)
-                .unwrap_or_else(|e| panic!("writing tar entry {entry:?}: {e}"));
+            append_entry(&mut builder, entry).unwrap_or_else(|e| panic!("writing tar entry {entry:?}: {e}"));
         }
         builder.into_inner().expect("finishing a layer tar")
     }
@@ -427,10 +391,7 @@ impl Layer {
 /// Real layers hold relative paths ("bin/sh", not "/bin/sh").
 fn archive_path(path: &str) -> &str {
     let relative = path.trim_start_matches('/');
-    assert!(
-        !relative.is_empty(),
-        "tar entry path {path:?} names the root; use a raw entry for that"
-    );
+    assert!(!relative.is_empty(), "tar entry path {path:?} names the root; use a raw entry for that");
     relative
 }
 
@@ -466,26 +427,13 @@ fn append_entry<W: Write>(builder: &mut tar::Builder<W>, entry: &Entry) -> io::R
                     .iter()
                     .map(|(name, value)| (format!("SCHILY.xattr.{name}"), value.as_slice()))
                     .collect();
-                builder.append_pax_extensions(
-                    records.iter().map(|(key, value)| (key.as_str(), *value)),
-                )?;
+                builder.append_pax_extensions(records.iter().map(|(key, value)| (key.as_str(), *value)))?;
             }
-            let mut h = header(
-                EntryType::Regular,
-                file.mode,
-                file.uid,
-                file.gid,
-                file.mtime.unwrap_or(DEFAULT_MTIME),
-            );
+            let mut h = header(EntryType::Regular, file.mode, file.uid, file.gid, file.mtime.unwrap_or(DEFAULT_MTIME));
             h.set_size(file.content.len());
             builder.append_data(&mut h, archive_path(&file.path), file.content.reader())
         }
-        Entry::Dir {
-            path,
-            mode,
-            uid,
-            gid,
-        } => {
+        Entry::Dir { path, mode, uid, gid } => {
             let mut h = header(EntryType::Directory, *mode, *uid, *gid, DEFAULT_MTIME);
             // Directory names end in '/' in real layers.
             let path = format!("{}/", archive_path(path).trim_end_matches('/'));
@@ -499,23 +447,8 @@ fn append_entry<W: Write>(builder: &mut tar::Builder<W>, entry: &Entry) -> io::R
             let mut h = header(EntryType::Link, 0o644, 0, 0, DEFAULT_MTIME);
             builder.append_link(&mut h, archive_path(path), archive_path(target))
         }
-        Entry::CharDevice {
-            path,
-            major,
-            minor,
-            mode,
-        }
-        | Entry::BlockDevice {
-            path,
-            major,
-            minor,
-            mode,
-        } => {
-            let kind = if matches!(entry, Entry::CharDevice { .. }) {
-                EntryType::Char
-            } else {
-                EntryType::Block
-            };
+        Entry::CharDevice { path, major, minor, mode } | Entry::BlockDevice { path, major, minor, mode } => {
+            let kind = if matches!(entry, Entry::CharDevice { .. }) { EntryType::Char } else { EntryType::Block };
             let mut h = header(kind, *mode, 0, 0, DEFAULT_MTIME);
             h.set_device_major(*major)?;
             h.set_device_minor(*minor)?;
@@ -570,12 +503,7 @@ impl RandomReader {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        RandomReader {
-            state: z | 1,
-            remaining: size,
-            pending: [0; 8],
-            pending_len: 0,
-        }
+        RandomReader { state: z | 1, remaining: size, pending: [0; 8], pending_len: 0 }
     }
 
     fn next_word(&mut self) -> [u8; 8] {
@@ -588,9 +516,7 @@ impl RandomReader {
 
 impl Read for RandomReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let mut filled = 0;
         while filled < want {
             if self.pending_len == 0 {
@@ -657,9 +583,7 @@ impl MediaTypes {
             (MediaTypes::Docker, Compression::None) => media_type::DOCKER_LAYER,
             (MediaTypes::Docker, Compression::Gzip) => media_type::DOCKER_LAYER_GZIP,
             (MediaTypes::Docker, Compression::Zstd) => {
-                panic!(
-                    "Docker schema2 has no zstd layer media type; use MediaTypes::Oci or a raw manifest"
-                )
+                panic!("Docker schema2 has no zstd layer media type; use MediaTypes::Oci or a raw manifest")
             }
         }
     }
@@ -690,20 +614,13 @@ impl BuiltLayer {
             Compression::None => Encoder::None(Vec::new()),
             // Level 1: the level changes no test's meaning, and on random
             // benchmark layers it is several times faster than the default.
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::fast(),
-            )),
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
             Compression::Zstd => Encoder::Zstd(
                 zstd::stream::write::Encoder::new(Vec::new(), zstd::DEFAULT_COMPRESSION_LEVEL)
                     .expect("creating a zstd encoder"),
             ),
         };
-        let hashing = layer.write_tar(HashingWriter {
-            inner: encoder,
-            hasher: Sha256::new(),
-            size: 0,
-        });
+        let hashing = layer.write_tar(HashingWriter { inner: encoder, hasher: Sha256::new(), size: 0 });
         let diff_id = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
         let bytes = hashing.inner.finish();
         BuiltLayer {
@@ -787,11 +704,7 @@ pub struct Platform {
 
 impl Platform {
     pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        Platform {
-            os: os.to_owned(),
-            architecture: architecture.to_owned(),
-            variant: variant.map(str::to_owned),
-        }
+        Platform { os: os.to_owned(), architecture: architecture.to_owned(), variant: variant.map(str::to_owned) }
     }
 
     /// This machine's platform in OCI/Go terms (linux/amd64, linux/arm64, ...).
@@ -867,10 +780,7 @@ impl ImageBuilder {
 
     /// The common test image: one gzip busybox layer, `PATH=/bin`, `CMD ["sh"]`.
     pub fn busybox() -> ImageBuilder {
-        ImageBuilder::new()
-            .layer(Layer::busybox(), Compression::Gzip)
-            .env(["PATH=/bin"])
-            .cmd(["sh"])
+        ImageBuilder::new().layer(Layer::busybox(), Compression::Gzip).env(["PATH=/bin"]).cmd(["sh"])
     }
 
     pub fn layer(mut self, layer: Layer, compression: Compression) -> ImageBuilder {
@@ -878,10 +788,7 @@ impl ImageBuilder {
         self
     }
 
-    pub fn entrypoint<I: IntoIterator<Item = S>, S: Into<String>>(
-        mut self,
-        entrypoint: I,
-    ) -> ImageBuilder {
+    pub fn entrypoint<I: IntoIterator<Item = S>, S: Into<String>>(mut self, entrypoint: I) -> ImageBuilder {
         self.entrypoint = Some(strings(entrypoint));
         self
     }
@@ -943,11 +850,7 @@ impl ImageBuilder {
             config.insert("User".into(), json!(user));
         }
         if !self.exposed_ports.is_empty() {
-            let ports: BTreeMap<&str, Value> = self
-                .exposed_ports
-                .iter()
-                .map(|p| (p.as_str(), json!({})))
-                .collect();
+            let ports: BTreeMap<&str, Value> = self.exposed_ports.iter().map(|p| (p.as_str(), json!({}))).collect();
             config.insert("ExposedPorts".into(), json!(ports));
         }
         if !self.env.is_empty() {
@@ -979,9 +882,7 @@ impl ImageBuilder {
             .collect();
 
         let history: Vec<Value> = (1..=layers.len())
-            .map(
-                |n| json!({ "created": CREATED, "created_by": format!("berth testbed layer {n}") }),
-            )
+            .map(|n| json!({ "created": CREATED, "created_by": format!("berth testbed layer {n}") }))
             .collect();
         let mut config = json!({
             "created": CREATED,
@@ -1057,25 +958,18 @@ impl BuiltImage {
 
     /// Total size of the blobs (config and compressed layers) plus the manifest.
     pub fn size(&self) -> u64 {
-        (self.manifest.len()
-            + self.config.len()
-            + self.layers.iter().map(|l| l.bytes.len()).sum::<usize>()) as u64
+        (self.manifest.len() + self.config.len() + self.layers.iter().map(|l| l.bytes.len()).sum::<usize>()) as u64
     }
 
     /// The config and the layers, as (digest, bytes).
     pub fn blobs(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        std::iter::once((self.config_digest.as_str(), self.config.as_slice())).chain(
-            self.layers
-                .iter()
-                .map(|l| (l.digest.as_str(), l.bytes.as_slice())),
-        )
+        std::iter::once((self.config_digest.as_str(), self.config.as_slice()))
+            .chain(self.layers.iter().map(|l| (l.digest.as_str(), l.bytes.as_slice())))
     }
 
     /// The content of blob `digest`, if it is one of this image's.
     pub fn blob(&self, digest: &str) -> Option<&[u8]> {
-        self.blobs()
-            .find(|(d, _)| *d == digest)
-            .map(|(_, bytes)| bytes)
+        self.blobs().find(|(d, _)| *d == digest).map(|(_, bytes)| bytes)
     }
 
     /// Descriptor of the manifest for an index, with the image's platform.
@@ -1096,9 +990,7 @@ impl BuiltImage {
     /// Pushes the blobs, then the manifest under `tag`; returns the manifest
     /// digest the registry reported.
     pub async fn push(&self, registry: &Registry, repo: &str, tag: &str) -> String {
-        RegistryClient::new(registry)
-            .push_image(repo, tag, self)
-            .await
+        RegistryClient::new(registry).push_image(repo, tag, self).await
     }
 
     /// [`BuiltImage::push`] with HTTP basic auth.
@@ -1110,10 +1002,7 @@ impl BuiltImage {
         user: &str,
         password: &str,
     ) -> String {
-        RegistryClient::new(registry)
-            .with_basic_auth(user, password)
-            .push_image(repo, tag, self)
-            .await
+        RegistryClient::new(registry).with_basic_auth(user, password).push_image(repo, tag, self).await
     }
 }
 
@@ -1127,11 +1016,7 @@ pub struct Index {
 
 impl Index {
     pub fn new(media_types: MediaTypes) -> Index {
-        Index {
-            media_types,
-            images: Vec::new(),
-            extra_entries: Vec::new(),
-        }
+        Index { media_types, images: Vec::new(), extra_entries: Vec::new() }
     }
 
     /// Adds an image under its own platform.
@@ -1156,11 +1041,8 @@ impl Index {
     }
 
     pub fn build(self) -> BuiltIndex {
-        let mut manifests: Vec<Value> = self
-            .images
-            .iter()
-            .map(|(image, platform)| image.descriptor_as(platform))
-            .collect();
+        let mut manifests: Vec<Value> =
+            self.images.iter().map(|(image, platform)| image.descriptor_as(platform)).collect();
         manifests.extend(self.extra_entries);
         let index = json!({
             "schemaVersion": 2,
@@ -1190,9 +1072,7 @@ impl BuiltIndex {
     /// Pushes every image by digest, then the index under `tag`; returns the
     /// index digest the registry reported.
     pub async fn push(&self, registry: &Registry, repo: &str, tag: &str) -> String {
-        RegistryClient::new(registry)
-            .push_index(repo, tag, self)
-            .await
+        RegistryClient::new(registry).push_index(repo, tag, self).await
     }
 
     pub async fn push_with_auth(
@@ -1203,10 +1083,7 @@ impl BuiltIndex {
         user: &str,
         password: &str,
     ) -> String {
-        RegistryClient::new(registry)
-            .with_basic_auth(user, password)
-            .push_index(repo, tag, self)
-            .await
+        RegistryClient::new(registry).with_basic_auth(user, password).push_index(repo, tag, self).await
     }
 }
 
@@ -1225,11 +1102,7 @@ pub struct RegistryError {
 
 impl std::fmt::Display for RegistryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} answered {}: {}",
-            self.request, self.status, self.body
-        )
+        write!(f, "{} answered {}: {}", self.request, self.status, self.body)
     }
 }
 
@@ -1281,11 +1154,7 @@ impl RegistryClient {
             .build()
             .expect("building an HTTP client");
         let base = Url::parse(url).unwrap_or_else(|e| panic!("registry URL {url:?}: {e}"));
-        RegistryClient {
-            base,
-            http,
-            credentials: None,
-        }
+        RegistryClient { base, http, credentials: None }
     }
 
     pub fn with_basic_auth(mut self, user: &str, password: &str) -> RegistryClient {
@@ -1294,9 +1163,7 @@ impl RegistryClient {
     }
 
     fn url(&self, path: &str) -> Url {
-        self.base
-            .join(path)
-            .unwrap_or_else(|e| panic!("joining {path:?} to {}: {e}", self.base))
+        self.base.join(path).unwrap_or_else(|e| panic!("joining {path:?} to {}: {e}", self.base))
     }
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
@@ -1325,11 +1192,7 @@ impl RegistryClient {
         }
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
-        Err(RegistryError {
-            request: description,
-            status,
-            body,
-        })
+        Err(RegistryError { request: description, status, body })
     }
 
     /// GET `path` (e.g. "/v2/") with this client's credentials, whatever the answer.
@@ -1343,10 +1206,7 @@ impl RegistryClient {
 
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> bool {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        match self
-            .send(self.request(Method::HEAD, url), StatusCode::OK)
-            .await
-        {
+        match self.send(self.request(Method::HEAD, url), StatusCode::OK).await {
             Ok(_) => true,
             Err(e) if e.status == StatusCode::NOT_FOUND => false,
             Err(e) => panic!("checking whether blob {digest} exists: {e}"),
@@ -1366,45 +1226,28 @@ impl RegistryClient {
 
     /// Uploads `bytes` claiming they have `digest` (which the registry checks),
     /// in one monolithic PUT.
-    pub async fn try_upload_blob(
-        &self,
-        repo: &str,
-        bytes: &[u8],
-        digest: &str,
-    ) -> Result<(), RegistryError> {
+    pub async fn try_upload_blob(&self, repo: &str, bytes: &[u8], digest: &str) -> Result<(), RegistryError> {
         let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
-        let response = self
-            .send(self.request(Method::POST, start), StatusCode::ACCEPTED)
-            .await?;
+        let response = self.send(self.request(Method::POST, start), StatusCode::ACCEPTED).await?;
         let location = response
             .headers()
             .get("Location")
             .and_then(|l| l.to_str().ok())
-            .unwrap_or_else(|| {
-                panic!("starting an upload to {repo}: the registry sent no Location header")
-            })
+            .unwrap_or_else(|| panic!("starting an upload to {repo}: the registry sent no Location header"))
             .to_owned();
         // Location may be absolute or relative, and usually carries its own
         // query (upload state), to which the digest is added.
         let mut url = self.url(&location);
         url.query_pairs_mut().append_pair("digest", digest);
-        let put = self
-            .request(Method::PUT, url)
-            .header("Content-Type", "application/octet-stream")
-            .body(bytes.to_vec());
+        let put =
+            self.request(Method::PUT, url).header("Content-Type", "application/octet-stream").body(bytes.to_vec());
         self.send(put, StatusCode::CREATED).await?;
         Ok(())
     }
 
     /// PUTs a manifest (or index) as given, under `reference` (a tag or a
     /// digest); returns the digest the registry reported.
-    pub async fn push_manifest_raw(
-        &self,
-        repo: &str,
-        reference: &str,
-        media_type: &str,
-        bytes: &[u8],
-    ) -> String {
+    pub async fn push_manifest_raw(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> String {
         self.try_push_manifest_raw(repo, reference, media_type, bytes)
             .await
             .unwrap_or_else(|e| panic!("pushing manifest {repo}:{reference}: {e}"))
@@ -1418,10 +1261,7 @@ impl RegistryClient {
         bytes: &[u8],
     ) -> Result<String, RegistryError> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let put = self
-            .request(Method::PUT, url)
-            .header("Content-Type", media_type)
-            .body(bytes.to_vec());
+        let put = self.request(Method::PUT, url).header("Content-Type", media_type).body(bytes.to_vec());
         let response = self.send(put, StatusCode::CREATED).await?;
         Ok(docker_content_digest(&response))
     }
@@ -1432,9 +1272,7 @@ impl RegistryClient {
         for (_, bytes) in image.blobs() {
             self.push_blob(repo, bytes).await;
         }
-        let digest = self
-            .push_manifest_raw(repo, reference, image.manifest_media_type, &image.manifest)
-            .await;
+        let digest = self.push_manifest_raw(repo, reference, image.manifest_media_type, &image.manifest).await;
         assert_eq!(
             digest, image.manifest_digest,
             "the registry's digest for {repo}:{reference} differs from the built manifest's"
@@ -1448,24 +1286,14 @@ impl RegistryClient {
         for image in &index.images {
             self.push_image(repo, &image.manifest_digest, image).await;
         }
-        let digest = self
-            .push_manifest_raw(repo, tag, index.media_type, &index.bytes)
-            .await;
-        assert_eq!(
-            digest, index.digest,
-            "the registry's digest for {repo}:{tag} differs from the built index's"
-        );
+        let digest = self.push_manifest_raw(repo, tag, index.media_type, &index.bytes).await;
+        assert_eq!(digest, index.digest, "the registry's digest for {repo}:{tag} differs from the built index's");
         digest
     }
 
     /// GETs a manifest by tag or digest, accepting the given media types,
     /// whatever the answer (for tests of refusals).
-    pub async fn get_manifest_response(
-        &self,
-        repo: &str,
-        reference: &str,
-        accept: &[&str],
-    ) -> reqwest::Response {
+    pub async fn get_manifest_response(&self, repo: &str, reference: &str, accept: &[&str]) -> reqwest::Response {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         self.request(Method::GET, url.clone())
             .header("Accept", accept.join(", "))
@@ -1475,12 +1303,7 @@ impl RegistryClient {
     }
 
     /// GETs a manifest by tag or digest, accepting the given media types.
-    pub async fn get_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-        accept: &[&str],
-    ) -> FetchedManifest {
+    pub async fn get_manifest(&self, repo: &str, reference: &str, accept: &[&str]) -> FetchedManifest {
         let response = self.get_manifest_response(repo, reference, accept).await;
         if response.status() != StatusCode::OK {
             let status = response.status();
@@ -1488,22 +1311,10 @@ impl RegistryClient {
             panic!("fetching manifest {repo}:{reference}: the registry answered {status}: {body}");
         }
         let digest = docker_content_digest(&response);
-        let media_type = response
-            .headers()
-            .get("Content-Type")
-            .and_then(|t| t.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = response
-            .bytes()
-            .await
-            .expect("reading a manifest body")
-            .to_vec();
-        FetchedManifest {
-            digest,
-            media_type,
-            bytes,
-        }
+        let media_type =
+            response.headers().get("Content-Type").and_then(|t| t.to_str().ok()).unwrap_or_default().to_owned();
+        let bytes = response.bytes().await.expect("reading a manifest body").to_vec();
+        FetchedManifest { digest, media_type, bytes }
     }
 
     pub async fn get_blob(&self, repo: &str, digest: &str) -> Vec<u8> {
@@ -1512,11 +1323,7 @@ impl RegistryClient {
             .send(self.request(Method::GET, url), StatusCode::OK)
             .await
             .unwrap_or_else(|e| panic!("fetching blob {repo}@{digest}: {e}"));
-        response
-            .bytes()
-            .await
-            .expect("reading a blob body")
-            .to_vec()
+        response.bytes().await.expect("reading a blob body").to_vec()
     }
 }
 
@@ -1525,12 +1332,7 @@ fn docker_content_digest(response: &reqwest::Response) -> String {
         .headers()
         .get("Docker-Content-Digest")
         .and_then(|d| d.to_str().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{} answered without a Docker-Content-Digest header",
-                response.url()
-            )
-        })
+        .unwrap_or_else(|| panic!("{} answered without a Docker-Content-Digest header", response.url()))
         .to_owned()
 }
 
@@ -1547,7 +1349,5 @@ pub async fn push_manifest_raw(
     media_type: &str,
     bytes: &[u8],
 ) -> String {
-    RegistryClient::new(registry)
-        .push_manifest_raw(repo, reference, media_type, bytes)
-        .await
+    RegistryClient::new(registry).push_manifest_raw(repo, reference, media_type, bytes).await
 }

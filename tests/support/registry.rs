@@ -46,11 +46,7 @@ impl Registry {
     /// Starts a registry that requires HTTP basic auth with these credentials
     /// (the registry's `htpasswd` auth backend).
     pub async fn start_with_htpasswd(user: &str, password: &str) -> Registry {
-        Self::start_inner(Some(Htpasswd {
-            user: user.to_owned(),
-            password: password.to_owned(),
-        }))
-        .await
+        Self::start_inner(Some(Htpasswd { user: user.to_owned(), password: password.to_owned() })).await
     }
 
     /// "127.0.0.1:PORT", as used in image references.
@@ -87,15 +83,9 @@ impl Registry {
     /// can overwrite this file to make the registry serve content that does not
     /// match its digest.
     pub fn blob_data_path(&self, digest: &str) -> PathBuf {
-        let (algorithm, hex) = digest
-            .split_once(':')
-            .unwrap_or_else(|| panic!("blob digest {digest:?} is not of the form algorithm:hex"));
-        self.storage_dir()
-            .join("docker/registry/v2/blobs")
-            .join(algorithm)
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
+        let (algorithm, hex) =
+            digest.split_once(':').unwrap_or_else(|| panic!("blob digest {digest:?} is not of the form algorithm:hex"));
+        self.storage_dir().join("docker/registry/v2/blobs").join(algorithm).join(&hex[..2]).join(hex).join("data")
     }
 
     async fn start_inner(auth: Option<Htpasswd>) -> Registry {
@@ -121,9 +111,7 @@ impl Registry {
                 }
             }
         }
-        panic!(
-            "docker-registry did not come up after {START_ATTEMPTS} attempts; last: {last_failure}"
-        );
+        panic!("docker-registry did not come up after {START_ATTEMPTS} attempts; last: {last_failure}");
     }
 
     /// Polls `GET /v2/` until the registry answers with any HTTP status (a
@@ -138,10 +126,7 @@ impl Registry {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("polling the registry process") {
-                return Err(format!(
-                    "docker-registry exited with {status}; its output:\n{}",
-                    self.logs()
-                ));
+                return Err(format!("docker-registry exited with {status}; its output:\n{}", self.logs()));
             }
             if client.get(&url).send().await.is_ok() {
                 return Ok(());
@@ -179,12 +164,8 @@ fn take_dir(mut registry: Registry) -> TempDir {
 
 /// A port that was free a moment ago: bind port 0, read the port, release it.
 fn free_port() -> u16 {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 to find a free port");
-    listener
-        .local_addr()
-        .expect("reading the probe listener's address")
-        .port()
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("reading the probe listener's address").port()
 }
 
 fn write_htpasswd(dir: &Path, auth: &Htpasswd) -> PathBuf {
@@ -249,27 +230,17 @@ fn spawn(dir: &Path, config: &Path) -> Child {
         .append(true)
         .open(dir.join("registry.log"))
         .expect("opening the registry's log file");
-    let log_for_stderr = log
-        .try_clone()
-        .expect("duplicating the registry's log file handle");
+    let log_for_stderr = log.try_clone().expect("duplicating the registry's log file handle");
     let mut command = Command::new(REGISTRY_BINARY);
-    command
-        .arg("serve")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_for_stderr);
+    command.arg("serve").arg(config).stdin(Stdio::null()).stdout(log).stderr(log_for_stderr);
     // SAFETY: the closure runs in the forked child before exec and only makes
     // one async-signal-safe system call (prctl).
     unsafe {
         command.pre_exec(|| {
             // If the test dies without running Drop (panic=abort, SIGKILL), the
             // kernel kills the registry when the spawning thread goes away.
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(io::Error::from)
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)
         });
     }
-    command.spawn().unwrap_or_else(|e| {
-        panic!("starting {REGISTRY_BINARY} (Debian package docker-registry): {e}")
-    })
+    command.spawn().unwrap_or_else(|e| panic!("starting {REGISTRY_BINARY} (Debian package docker-registry): {e}"))
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs, idempotently, what berth and its test suite need on Debian 12, and
+# nothing else. Safe to run again: it only calls apt when something is missing.
+set -euo pipefail
+
+packages=(
+  protobuf-compiler            # k8s-cri compiles the CRI proto at build time
+  runc crun                    # OCI runtimes: the default handler and a second one
+  containernetworking-plugins  # CNI plugins in /usr/lib/cni
+  iproute2 iptables            # network namespaces, veths, portmap rules
+  libseccomp-dev               # seccomp profiles for containers
+  docker-registry              # the tests' local registry
+  apache2-utils                # htpasswd, for the registry's basic-auth tests
+  busybox-static               # the content of the tests' images
+  ca-certificates
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]})); then
+  if [[ $EUID -ne 0 ]]; then
+    echo "setup: missing packages (${missing[*]}); run as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian starts the registry package's own service on :5000; the tests run
+# their own registries and need nothing from it.
+if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi

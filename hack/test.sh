@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: unit tests beside the
+# code and the integration tests in tests/, against a real registry, runc and
+# CNI plugins. Needs root (namespaces, mounts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+hack/setup.sh
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+cargo build --all-targets --locked
+cargo clippy --all-targets --locked --quiet -- -D warnings
+# Integration tests mostly wait on processes (berth, the registry, runc), so
+# more threads than cores keeps both cores busy.
+cargo test --all-targets --locked --no-fail-fast -- --test-threads "${BERTH_TEST_THREADS:-4}"
