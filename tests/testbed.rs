@@ -11,6 +11,9 @@ use support::image::{
     Compression, FileEntry, ImageBuilder, Index, Layer, MediaTypes, Platform, RegistryClient, media_type, sha256_digest,
 };
 use support::registry::Registry;
+use support::token_auth::{
+    self, TokenAuthRegistry, TokenRequestCounts, TokenRequestKind, encode_form, parse_bearer_challenge,
+};
 
 /// What one tar entry looked like, for comparing against what the builder was told.
 #[derive(Debug, PartialEq, Eq)]
@@ -495,4 +498,254 @@ fn registry_dies_with_the_thread_that_started_it_even_without_drop() {
     // Reap it and clean up what the leaked handle would have removed.
     nix::sys::wait::waitpid(pid, None).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Token authentication
+// ---------------------------------------------------------------------------
+
+const TOKEN_USER: &str = "tester";
+const TOKEN_PASSWORD: &str = "s3cret";
+
+/// A client for the token server (never through a proxy from the environment).
+fn token_http() -> reqwest::Client {
+    support::registry::install_crypto_provider();
+    reqwest::Client::builder().no_proxy().build().expect("building an HTTP client")
+}
+
+/// The parameters of the bearer challenge on a 401 answer.
+fn bearer_challenge(response: &reqwest::Response) -> BTreeMap<String, String> {
+    assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED, "{} should need a token", response.url());
+    let header = response.headers()["WWW-Authenticate"].to_str().expect("an ASCII challenge");
+    parse_bearer_challenge(header).unwrap_or_else(|| panic!("not a bearer challenge: {header}"))
+}
+
+/// Reads a token server answer: its status and JSON body.
+async fn token_answer(response: reqwest::Response) -> (reqwest::StatusCode, Value) {
+    let status = response.status();
+    let body = response.text().await.expect("reading a token server answer");
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("token server answered non-JSON {body:?}: {e}"));
+    (status, json)
+}
+
+/// POSTs an OAuth2 token request with these form fields.
+async fn post_token_form(registry: &TokenAuthRegistry, form: &[(&str, &str)]) -> (reqwest::StatusCode, Value) {
+    let response = token_http()
+        .post(registry.realm())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(encode_form(form))
+        .send()
+        .await
+        .expect("the token server answers");
+    token_answer(response).await
+}
+
+#[tokio::test]
+async fn token_registry_challenges_anonymous_clients() {
+    let registry = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    let anonymous = RegistryClient::new(registry.registry());
+    let challenge = bearer_challenge(&anonymous.get("/v2/").await);
+    assert_eq!(challenge["realm"], registry.realm());
+    assert_eq!(challenge["service"], token_auth::SERVICE);
+    // A repository request also names the scope to ask for.
+    let response = anonymous.get_manifest_response("test/anon", "latest", &media_type::ALL_MANIFESTS).await;
+    assert_eq!(bearer_challenge(&response)["scope"], "repository:test/anon:pull");
+
+    // The token server hands anonymous clients a token that grants nothing...
+    let query = [("service", token_auth::SERVICE), ("scope", "repository:test/anon:pull")];
+    let response = token_http().get(registry.realm()).query(&query).send().await.expect("the token server answers");
+    let (status, answer) = token_answer(response).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    let token = answer["token"].as_str().expect("a token");
+    // ...which gets past /v2/ (it is validly signed) but into no repository.
+    let client = registry.client(token);
+    assert_eq!(client.get("/v2/").await.status(), reqwest::StatusCode::OK);
+    let challenge = bearer_challenge(&client.get_manifest_response("test/anon", "latest").await);
+    assert_eq!(challenge.get("error").map(String::as_str), Some("insufficient_scope"), "{challenge:?}");
+    assert_eq!(registry.token_requests(), TokenRequestCounts { anonymous: 1, ..Default::default() });
+}
+
+#[tokio::test]
+async fn minted_tokens_push_and_pull_only_what_they_grant() {
+    let registry = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    let image = ImageBuilder::busybox().build();
+    let digest = registry.push(&image, "test/minted", "v1").await;
+    assert_eq!(digest, image.manifest_digest);
+
+    let pull_token = registry.mint_token("test/minted", &["pull"]);
+    let fetched = registry.client(&pull_token).get_manifest("test/minted", "v1").await;
+    assert_eq!((fetched.digest.as_str(), fetched.bytes.as_slice()), (digest.as_str(), image.manifest.as_slice()));
+
+    // A pull token does not push, and a token for another repository opens nothing here.
+    let upload = format!("{}/v2/test/minted/blobs/uploads/", registry.registry().url());
+    let refused = token_http().post(&upload).bearer_auth(&pull_token).send().await.expect("the registry answers");
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let other = registry.client(&registry.mint_token("test/other", &["pull", "push"]));
+    assert_eq!(other.get_manifest_response("test/minted", "v1").await.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(registry.token_requests().total(), 0, "minting bypasses the token server");
+}
+
+#[tokio::test]
+async fn tokens_of_another_token_server_are_refused() {
+    // Proves the registry checks signatures against its own certificate.
+    let registry = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    let stranger = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    registry.push(&ImageBuilder::busybox().build(), "test/signed", "v1").await;
+    let forged = registry.client(&stranger.mint_token("test/signed", &["pull"]));
+    assert_eq!(forged.get("/v2/").await.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(forged.get_manifest_response("test/signed", "v1").await.status(), reqwest::StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn token_server_get_flow_with_basic_credentials() {
+    let registry = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    let image = ImageBuilder::busybox().build();
+    registry.push(&image, "test/basic", "v1").await;
+
+    // Follow the challenge as oci-client does.
+    let anonymous = RegistryClient::new(registry.registry());
+    let response = anonymous.get_manifest_response("test/basic", "v1", &media_type::ALL_MANIFESTS).await;
+    let challenge = bearer_challenge(&response);
+    let ask = |password: &'static str| {
+        token_http()
+            .get(&challenge["realm"])
+            .basic_auth(TOKEN_USER, Some(password))
+            .query(&[("scope", &challenge["scope"]), ("service", &challenge["service"])])
+            .send()
+    };
+
+    let (status, answer) = token_answer(ask(TOKEN_PASSWORD).await.expect("the token server answers")).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    assert_eq!(answer["token"], answer["access_token"]);
+    assert_eq!(answer["expires_in"], token_auth::TOKEN_LIFETIME.as_secs());
+    assert!(answer["issued_at"].as_str().is_some_and(|t| t.len() == 20 && t.ends_with('Z')), "{answer}");
+    let token = answer["token"].as_str().expect("a token");
+    let fetched = registry.client(token).get_manifest("test/basic", "v1").await;
+    assert_eq!(fetched.digest, image.manifest_digest);
+
+    let (status, answer) = token_answer(ask("wrong").await.expect("the token server answers")).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["error"], "unauthorized");
+
+    assert_eq!(registry.token_requests(), TokenRequestCounts { basic: 2, refused: 1, ..Default::default() });
+    let log = registry.token_request_log();
+    assert_eq!(log[0].kind, TokenRequestKind::Basic);
+    assert_eq!(log[0].scopes, ["repository:test/basic:pull"]);
+    assert_eq!(log[0].service.as_deref(), Some(token_auth::SERVICE));
+    assert!(log[0].granted && !log[1].granted);
+}
+
+/// The OAuth2 refresh form berth sends for a CRI `identity_token`.
+fn refresh_form(refresh_token: &str) -> [(&str, &str); 5] {
+    [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("service", token_auth::SERVICE),
+        ("scope", "repository:test/refresh:pull"),
+        ("client_id", "berth"),
+    ]
+}
+
+#[tokio::test]
+async fn token_server_refresh_token_flow_with_the_identity_token() {
+    let registry = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    let image = ImageBuilder::busybox().build();
+    registry.push(&image, "test/refresh", "v1").await;
+    let identity = registry.identity_token();
+
+    let (status, answer) = post_token_form(&registry, &refresh_form(&identity)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    assert_eq!(answer["scope"], "repository:test/refresh:pull");
+    assert_eq!(answer["expires_in"], token_auth::TOKEN_LIFETIME.as_secs());
+    let token = answer["access_token"].as_str().expect("an access token");
+    let fetched = registry.client(token).get_manifest("test/refresh", "v1").await;
+    assert_eq!(fetched.digest, image.manifest_digest);
+
+    let (status, answer) = post_token_form(&registry, &refresh_form("not-the-identity-token")).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "{answer}");
+
+    // The password grant, asked for offline access, hands out the identity token (as docker login does).
+    let password_grant = [
+        ("grant_type", "password"),
+        ("username", TOKEN_USER),
+        ("password", TOKEN_PASSWORD),
+        ("service", token_auth::SERVICE),
+        ("scope", "repository:test/refresh:pull,push"),
+        ("client_id", "berth"),
+        ("access_type", "offline"),
+    ];
+    let (status, answer) = post_token_form(&registry, &password_grant).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    assert_eq!(answer["refresh_token"], identity.as_str());
+
+    let counts = registry.token_requests();
+    assert_eq!(counts, TokenRequestCounts { refresh_token: 2, password: 1, refused: 1, ..Default::default() });
+    assert_eq!(registry.token_request_log()[0].client_id.as_deref(), Some("berth"));
+}
+
+#[tokio::test]
+async fn token_server_refuses_requests_for_another_service() {
+    let registry = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    let form =
+        [("grant_type", "password"), ("username", TOKEN_USER), ("password", TOKEN_PASSWORD), ("client_id", "berth")];
+    let (status, answer) = post_token_form(&registry, &form).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "no service: {answer}");
+    let wrong = [("service", "elsewhere"), ("scope", "repository:x:pull")];
+    let response = token_http().get(registry.realm()).query(&wrong).send().await.expect("the token server answers");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert_eq!(registry.token_requests().refused, 2);
+}
+
+#[tokio::test]
+async fn token_auth_registry_stops_with_its_handle() {
+    let registry = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    let pid = nix::unistd::Pid::from_raw(registry.registry().pid() as i32);
+    let token_server = reqwest::Url::parse(&registry.realm()).unwrap().socket_addrs(|| None).unwrap()[0];
+    drop(registry);
+    assert_eq!(nix::sys::signal::kill(pid, None), Err(nix::errno::Errno::ESRCH));
+    // Drop joined the token server's thread: its port is closed already.
+    let refused = tokio::net::TcpStream::connect(token_server).await;
+    assert!(refused.is_err(), "the token server still listens on {token_server}");
+}
+
+#[test]
+fn token_support_helpers() {
+    assert_eq!(token_auth::rfc3339(support::image::DEFAULT_MTIME), support::image::CREATED);
+    assert_eq!(token_auth::rfc3339(0), "1970-01-01T00:00:00Z");
+    assert_eq!(token_auth::rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
+    let challenge =
+        parse_bearer_challenge(r#"Bearer realm="http://h/token",service="s",scope="repository:a/b:pull,push""#)
+            .unwrap();
+    assert_eq!(challenge["realm"], "http://h/token");
+    assert_eq!(challenge["scope"], "repository:a/b:pull,push");
+    assert_eq!(parse_bearer_challenge(r#"Basic realm="x""#), None);
+}
+
+#[tokio::test]
+async fn oci_client_pulls_through_the_token_flow() {
+    use oci_client::client::{ClientConfig, ClientProtocol};
+    use oci_client::secrets::RegistryAuth;
+
+    // The client berth builds on must get along with this token server as is.
+    let registry = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    let image = ImageBuilder::busybox().build();
+    registry.push(&image, "test/oci", "v1").await;
+    support::registry::install_crypto_provider();
+    let client = || oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+    let reference: oci_client::Reference = format!("{}/test/oci:v1", registry.registry().host()).parse().unwrap();
+
+    let basic = RegistryAuth::Basic(TOKEN_USER.to_owned(), TOKEN_PASSWORD.to_owned());
+    let (_, digest) = client().pull_manifest(&reference, &basic).await.expect("pulling with basic credentials");
+    assert_eq!(digest, image.manifest_digest);
+    assert_eq!(registry.token_requests(), TokenRequestCounts { basic: 1, ..Default::default() });
+    assert_eq!(registry.token_request_log()[0].scopes, ["repository:test/oci:pull"]);
+
+    // A CRI registry_token goes straight to the registry.
+    let bearer = RegistryAuth::Bearer(registry.mint_token("test/oci", &["pull"]));
+    let (_, digest) = client().pull_manifest(&reference, &bearer).await.expect("pulling with a registry token");
+    assert_eq!(digest, image.manifest_digest);
+
+    let refused = client().pull_manifest(&reference, &RegistryAuth::Anonymous).await;
+    assert!(refused.is_err(), "an anonymous pull got {refused:?}");
+    assert_eq!(registry.token_requests().anonymous, 1);
 }

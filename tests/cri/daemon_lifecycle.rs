@@ -69,3 +69,14 @@ async fn a_stale_socket_left_by_a_killed_berth_is_replaced() {
     berth.runtime().await.version(VersionRequest::default()).await.unwrap();
     assert!(berth.log().contains("removing stale socket"));
 }
+
+#[tokio::test]
+async fn json_log_format_writes_one_json_object_per_line() {
+    let mut berth = Berth::builder().config("[log]\nformat = \"json\"").start().await;
+    berth.runtime().await.version(VersionRequest::default()).await.unwrap();
+    berth.stop();
+    let log = berth.log();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect();
+    assert!(lines.iter().any(|l| l["rpc"] == "Version" && l["code"] == "Ok"), "{log}");
+}

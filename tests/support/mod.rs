@@ -5,3 +5,4 @@
 pub mod berth;
 pub mod image;
 pub mod registry;
+pub mod token_auth;

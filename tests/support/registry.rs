@@ -40,13 +40,21 @@ struct Htpasswd {
 impl Registry {
     /// Starts a registry without authentication.
     pub async fn start() -> Registry {
-        Self::start_inner(None).await
+        Self::start_inner(None, "").await
     }
 
     /// Starts a registry that requires HTTP basic auth with these credentials
     /// (the registry's `htpasswd` auth backend).
     pub async fn start_with_htpasswd(user: &str, password: &str) -> Registry {
-        Self::start_inner(Some(Htpasswd { user: user.to_owned(), password: password.to_owned() })).await
+        Self::start_inner(Some(Htpasswd { user: user.to_owned(), password: password.to_owned() }), "").await
+    }
+
+    /// Starts a registry whose config.yml ends with `extra_config`: top-level
+    /// YAML sections the base config does not have, typically a custom `auth:`
+    /// (see `token_auth`). Repeating a base section (`http:`, `storage:`,
+    /// `log:`) makes the registry refuse to start.
+    pub async fn start_with_extra_config(extra_config: &str) -> Registry {
+        Self::start_inner(None, extra_config).await
     }
 
     /// "127.0.0.1:PORT", as used in image references.
@@ -88,7 +96,8 @@ impl Registry {
         self.storage_dir().join("docker/registry/v2/blobs").join(algorithm).join(&hex[..2]).join(hex).join("data")
     }
 
-    async fn start_inner(auth: Option<Htpasswd>) -> Registry {
+    async fn start_inner(auth: Option<Htpasswd>, extra_config: &str) -> Registry {
+        install_crypto_provider();
         let mut dir = tempfile::Builder::new()
             .prefix("berth-test-registry-")
             .tempdir()
@@ -98,7 +107,7 @@ impl Registry {
         let mut last_failure = String::new();
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
-            let config_path = write_config(dir.path(), port, htpasswd_path.as_deref());
+            let config_path = write_config(dir.path(), port, htpasswd_path.as_deref(), extra_config);
             let child = spawn(dir.path(), &config_path);
             let mut registry = Registry { child, port, dir };
             match registry.wait_until_up().await {
@@ -162,6 +171,15 @@ fn take_dir(mut registry: Registry) -> TempDir {
     std::mem::replace(&mut registry.dir, placeholder)
 }
 
+/// Makes reqwest clients buildable. oci-client's `rustls-tls-no-provider`
+/// feature reaches reqwest through feature unification, and then building any
+/// `reqwest::Client` panics until a rustls provider is installed process-wide.
+/// Called before the test bed builds its first client; an error only means a
+/// provider is installed already, which is all we need.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A port that was free a moment ago: bind port 0, read the port, release it.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 to find a free port");
@@ -185,7 +203,7 @@ fn write_htpasswd(dir: &Path, auth: &Htpasswd) -> PathBuf {
     path
 }
 
-fn write_config(dir: &Path, port: u16, htpasswd: Option<&Path>) -> PathBuf {
+fn write_config(dir: &Path, port: u16, htpasswd: Option<&Path>, extra_config: &str) -> PathBuf {
     let storage = dir.join("storage");
     let mut config = format!(
         "version: 0.1
@@ -217,6 +235,7 @@ http:
             htpasswd.display()
         ));
     }
+    config.push_str(extra_config);
     let path = dir.join("config.yml");
     fs::write(&path, config).expect("writing the registry's config.yml");
     path

@@ -1,0 +1,312 @@
+//! Talking to registries: which endpoints to try for a reference (mirrors
+//! first), an `oci-client` per endpoint, and the credential forms of the CRI's
+//! `AuthConfig`.
+
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+
+use super::error::ImageError;
+use super::reference::ImageRef;
+use crate::config::Config;
+
+/// docker.io is a name, not a host: its registry API lives here.
+const DOCKER_HUB_ENDPOINT: &str = "registry-1.docker.io";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host[:port]`
+    pub host: String,
+    pub plain_http: bool,
+    pub skip_verify: bool,
+    pub mirror: bool,
+}
+
+/// Mirrors in configured order, then the registry itself.
+pub fn endpoints(config: &Config, registry: &str) -> Vec<Endpoint> {
+    let settings = config.registries.get(registry).cloned().unwrap_or_default();
+    let mut endpoints: Vec<Endpoint> = settings
+        .mirrors
+        .iter()
+        .filter_map(|url| {
+            let (plain_http, rest) = match url.split_once("://") {
+                Some(("http", rest)) => (true, rest),
+                Some((_, rest)) => (false, rest),
+                None => (false, url.as_str()),
+            };
+            let host = rest.split('/').next().filter(|h| !h.is_empty())?.to_string();
+            let mirror_settings = config.registries.get(&host);
+            Some(Endpoint {
+                skip_verify: mirror_settings.is_some_and(|s| s.insecure_skip_verify) || settings.insecure_skip_verify,
+                host,
+                plain_http,
+                mirror: true,
+            })
+        })
+        .collect();
+    let host = if registry == "docker.io" { DOCKER_HUB_ENDPOINT.to_string() } else { registry.to_string() };
+    endpoints.push(Endpoint {
+        host,
+        plain_http: settings.plain_http,
+        skip_verify: settings.insecure_skip_verify,
+        mirror: false,
+    });
+    endpoints
+}
+
+pub fn client(endpoint: &Endpoint, stall_timeout: Duration) -> oci_client::Client {
+    let config = ClientConfig {
+        protocol: if endpoint.plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
+        accept_invalid_certificates: endpoint.skip_verify,
+        // berth picks the platform itself, so an index is never resolved behind its back.
+        platform_resolver: None,
+        read_timeout: Some(stall_timeout),
+        connect_timeout: Some(CONNECT_TIMEOUT.min(stall_timeout)),
+        user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    };
+    oci_client::Client::new(config)
+}
+
+/// The credentials of a `PullImageRequest.auth`, in the forms the CRI allows.
+#[derive(Clone, Default)]
+pub enum Credentials {
+    #[default]
+    Anonymous,
+    Basic { username: String, password: String },
+    /// A refresh token, exchanged at the registry's token endpoint (OAuth2).
+    IdentityToken(String),
+    /// A bearer token, sent as is.
+    RegistryToken(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::Anonymous => "Anonymous",
+            Credentials::Basic { .. } => "Basic(..)",
+            Credentials::IdentityToken(_) => "IdentityToken(..)",
+            Credentials::RegistryToken(_) => "RegistryToken(..)",
+        })
+    }
+}
+
+impl Credentials {
+    /// From the CRI fields; the first form given wins, in the order containerd checks them.
+    pub fn from_cri(
+        username: &str,
+        password: &str,
+        auth: &str,
+        identity_token: &str,
+        registry_token: &str,
+    ) -> Result<Self, ImageError> {
+        if !registry_token.is_empty() {
+            return Ok(Credentials::RegistryToken(registry_token.to_string()));
+        }
+        if !identity_token.is_empty() {
+            return Ok(Credentials::IdentityToken(identity_token.to_string()));
+        }
+        if !username.is_empty() {
+            return Ok(Credentials::Basic { username: username.into(), password: password.into() });
+        }
+        if !auth.is_empty() {
+            use base64::Engine;
+            let invalid = || ImageError::InvalidArgument {
+                field: "auth.auth",
+                reason: "must be base64 of \"username:password\"".into(),
+            };
+            let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| invalid())?;
+            let text = String::from_utf8(decoded).map_err(|_| invalid())?;
+            let (username, password) = text.split_once(':').ok_or_else(invalid)?;
+            return Ok(Credentials::Basic { username: username.into(), password: password.into() });
+        }
+        Ok(Credentials::Anonymous)
+    }
+
+    /// What oci-client sends; an identity token is first exchanged for a bearer token.
+    pub async fn registry_auth(&self, endpoint: &Endpoint, image: &ImageRef) -> Result<RegistryAuth, ImageError> {
+        Ok(match self {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+            Credentials::RegistryToken(token) => RegistryAuth::Bearer(token.clone()),
+            Credentials::IdentityToken(token) => {
+                RegistryAuth::Bearer(exchange_identity_token(endpoint, image, token).await?)
+            }
+        })
+    }
+}
+
+/// The OAuth2 refresh-token grant docker uses for identity tokens: find the
+/// token endpoint from the registry's challenge, then trade the token for an
+/// access token scoped to pulling this repository.
+async fn exchange_identity_token(endpoint: &Endpoint, image: &ImageRef, token: &str) -> Result<String, ImageError> {
+    let registry_error = |message: String| ImageError::Registry { registry: endpoint.host.clone(), message };
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(endpoint.skip_verify)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| registry_error(e.to_string()))?;
+    let scheme = if endpoint.plain_http { "http" } else { "https" };
+    let probe = http
+        .get(format!("{scheme}://{}/v2/", endpoint.host))
+        .send()
+        .await
+        .map_err(|e| registry_error(format!("cannot reach registry: {e}")))?;
+    let challenge = probe
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_bearer_challenge)
+        .ok_or_else(|| registry_error("an identity token was given but the registry offers no token endpoint".into()))?;
+    let scope = format!("repository:{}:pull", image.repository());
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token),
+        ("client_id", "berth"),
+        ("scope", scope.as_str()),
+    ];
+    if let Some(service) = challenge.service.as_deref() {
+        form.push(("service", service));
+    }
+    let response = http
+        .post(&challenge.realm)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| registry_error(format!("token endpoint {}: {e}", challenge.realm)))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        return Err(ImageError::Unauthenticated {
+            registry: endpoint.host.clone(),
+            message: format!("identity token refused ({status}): {}", body.trim()),
+        });
+    }
+    let body: serde_json::Value =
+        response.json().await.map_err(|e| registry_error(format!("token endpoint answered no JSON: {e}")))?;
+    body.get("access_token")
+        .or_else(|| body.get("token"))
+        .and_then(|t| t.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| registry_error("token endpoint answered without a token".into()))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+}
+
+/// `Bearer realm="https://auth/token",service="registry",scope="..."`
+fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
+    let params = header.trim().strip_prefix("Bearer ").or_else(|| header.trim().strip_prefix("bearer "))?;
+    let mut realm = None;
+    let mut service = None;
+    let mut rest = params;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, remainder) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(value.to_string()),
+            "service" => service = Some(value.to_string()),
+            _ => {}
+        }
+        rest = remainder.trim_start_matches([',', ' ']);
+    }
+    Some(BearerChallenge { realm: realm?, service })
+}
+
+/// Turns oci-client's errors into the image service's, naming the registry.
+pub fn classify(err: OciDistributionError, endpoint: &Endpoint, reference: &str) -> ImageError {
+    let registry = endpoint.host.clone();
+    match err {
+        OciDistributionError::AuthenticationFailure(message) => ImageError::Unauthenticated { registry, message },
+        OciDistributionError::UnauthorizedError { url } => ImageError::Unauthenticated {
+            registry,
+            message: format!("access to {url} denied: wrong or missing credentials"),
+        },
+        OciDistributionError::ImageManifestNotFoundError(_) => {
+            ImageError::NotInRegistry { reference: reference.to_string(), registry }
+        }
+        OciDistributionError::ServerError { code: 401 | 403, url, .. } => ImageError::Unauthenticated {
+            registry,
+            message: format!("access to {url} denied: wrong or missing credentials"),
+        },
+        OciDistributionError::ServerError { code: 404, .. } => {
+            ImageError::NotInRegistry { reference: reference.to_string(), registry }
+        }
+        OciDistributionError::RegistryError { envelope, url } => {
+            let codes: Vec<String> = envelope.errors.iter().map(|e| format!("{:?}", e.code)).collect();
+            let joined = codes.join(",");
+            if joined.contains("Unauthorized") || joined.contains("Denied") {
+                ImageError::Unauthenticated { registry, message: format!("{url}: {joined}") }
+            } else if joined.contains("Unknown") {
+                ImageError::NotInRegistry { reference: reference.to_string(), registry }
+            } else {
+                ImageError::Registry { registry, message: format!("{url}: {joined}") }
+            }
+        }
+        other => ImageError::Registry { registry, message: other.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RegistryConfig;
+
+    #[test]
+    fn mirrors_come_first_and_docker_io_maps_to_its_endpoint() {
+        let mut config = Config::default();
+        config.registries.insert(
+            "docker.io".into(),
+            RegistryConfig {
+                mirrors: vec!["http://127.0.0.1:5001".into(), "https://mirror.local/v2/".into()],
+                ..Default::default()
+            },
+        );
+        let list = endpoints(&config, "docker.io");
+        let hosts: Vec<_> = list.iter().map(|e| (e.host.as_str(), e.plain_http, e.mirror)).collect();
+        assert_eq!(
+            hosts,
+            [("127.0.0.1:5001", true, true), ("mirror.local", false, true), ("registry-1.docker.io", false, false)]
+        );
+        let plain = endpoints(&config, "quay.io");
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].host, "quay.io");
+    }
+
+    #[test]
+    fn credentials_from_every_cri_form() {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret:x");
+        match Credentials::from_cri("", "", &auth, "", "").unwrap() {
+            Credentials::Basic { username, password } => assert_eq!((username.as_str(), password.as_str()), ("alice", "s3cret:x")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(Credentials::from_cri("u", "p", "", "", "").unwrap(), Credentials::Basic { .. }));
+        assert!(matches!(Credentials::from_cri("", "", "", "id", "").unwrap(), Credentials::IdentityToken(_)));
+        assert!(matches!(Credentials::from_cri("u", "p", "", "id", "tok").unwrap(), Credentials::RegistryToken(_)));
+        assert!(matches!(Credentials::from_cri("", "", "", "", "").unwrap(), Credentials::Anonymous));
+        let err = Credentials::from_cri("", "", "!!notbase64", "", "").unwrap_err();
+        assert!(err.to_string().contains("auth.auth"), "{err}");
+    }
+
+    #[test]
+    fn bearer_challenge_parsing() {
+        let c = parse_bearer_challenge(r#"Bearer realm="http://127.0.0.1:9/token",service="reg",scope="repository:a:pull""#);
+        assert_eq!(c, Some(BearerChallenge { realm: "http://127.0.0.1:9/token".into(), service: Some("reg".into()) }));
+        assert_eq!(parse_bearer_challenge(r#"Basic realm="x""#), None);
+    }
+}

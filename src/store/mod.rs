@@ -1,0 +1,66 @@
+//! The embedded transactional metadata store (redb). Each domain module defines
+//! its own tables; this module opens the database and carries the error type.
+//! Values are JSON so that records can grow fields without migrations.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Classify, ErrorKind};
+
+pub use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata store: {0}")]
+    Db(String),
+    #[error("metadata store: corrupt record {key:?}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+impl Classify for StoreError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Internal
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(redb::Error, redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+pub struct Store {
+    db: redb::Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database; redb repairs it after a crash on open.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = redb::Database::create(path).map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
+        Ok(Store { db })
+    }
+
+    pub fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    pub fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        Ok(self.db.begin_write()?)
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain structs to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), message: e.to_string() })
+}
