@@ -708,6 +708,22 @@ async fn token_auth_registry_stops_with_its_handle() {
     assert!(refused.is_err(), "the token server still listens on {token_server}");
 }
 
+#[tokio::test]
+async fn token_server_answers_while_the_test_thread_blocks() {
+    // A test blocking its (current-thread) runtime, as a synchronous berth CLI
+    // call would, must not starve the token server.
+    use std::io::Write as _;
+    let registry = TokenAuthRegistry::start(TOKEN_USER, TOKEN_PASSWORD).await;
+    let address = reqwest::Url::parse(&registry.realm()).unwrap().socket_addrs(|| None).unwrap()[0];
+    let mut stream = std::net::TcpStream::connect(address).expect("connecting to the token server");
+    let request =
+        format!("GET /token?service={} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n", token_auth::SERVICE);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("reading the token server's answer");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}
+
 #[test]
 fn token_support_helpers() {
     assert_eq!(token_auth::rfc3339(support::image::DEFAULT_MTIME), support::image::CREATED);

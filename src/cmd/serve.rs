@@ -26,6 +26,8 @@ pub enum ServeError {
     Listen(#[from] ListenError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot open state: {0}")]
+    Start(#[from] crate::daemon::StartError),
     #[error("gRPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
 }
@@ -41,7 +43,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
 
-    let daemon = Daemon::new(config);
+    let daemon = Daemon::open(config)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let in_flight = InFlight::default();
     let mut serving = tokio::spawn(server::serve(daemon, listener, in_flight.clone(), async {

@@ -12,23 +12,42 @@ pub use version::RuntimeVersion;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::images::{ImageError, ImageService};
 use crate::network::Network;
 use crate::runtime::RuntimeHandlers;
+use crate::store::{Store, StoreError};
 
 pub struct Daemon {
     config: Arc<Config>,
     handlers: RuntimeHandlers,
     network: Network,
+    images: ImageService,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("image store: {0}")]
+    Images(#[from] ImageError),
 }
 
 impl Daemon {
-    pub fn new(config: Config) -> Arc<Self> {
+    /// Opens the state under `state_root`, recovering from whatever a crash left.
+    pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
+        let config = Arc::new(config);
+        let store = Arc::new(Store::open(&config.metadata_db())?);
+        let images = ImageService::open(config.clone(), store)?;
         let handlers = RuntimeHandlers::from_config(&config);
         let network = Network::new(&config.cni);
-        Arc::new(Daemon { config: Arc::new(config), handlers, network })
+        Ok(Arc::new(Daemon { config, handlers, network, images }))
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn images(&self) -> &ImageService {
+        &self.images
     }
 }

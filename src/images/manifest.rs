@@ -8,8 +8,10 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_SCHEMA1: &[&str] =
-    &["application/vnd.docker.distribution.manifest.v1+json", "application/vnd.docker.distribution.manifest.v1+prettyjws"];
+const DOCKER_SCHEMA1: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
 
 /// What berth asks registries for. Schema1 is left out on purpose: a registry
 /// that can convert will send schema2, and one that cannot is refused clearly.
@@ -39,8 +41,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or_default().to_string();
     let schema = value.get("schemaVersion").and_then(Value::as_i64).unwrap_or(0);
     if DOCKER_SCHEMA1.contains(&media_type.as_str()) || schema == 1 {
-        return Err("Docker schema1 manifests are not supported (deprecated; push the image again with a current client)"
-            .into());
+        return Err(
+            "Docker schema1 manifests are not supported (deprecated; push the image again with a current client)"
+                .into(),
+        );
     }
     let is_index = match media_type.as_str() {
         OCI_INDEX | DOCKER_LIST => true,

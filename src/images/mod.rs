@@ -1,12 +1,31 @@
 //! The image service: pull from registries, store, unpack into snapshots.
+//!
+//! One file per RPC: `pull.rs` (PullImage), `status.rs` (ImageStatus),
+//! `list.rs` (ListImages), `remove.rs` (RemoveImage), `fs_info.rs`
+//! (ImageFsInfo). Beneath them: `reference` (names), `registry` (endpoints,
+//! mirrors, credentials), `manifest` (manifests, indexes, platforms),
+//! `layer_fetch` + `unpack` (stream -> snapshot), `snapshots`, `content`
+//! (manifest and config blobs), `catalog` (image records and names), and
+//! `single_flight` (one download per layer, whoever asks).
 
+pub mod catalog;
 pub mod content;
 pub mod error;
+mod fs_info;
+mod layer_fetch;
+mod list;
 pub mod manifest;
+mod pull;
 pub mod reference;
 pub mod registry;
+mod remove;
+mod service;
 pub mod single_flight;
 pub mod snapshots;
+pub mod status;
 pub mod unpack;
 
 pub use error::ImageError;
+pub use fs_info::FsUsage;
+pub use registry::Credentials;
+pub use service::ImageService;

@@ -110,7 +110,11 @@ fn validate_path_component(component: &str) -> Result<(), String> {
             }
         })
     };
-    if valid { Ok(()) } else { Err(format!("repository component {component:?} must be lowercase [a-z0-9] joined by '.', '_', '__' or '-'")) }
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("repository component {component:?} must be lowercase [a-z0-9] joined by '.', '_', '__' or '-'"))
+    }
 }
 
 /// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -156,7 +160,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_references() {
-        for bad in ["", "UPPER/case", "app:", "app@sha256:short", "a b", "app@md5:aaaa", "-app", "app:tag:tag", "a..b", "app:.x"] {
+        for bad in [
+            "",
+            "UPPER/case",
+            "app:",
+            "app@sha256:short",
+            "a b",
+            "app@md5:aaaa",
+            "-app",
+            "app:tag:tag",
+            "a..b",
+            "app:.x",
+        ] {
             let err = ImageRef::parse(bad).unwrap_err();
             assert!(matches!(err, ImageError::InvalidReference { .. }), "{bad:?}: {err}");
         }

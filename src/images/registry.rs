@@ -57,7 +57,17 @@ pub fn endpoints(config: &Config, registry: &str) -> Vec<Endpoint> {
     endpoints
 }
 
+/// rustls needs a process-wide crypto provider before any TLS client is built;
+/// berth uses ring (lighter to build than aws-lc). Idempotent.
+pub fn install_crypto_provider() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 pub fn client(endpoint: &Endpoint, stall_timeout: Duration) -> oci_client::Client {
+    install_crypto_provider();
     let config = ClientConfig {
         protocol: if endpoint.plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
         accept_invalid_certificates: endpoint.skip_verify,
@@ -76,7 +86,10 @@ pub fn client(endpoint: &Endpoint, stall_timeout: Duration) -> oci_client::Clien
 pub enum Credentials {
     #[default]
     Anonymous,
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// A refresh token, exchanged at the registry's token endpoint (OAuth2).
     IdentityToken(String),
     /// A bearer token, sent as is.
@@ -144,6 +157,7 @@ impl Credentials {
 /// access token scoped to pulling this repository.
 async fn exchange_identity_token(endpoint: &Endpoint, image: &ImageRef, token: &str) -> Result<String, ImageError> {
     let registry_error = |message: String| ImageError::Registry { registry: endpoint.host.clone(), message };
+    install_crypto_provider();
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(endpoint.skip_verify)
         .connect_timeout(CONNECT_TIMEOUT)
@@ -161,7 +175,9 @@ async fn exchange_identity_token(endpoint: &Endpoint, image: &ImageRef, token: &
         .get(reqwest::header::WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_bearer_challenge)
-        .ok_or_else(|| registry_error("an identity token was given but the registry offers no token endpoint".into()))?;
+        .ok_or_else(|| {
+            registry_error("an identity token was given but the registry offers no token endpoint".into())
+        })?;
     let scope = format!("repository:{}:pull", image.repository());
     let mut form = vec![
         ("grant_type", "refresh_token"),
@@ -292,7 +308,9 @@ mod tests {
         use base64::Engine;
         let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret:x");
         match Credentials::from_cri("", "", &auth, "", "").unwrap() {
-            Credentials::Basic { username, password } => assert_eq!((username.as_str(), password.as_str()), ("alice", "s3cret:x")),
+            Credentials::Basic { username, password } => {
+                assert_eq!((username.as_str(), password.as_str()), ("alice", "s3cret:x"))
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(Credentials::from_cri("u", "p", "", "", "").unwrap(), Credentials::Basic { .. }));
@@ -305,7 +323,9 @@ mod tests {
 
     #[test]
     fn bearer_challenge_parsing() {
-        let c = parse_bearer_challenge(r#"Bearer realm="http://127.0.0.1:9/token",service="reg",scope="repository:a:pull""#);
+        let c = parse_bearer_challenge(
+            r#"Bearer realm="http://127.0.0.1:9/token",service="reg",scope="repository:a:pull""#,
+        );
         assert_eq!(c, Some(BearerChallenge { realm: "http://127.0.0.1:9/token".into(), service: Some("reg".into()) }));
         assert_eq!(parse_bearer_challenge(r#"Basic realm="x""#), None);
     }

@@ -148,7 +148,10 @@ impl Snapshots {
 
     /// A fresh directory to unpack into; its `fs` subdirectory is the layer root.
     pub fn temp_dir(&self) -> Result<tempfile::TempDir, ImageError> {
-        let dir = tempfile::Builder::new().prefix("tmp-").tempdir_in(&self.root).map_err(|e| ImageError::io(&self.root, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("tmp-")
+            .tempdir_in(&self.root)
+            .map_err(|e| ImageError::io(&self.root, e))?;
         std::fs::create_dir(dir.path().join("fs")).map_err(|e| ImageError::io(dir.path(), e))?;
         Ok(dir)
     }

@@ -6,4 +6,5 @@ mod support;
 
 mod config_cli;
 mod daemon_lifecycle;
+mod images;
 mod runtime_info;

@@ -539,8 +539,9 @@ impl Refusal {
         Refusal { status: StatusCode::BAD_REQUEST, error: "invalid_request", description }
     }
 
-    /// Wrong credentials: 401, in every flow (Docker Hub answers bad refresh
-    /// tokens with 401 too, where RFC 6749 would say 400).
+    /// Wrong credentials: 401 in every flow, so a test checks one status
+    /// whatever the flow (RFC 6749 alone would answer a bad refresh token with
+    /// 400 `invalid_grant`).
     fn unauthorized(description: String) -> Refusal {
         Refusal { status: StatusCode::UNAUTHORIZED, error: "unauthorized", description }
     }

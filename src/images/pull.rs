@@ -1,0 +1,389 @@
+//! The `PullImage` RPC: resolve the reference (mirrors first), choose this
+//! host's platform, fetch the config, download and unpack the missing layers
+//! concurrently, then record the image and move its tag, in one transaction.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use oci_client::Reference;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
+
+use super::catalog::{self, ImageRecord};
+use super::content::sha256_digest;
+use super::error::ImageError;
+use super::layer_fetch::{LayerSource, Progress, fetch_and_unpack};
+use super::manifest::{self, ACCEPTED, LAYER_TYPES, Parsed};
+use super::reference::{ImageRef, validate_digest};
+use super::registry::{self, Credentials, Endpoint, classify};
+use super::service::{ImageService, now_nanos};
+use super::snapshots::chain_ids;
+
+/// Manifests and configs are small; a registry sending more is broken or hostile.
+const MAX_SMALL_BLOB: usize = 16 * 1024 * 1024;
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// What one endpoint said the reference resolves to, before any layer moves.
+struct Resolved {
+    /// The digest of what the reference resolved to (an index or a manifest).
+    digest: String,
+    index: Option<Vec<u8>>,
+    manifest: ImageManifest,
+    manifest_bytes: Vec<u8>,
+    manifest_digest: String,
+    config_bytes: Vec<u8>,
+    config: ImageConfiguration,
+}
+
+/// An endpoint with its client and credentials, ready for requests.
+struct Session<'a> {
+    endpoint: &'a Endpoint,
+    client: oci_client::Client,
+    auth: RegistryAuth,
+    reference: Reference,
+    stall_timeout: Duration,
+}
+
+impl ImageService {
+    pub async fn pull(&self, reference: &str, credentials: &Credentials) -> Result<ImageRecord, ImageError> {
+        let image = ImageRef::parse(reference)?;
+        let endpoints = registry::endpoints(&self.config, image.registry());
+        let mut last_error = None;
+        for endpoint in &endpoints {
+            match self.pull_from(&image, endpoint, credentials).await {
+                Ok(record) => return Ok(record),
+                Err(e) if endpoint.mirror => {
+                    tracing::warn!(mirror = %endpoint.host, image = %image.whole(), error = %e, "mirror failed, trying the next endpoint");
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ImageError::Internal("no registry endpoint".into())))
+    }
+
+    async fn pull_from(
+        &self,
+        image: &ImageRef,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+    ) -> Result<ImageRecord, ImageError> {
+        let stall_timeout = self.config.images.stall_timeout;
+        let session = Session {
+            endpoint,
+            client: registry::client(endpoint, stall_timeout),
+            auth: credentials.registry_auth(endpoint, image).await?,
+            reference: image.on_host(&endpoint.host),
+            stall_timeout,
+        };
+        let resolved = self.resolve(image, &session).await?;
+
+        let diff_ids: Vec<String> = resolved.config.rootfs().diff_ids().clone();
+        let layers = resolved.manifest.layers();
+        if diff_ids.len() != layers.len() {
+            return Err(ImageError::Unsupported {
+                reference: image.whole(),
+                message: format!("manifest has {} layers but config lists {} diff IDs", layers.len(), diff_ids.len()),
+            });
+        }
+        for (layer, diff_id) in layers.iter().zip(&diff_ids) {
+            validate_digest(diff_id).map_err(|reason| self.unsupported(image, format!("config diff ID: {reason}")))?;
+            validate_digest(&layer.digest().to_string())
+                .map_err(|reason| self.unsupported(image, format!("layer: {reason}")))?;
+            let media_type = layer.media_type().to_string();
+            if !LAYER_TYPES.contains(&media_type.as_str()) {
+                return Err(self.unsupported(image, format!("unsupported layer media type {media_type:?}")));
+            }
+        }
+        let chain = chain_ids(&diff_ids);
+        // From here until the image is recorded, its snapshots must survive any
+        // concurrent garbage collection.
+        let _hold = self.snapshots.hold(&chain);
+        self.fetch_layers(image, &session, layers, &diff_ids, &chain).await?;
+
+        self.content.put(&resolved.manifest_digest, &resolved.manifest_bytes)?;
+        if let Some(index) = &resolved.index {
+            self.content.put(&resolved.digest, index)?;
+        }
+        let config_digest = resolved.manifest.config().digest().to_string();
+        self.content.put(&config_digest, &resolved.config_bytes)?;
+
+        // As containerd counts it: manifest, config and compressed layers.
+        let size = resolved.manifest_bytes.len() as u64
+            + resolved.manifest.config().size()
+            + layers.iter().map(|l| l.size()).sum::<u64>();
+        let record = ImageRecord {
+            id: config_digest,
+            repo_tags: Default::default(),
+            repo_digests: Default::default(),
+            size,
+            manifest_digest: resolved.manifest_digest.clone(),
+            index_digest: resolved.index.as_ref().map(|_| resolved.digest.clone()),
+            chain_ids: chain,
+            user: resolved.config.config().as_ref().and_then(|c| c.user().clone()).unwrap_or_default(),
+            pulled_at: now_nanos(),
+        };
+        let mut names: Vec<String> = image.tagged().into_iter().collect();
+        names.push(image.with_digest(&resolved.digest));
+        let _catalog = self.catalog_lock.lock().await;
+        let record = catalog::commit_pull(&self.store, record, &names)?;
+        tracing::info!(image = %image.whole(), id = %record.id, "pulled");
+        Ok(record)
+    }
+
+    fn unsupported(&self, image: &ImageRef, message: String) -> ImageError {
+        ImageError::Unsupported { reference: image.whole(), message }
+    }
+
+    /// Manifest (through the index, if any) and config, all digest-checked.
+    async fn resolve(&self, image: &ImageRef, session: &Session<'_>) -> Result<Resolved, ImageError> {
+        let (top_bytes, digest) = match image.digest().and_then(|d| self.content.get(d).ok().map(|b| (b, d))) {
+            Some((bytes, digest)) => (bytes, digest.to_string()),
+            None => {
+                let bytes = self.fetch_manifest(session, &session.reference).await?;
+                let digest = sha256_digest(&bytes);
+                if let Some(expected) = image.digest().filter(|expected| **expected != digest) {
+                    return Err(ImageError::DigestMismatch {
+                        what: format!("manifest of {}", image.whole()),
+                        expected: expected.to_string(),
+                        actual: digest,
+                    });
+                }
+                (bytes, digest)
+            }
+        };
+        let (index, manifest_bytes, manifest_digest) =
+            match manifest::parse(&top_bytes).map_err(|m| self.unsupported(image, m))? {
+                Parsed::Manifest(_) => (None, top_bytes, digest.clone()),
+                Parsed::Index(index) => {
+                    let (os, arch) = manifest::host_platform();
+                    let entry = manifest::select_platform(&index, os, arch).map_err(|m| self.unsupported(image, m))?;
+                    let child_digest = entry.digest().to_string();
+                    validate_digest(&child_digest).map_err(|m| self.unsupported(image, m))?;
+                    let child_ref = image.by_digest_on(&session.endpoint.host, &child_digest);
+                    let bytes = match self.content.get(&child_digest) {
+                        Ok(bytes) => bytes,
+                        Err(_) => self.fetch_manifest(session, &child_ref).await?,
+                    };
+                    verify(&bytes, &child_digest, || format!("manifest {child_digest} of {}", image.whole()))?;
+                    (Some(top_bytes), bytes, child_digest)
+                }
+            };
+        let manifest = match manifest::parse(&manifest_bytes).map_err(|m| self.unsupported(image, m))? {
+            Parsed::Manifest(manifest) => manifest,
+            Parsed::Index(_) => {
+                return Err(self.unsupported(image, "an index lists another index for this platform".into()));
+            }
+        };
+        let config_descriptor = manifest.config();
+        let config_digest = config_descriptor.digest().to_string();
+        validate_digest(&config_digest).map_err(|m| self.unsupported(image, format!("config: {m}")))?;
+        let config_bytes = match self.content.get(&config_digest) {
+            Ok(bytes) => bytes,
+            Err(_) => self.fetch_small_blob(session, config_descriptor).await?,
+        };
+        verify(&config_bytes, &config_digest, || format!("config of {}", image.whole()))?;
+        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+            .map_err(|e| self.unsupported(image, format!("malformed image config: {e}")))?;
+        Ok(Resolved { digest, index, manifest, manifest_bytes, manifest_digest, config_bytes, config })
+    }
+
+    async fn fetch_manifest(&self, session: &Session<'_>, reference: &Reference) -> Result<Vec<u8>, ImageError> {
+        let request = session.client.pull_manifest_raw(reference, &session.auth, ACCEPTED);
+        let (bytes, _) = stall_bounded(session, format!("manifest {}", reference.whole()), request)
+            .await?
+            .map_err(|e| classify(e, session.endpoint, &reference.whole()))?;
+        if bytes.len() > MAX_SMALL_BLOB {
+            return Err(ImageError::Registry {
+                registry: session.endpoint.host.clone(),
+                message: format!("manifest of {} is larger than {MAX_SMALL_BLOB} bytes", reference.whole()),
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    async fn fetch_small_blob(&self, session: &Session<'_>, descriptor: &Descriptor) -> Result<Vec<u8>, ImageError> {
+        let oci = to_oci_descriptor(descriptor);
+        if oci.size < 0 || oci.size as usize > MAX_SMALL_BLOB {
+            return Err(ImageError::Registry {
+                registry: session.endpoint.host.clone(),
+                message: format!("config blob {} has an unreasonable size {}", oci.digest, oci.size),
+            });
+        }
+        let mut bytes = Vec::with_capacity(oci.size as usize);
+        let request = session.client.pull_blob(&session.reference, &oci, &mut bytes);
+        stall_bounded(session, format!("blob {}", oci.digest), request)
+            .await?
+            .map_err(|e| classify(e, session.endpoint, &session.reference.whole()))?;
+        Ok(bytes)
+    }
+
+    /// Downloads and unpacks every layer not yet present, several at once. Each
+    /// layer is a shared flight: concurrent pulls of images sharing it wait for
+    /// the same download.
+    async fn fetch_layers(
+        &self,
+        image: &ImageRef,
+        session: &Session<'_>,
+        layers: &[Descriptor],
+        diff_ids: &[String],
+        chain: &[String],
+    ) -> Result<(), ImageError> {
+        let mut missing = Vec::new();
+        for (i, chain_id) in chain.iter().enumerate() {
+            if self.snapshots.get(&self.store, chain_id)?.is_none() {
+                missing.push(i);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let total: u64 = missing.iter().map(|&i| layers[i].size()).sum();
+        let progress = Arc::new(Progress::default());
+        let _reporter = ProgressReporter::start(image.whole(), total, progress.clone());
+        let client = Arc::new(registry::client(session.endpoint, session.stall_timeout));
+        futures::stream::iter(missing)
+            .map(|i| {
+                let work = LayerWork {
+                    service: self,
+                    client: client.clone(),
+                    endpoint: session.endpoint.clone(),
+                    auth: session.auth.clone(),
+                    reference: session.reference.clone(),
+                    descriptor: to_oci_descriptor(&layers[i]),
+                    diff_id: diff_ids[i].clone(),
+                    chain_id: chain[i].clone(),
+                    parent: i.checked_sub(1).map(|p| chain[p].clone()),
+                    stall_timeout: session.stall_timeout,
+                    progress: progress.clone(),
+                };
+                work.run()
+            })
+            .buffer_unordered(self.config.images.max_concurrent_downloads)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+}
+
+struct LayerWork<'a> {
+    service: &'a ImageService,
+    client: Arc<oci_client::Client>,
+    endpoint: Endpoint,
+    auth: RegistryAuth,
+    reference: Reference,
+    descriptor: OciDescriptor,
+    diff_id: String,
+    chain_id: String,
+    parent: Option<String>,
+    stall_timeout: Duration,
+    progress: Arc<Progress>,
+}
+
+impl LayerWork<'_> {
+    async fn run(self) -> Result<(), ImageError> {
+        let LayerWork {
+            service,
+            client,
+            endpoint,
+            auth,
+            reference,
+            descriptor,
+            diff_id,
+            chain_id,
+            parent,
+            stall_timeout,
+            progress,
+        } = self;
+        let snapshots = service.snapshots.clone();
+        let store = service.store.clone();
+        let key = chain_id.clone();
+        service
+            .layer_flights
+            .run(key, move || async move {
+                // Another flight may have committed it between our check and now.
+                if snapshots.get(&store, &chain_id)?.is_some() {
+                    return Ok(());
+                }
+                // oci-client keeps credentials per registry inside the client; the
+                // blob requests of this flight use the pull's own.
+                client.store_auth_if_needed(reference.resolve_registry(), &auth).await;
+                let unpacked = snapshots.temp_dir()?;
+                let source = LayerSource {
+                    client: &client,
+                    endpoint: &endpoint,
+                    reference: &reference,
+                    descriptor: &descriptor,
+                    diff_id: &diff_id,
+                    stall_timeout,
+                    progress: &progress,
+                };
+                fetch_and_unpack(source, unpacked.path().join("fs")).await?;
+                tokio::task::spawn_blocking(move || {
+                    snapshots.commit(&store, &chain_id, parent.as_deref(), &diff_id, unpacked).map(|_| ())
+                })
+                .await
+                .map_err(|e| ImageError::Internal(format!("snapshot commit task: {e}")))?
+            })
+            .await
+            .map_err(ImageError::Shared)
+    }
+}
+
+async fn stall_bounded<T>(
+    session: &Session<'_>,
+    what: String,
+    request: impl Future<Output = T>,
+) -> Result<T, ImageError> {
+    tokio::time::timeout(session.stall_timeout, request)
+        .await
+        .map_err(|_| ImageError::Stalled { what, seconds: session.stall_timeout.as_secs() })
+}
+
+fn verify(bytes: &[u8], digest: &str, what: impl FnOnce() -> String) -> Result<(), ImageError> {
+    let actual = sha256_digest(bytes);
+    if actual != digest {
+        return Err(ImageError::DigestMismatch { what: what(), expected: digest.to_string(), actual });
+    }
+    Ok(())
+}
+
+fn to_oci_descriptor(descriptor: &Descriptor) -> OciDescriptor {
+    OciDescriptor {
+        media_type: descriptor.media_type().to_string(),
+        digest: descriptor.digest().to_string(),
+        size: i64::try_from(descriptor.size()).unwrap_or(i64::MAX),
+        urls: None,
+        annotations: None,
+        ..Default::default()
+    }
+}
+
+/// Logs a pull's progress at info level every few seconds while it runs.
+struct ProgressReporter {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressReporter {
+    fn start(image: String, total: u64, progress: Arc<Progress>) -> Self {
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let done = progress.done.load(Ordering::Relaxed);
+                tracing::info!(image = %image, done_bytes = done, total_bytes = total, "pulling");
+            }
+        });
+        ProgressReporter { task }
+    }
+}
+
+impl Drop for ProgressReporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,86 @@
+//! The image service's state; the RPCs live in `pull.rs`, `status.rs`,
+//! `list.rs`, `remove.rs` and `fs_info.rs`.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::catalog::{self, ImageRecord};
+use super::content::ContentStore;
+use super::error::ImageError;
+use super::reference::ImageRef;
+use super::single_flight::SingleFlight;
+use super::snapshots::Snapshots;
+use crate::config::Config;
+use crate::store::Store;
+
+pub struct ImageService {
+    pub(super) config: Arc<Config>,
+    pub(super) store: Arc<Store>,
+    pub(super) content: ContentStore,
+    pub(super) snapshots: Arc<Snapshots>,
+    /// One download + unpack per chain ID, whoever asks.
+    pub(super) layer_flights: SingleFlight<String, (), ImageError>,
+    /// Serialises changes to image records and garbage collection, so a pull
+    /// never records an image whose snapshots a concurrent removal is deleting.
+    /// Held only for metadata transactions, never across downloads.
+    pub(super) catalog_lock: tokio::sync::Mutex<()>,
+    /// The normalised sandbox image tag, always reported pinned.
+    pinned_tag: Option<String>,
+}
+
+impl ImageService {
+    pub fn open(config: Arc<Config>, store: Arc<Store>) -> Result<Self, ImageError> {
+        let content = ContentStore::open(config.state_root.join("content"))?;
+        content.clean_temp_files();
+        let snapshots = Arc::new(Snapshots::open(config.state_root.join("snapshots"), &store)?);
+        let pinned_tag = ImageRef::parse(&config.sandbox_image).ok().and_then(|r| r.tagged());
+        let service = ImageService {
+            config,
+            store,
+            content,
+            snapshots,
+            layer_flights: SingleFlight::default(),
+            catalog_lock: tokio::sync::Mutex::new(()),
+            pinned_tag,
+        };
+        // A crash may have left snapshots no image records (a pull that
+        // never committed): reclaim them now, while no pull is running.
+        service.collect_garbage()?;
+        Ok(service)
+    }
+
+    pub fn is_pinned(&self, image: &ImageRecord) -> bool {
+        self.pinned_tag.as_ref().is_some_and(|tag| image.repo_tags.contains(tag))
+    }
+
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+
+    /// Deletes snapshots and blobs that no image, lease or running pull uses.
+    /// The caller holds `catalog_lock` (or is alone, at start). Blocking I/O.
+    pub(super) fn collect_garbage(&self) -> Result<(), ImageError> {
+        let images = catalog::list(&self.store)?;
+        let tops: Vec<String> = images.iter().filter_map(|i| i.top_chain_id().map(str::to_string)).collect();
+        let removed = self.snapshots.collect_garbage(&self.store, &tops)?;
+        let mut blobs: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for image in &images {
+            blobs.insert(image.id.clone());
+            blobs.insert(image.manifest_digest.clone());
+            blobs.extend(image.index_digest.clone());
+        }
+        for digest in self.content.list() {
+            if !blobs.contains(&digest) {
+                self.content.remove(&digest);
+            }
+        }
+        if removed > 0 {
+            tracing::info!(snapshots = removed, "garbage collected");
+        }
+        Ok(())
+    }
+}
+
+pub fn now_nanos() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
