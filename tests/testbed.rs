@@ -765,3 +765,211 @@ async fn oci_client_pulls_through_the_token_flow() {
     assert!(refused.is_err(), "an anonymous pull got {refused:?}");
     assert_eq!(registry.token_requests().anonymous, 1);
 }
+
+// ---------------------------------------------------------------------------
+// Registry proxy
+// ---------------------------------------------------------------------------
+
+use support::proxy::{RegistryProxy, Rule};
+
+/// `size` bytes that differ from offset to offset, so a misplaced piece shows.
+fn patterned_blob(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
+}
+
+/// A plain client for requests whose answer a test inspects itself.
+fn proxy_test_http(read_timeout: Option<std::time::Duration>) -> reqwest::Client {
+    support::registry::install_crypto_provider();
+    let builder = reqwest::Client::builder().no_proxy();
+    let builder = match read_timeout {
+        Some(timeout) => builder.read_timeout(timeout),
+        None => builder,
+    };
+    builder.build().expect("building an HTTP client")
+}
+
+/// Polls `condition` for up to 5 s.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "still not true after 5 s: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads a body until it ends or fails; returns what arrived and the failure.
+async fn read_body(response: &mut reqwest::Response) -> (Vec<u8>, Option<reqwest::Error>) {
+    let mut received = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received.extend_from_slice(&chunk),
+            Ok(None) => return (received, None),
+            Err(e) => return (received, Some(e)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn proxy_passes_requests_through_and_counts_them() {
+    let registry = Registry::start().await;
+    let image = ImageBuilder::busybox().build();
+    image.push(&registry, "test/proxied", "latest").await;
+    let proxy = RegistryProxy::start(&registry.url()).await;
+    let client = RegistryClient::from_url(&proxy.url());
+
+    let manifest = client.get_manifest("test/proxied", "latest", &[image.manifest_media_type]).await;
+    assert_eq!(manifest.digest, image.manifest_digest);
+    assert_eq!(manifest.media_type, image.manifest_media_type);
+    assert_eq!(manifest.bytes, image.manifest);
+    let layer = &image.layers[0];
+    let blob = client.get_blob("test/proxied", &layer.digest).await;
+    assert_eq!(sha256_digest(&blob), layer.digest);
+
+    assert_eq!(proxy.blob_gets(&layer.digest), 1);
+    assert_eq!(proxy.blob_gets(&image.config_digest), 0);
+    assert_eq!(proxy.count("GET", "/manifests/latest"), 1);
+    let record = proxy.requests().into_iter().find(|r| r.path.ends_with(&layer.digest)).expect("the blob GET");
+    assert_eq!((record.status, record.body_bytes, record.body_complete), (Some(200), blob.len() as u64, true));
+
+    // HEAD keeps its Content-Length (with no body).
+    let head_url = format!("{}/v2/test/proxied/blobs/{}", proxy.url(), layer.digest);
+    let head = proxy_test_http(None).head(&head_url).send().await.expect("the proxy answers HEAD");
+    assert_eq!(head.status(), reqwest::StatusCode::OK);
+    assert_eq!(head.headers()["Content-Length"], blob.len().to_string().as_str());
+    assert_eq!(head.headers()["Docker-Content-Digest"], layer.digest.as_str());
+
+    // An upload's Location is rewritten to the proxy: the PUT comes through it too.
+    let pushed = client.push_blob("test/proxied", b"pushed through the proxy").await;
+    assert_eq!(proxy.count("POST", "/blobs/uploads/"), 1);
+    assert_eq!(proxy.count("PUT", "/blobs/uploads/"), 1, "{:#?}", proxy.requests());
+    assert!(RegistryClient::new(&registry).blob_exists("test/proxied", &pushed).await);
+    // The client may have the last (empty) body before the proxy's pump has wound down.
+    eventually("every finished body stream is let go", || proxy.active_body_streams() == 0).await;
+}
+
+#[tokio::test]
+async fn proxy_stall_body_sends_the_first_bytes_then_nothing() {
+    const AFTER_BYTES: u64 = 10_000;
+    let registry = Registry::start().await;
+    let blob = patterned_blob(256 * 1024);
+    let digest = support::image::push_blob(&registry, "test/stall", &blob).await;
+    let proxy = RegistryProxy::start(&registry.url()).await;
+    proxy.set_rule(Rule::StallBody { path_contains: digest.clone(), after_bytes: AFTER_BYTES });
+
+    // The proxy's own test is the one place a short timeout is right: the
+    // stall is forever, so 1 s of silence is as good as any.
+    let http = proxy_test_http(Some(std::time::Duration::from_secs(1)));
+    let url = format!("{}/v2/test/stall/blobs/{digest}", proxy.url());
+    let mut response = http.get(&url).send().await.expect("the headers arrive");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(response.content_length(), Some(blob.len() as u64), "the full length is announced");
+    let (received, failure) = read_body(&mut response).await;
+    let failure = failure.unwrap_or_else(|| panic!("the body ended after {} bytes", received.len()));
+    assert!(failure.is_timeout(), "expected a read timeout, got {failure:?}");
+    assert_eq!(received, blob[..AFTER_BYTES as usize]);
+    assert_eq!(proxy.active_body_streams(), 1);
+
+    // Giving up closes the connection, and the proxy lets go of the stream.
+    drop(response);
+    eventually("the stalled stream ends with its client", || proxy.active_body_streams() == 0).await;
+    let record = &proxy.requests()[0];
+    assert_eq!((record.status, record.body_bytes, record.body_complete), (Some(200), AFTER_BYTES, false));
+
+    // Other paths pass through.
+    let response = http.get(format!("{}/v2/", proxy.url())).send().await.expect("the proxy answers /v2/");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn proxy_stall_headers_never_answers() {
+    let registry = Registry::start().await;
+    let proxy = RegistryProxy::start(&registry.url()).await;
+    proxy.set_rule(Rule::StallHeaders { path_contains: "/manifests/".to_owned() });
+    let http = proxy_test_http(None);
+    let url = format!("{}/v2/test/none/manifests/latest", proxy.url());
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(1), http.get(&url).send()).await;
+    assert!(answer.is_err(), "a stalled request got an answer: {answer:?}");
+    assert_eq!(proxy.count("GET", "/manifests/latest"), 1);
+    assert_eq!(proxy.requests()[0].status, None);
+
+    let response = http.get(format!("{}/v2/", proxy.url())).send().await.expect("the proxy answers /v2/");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+}
+
+#[tokio::test]
+async fn proxy_throttle_delivers_the_whole_body_slowly() {
+    let registry = Registry::start().await;
+    let blob = patterned_blob(1 << 20);
+    let digest = support::image::push_blob(&registry, "test/slow", &blob).await;
+    let proxy = RegistryProxy::start(&registry.url()).await;
+    proxy.set_rule(Rule::Throttle { path_contains: digest.clone(), bytes_per_sec: 4 << 20 });
+
+    let started = std::time::Instant::now();
+    let url = format!("{}/v2/test/slow/blobs/{digest}", proxy.url());
+    let mut response = proxy_test_http(None).get(&url).send().await.expect("the headers arrive");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(proxy.active_body_streams(), 1, "the download is under way");
+    let (received, failure) = read_body(&mut response).await;
+    assert!(failure.is_none(), "the throttled body broke: {failure:?}");
+    let elapsed = started.elapsed();
+    assert_eq!(sha256_digest(&received), digest);
+    // 1 MiB at 4 MiB/s is 250 ms; the pacing is a lower bound.
+    assert!(elapsed >= std::time::Duration::from_millis(200), "1 MiB at 4 MiB/s took only {elapsed:?}");
+    eventually("the finished stream is no longer active", || proxy.active_body_streams() == 0).await;
+    assert!(proxy.requests()[0].body_complete);
+}
+
+#[tokio::test]
+async fn proxy_respond_serves_the_canned_answer() {
+    let registry = Registry::start().await;
+    let image = ImageBuilder::busybox().build();
+    image.push(&registry, "test/canned", "latest").await;
+    let proxy = RegistryProxy::start(&registry.url()).await;
+    let body = br#"{"errors":[{"code":"UNKNOWN","message":"on purpose"}]}"#.to_vec();
+    proxy.set_rule(Rule::Respond {
+        path_contains: "/manifests/".to_owned(),
+        status: 503,
+        content_type: "application/json".to_owned(),
+        body: body.clone(),
+    });
+
+    let client = RegistryClient::from_url(&proxy.url());
+    let response = client.get_manifest_response("test/canned", "latest", &media_type::ALL_MANIFESTS).await;
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["Content-Type"], "application/json");
+    assert_eq!(response.bytes().await.expect("reading the canned body"), body);
+    // Blobs still come from the registry...
+    let config = client.get_blob("test/canned", &image.config_digest).await;
+    assert_eq!(config, image.config);
+    // ...and the manifest does again once the rule is lifted.
+    proxy.set_rule(Rule::PassThrough);
+    let manifest = client.get_manifest("test/canned", "latest", &[image.manifest_media_type]).await;
+    assert_eq!(manifest.digest, image.manifest_digest);
+    let statuses: Vec<Option<u16>> = proxy.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(503), Some(200), Some(200)]);
+}
+
+#[tokio::test]
+async fn proxy_stops_with_its_handle() {
+    let registry = Registry::start().await;
+    let blob = patterned_blob(64 * 1024);
+    let digest = support::image::push_blob(&registry, "test/gone", &blob).await;
+    let proxy = RegistryProxy::start(&registry.url()).await;
+    let address: std::net::SocketAddr = proxy.host().parse().unwrap();
+    proxy.set_rule(Rule::StallBody { path_contains: digest.clone(), after_bytes: 1000 });
+    let url = format!("{}/v2/test/gone/blobs/{digest}", proxy.url());
+    let mut stalled = proxy_test_http(None).get(&url).send().await.expect("the headers arrive");
+    let mut first = Vec::new();
+    while first.len() < 1000 {
+        first.extend_from_slice(&stalled.chunk().await.expect("the first bytes").expect("more than this"));
+    }
+    assert_eq!(first, blob[..1000]);
+
+    // Drop must not wait for the stalled download, and must cut it.
+    drop(proxy);
+    let refused = tokio::net::TcpStream::connect(address).await;
+    assert!(refused.is_err(), "the proxy still listens on {address}");
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), read_body(&mut stalled)).await;
+    let (rest, failure) = end.expect("the stalled body ends when the proxy stops");
+    assert!(rest.is_empty() && failure.is_some(), "after the proxy stopped: {} more bytes, {failure:?}", rest.len());
+}

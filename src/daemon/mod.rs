@@ -21,7 +21,7 @@ pub struct Daemon {
     config: Arc<Config>,
     handlers: RuntimeHandlers,
     network: Network,
-    images: ImageService,
+    images: Arc<ImageService>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ impl Daemon {
     pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.metadata_db())?);
-        let images = ImageService::open(config.clone(), store)?;
+        let images = Arc::new(ImageService::open(config.clone(), store)?);
         let handlers = RuntimeHandlers::from_config(&config);
         let network = Network::new(&config.cni);
         Ok(Arc::new(Daemon { config, handlers, network, images }))
@@ -47,7 +47,7 @@ impl Daemon {
         &self.config
     }
 
-    pub fn images(&self) -> &ImageService {
+    pub fn images(&self) -> &Arc<ImageService> {
         &self.images
     }
 }

@@ -239,7 +239,7 @@ mod tests {
         assert!(resolve(&store, "nothere").unwrap().is_none());
 
         // The tag moves to b; a keeps its digest name only.
-        let b = commit_pull(&store, record('b'), &[tag.clone()]).unwrap();
+        let b = commit_pull(&store, record('b'), std::slice::from_ref(&tag)).unwrap();
         assert_eq!(resolve(&store, "app").unwrap().unwrap().0.id, b.id);
         let a_now = get(&store, &a.id).unwrap().unwrap();
         assert!(a_now.repo_tags.is_empty());

@@ -21,8 +21,11 @@ use super::error::ImageError;
 use super::registry::{Endpoint, classify};
 use super::unpack::unpack_layer;
 
-/// Chunks buffered between download and unpack (reqwest yields up to ~16 KiB-1 MiB each).
-const CHUNKS_IN_FLIGHT: usize = 32;
+/// Chunks buffered between download and unpack. hyper hands over whatever one
+/// socket read gave, up to a few hundred KiB on loopback, so this bounds a
+/// layer's in-flight memory to about a MiB; more buys no throughput, since
+/// decompression and writing are the slower side.
+const CHUNKS_IN_FLIGHT: usize = 4;
 const READ_BUFFER: usize = 256 * 1024;
 
 /// Bytes a pull has received, shared by its layers for progress logging.

@@ -29,9 +29,10 @@ pub const LAYER_TYPES: &[&str] = &[
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 ];
 
+/// Both boxed: the documents are large and moved around by value.
 pub enum Parsed {
-    Index(ImageIndex),
-    Manifest(ImageManifest),
+    Index(Box<ImageIndex>),
+    Manifest(Box<ImageManifest>),
 }
 
 /// Reads a manifest or index. The media type comes from the document itself
@@ -53,9 +54,11 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
         other => return Err(format!("unsupported manifest media type {other:?}")),
     };
     if is_index {
-        serde_json::from_value(value).map(Parsed::Index).map_err(|e| format!("malformed index: {e}"))
+        serde_json::from_value(value).map(|i| Parsed::Index(Box::new(i))).map_err(|e| format!("malformed index: {e}"))
     } else {
-        serde_json::from_value(value).map(Parsed::Manifest).map_err(|e| format!("malformed manifest: {e}"))
+        serde_json::from_value(value)
+            .map(|m| Parsed::Manifest(Box::new(m)))
+            .map_err(|e| format!("malformed manifest: {e}"))
     }
 }
 
@@ -118,7 +121,7 @@ mod tests {
             .collect();
         let doc = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
         match parse(doc.to_string().as_bytes()).unwrap() {
-            Parsed::Index(index) => index,
+            Parsed::Index(index) => *index,
             Parsed::Manifest(_) => panic!("not an index"),
         }
     }

@@ -31,7 +31,7 @@ struct Resolved {
     /// The digest of what the reference resolved to (an index or a manifest).
     digest: String,
     index: Option<Vec<u8>>,
-    manifest: ImageManifest,
+    manifest: Box<ImageManifest>,
     manifest_bytes: Vec<u8>,
     manifest_digest: String,
     config_bytes: Vec<u8>,
@@ -48,8 +48,21 @@ struct Session<'a> {
 }
 
 impl ImageService {
-    pub async fn pull(&self, reference: &str, credentials: &Credentials) -> Result<ImageRecord, ImageError> {
+    /// Pulls `reference`. Identical concurrent pulls (same reference, same
+    /// credentials) share one flight: one manifest request, one config, one
+    /// download per layer, and one outcome for all of them.
+    pub async fn pull(self: &Arc<Self>, reference: &str, credentials: &Credentials) -> Result<ImageRecord, ImageError> {
         let image = ImageRef::parse(reference)?;
+        let key = format!("{}\0{}", image.whole(), credentials.fingerprint());
+        let service = self.clone();
+        let credentials = credentials.clone();
+        self.pull_flights
+            .run(key, move || async move { service.pull_uncached(&image, &credentials).await })
+            .await
+            .map_err(ImageError::Shared)
+    }
+
+    async fn pull_uncached(&self, image: &ImageRef, credentials: &Credentials) -> Result<ImageRecord, ImageError> {
         let endpoints = registry::endpoints(&self.config, image.registry());
         let mut last_error = None;
         for endpoint in &endpoints {
@@ -91,7 +104,7 @@ impl ImageService {
         }
         for (layer, diff_id) in layers.iter().zip(&diff_ids) {
             validate_digest(diff_id).map_err(|reason| self.unsupported(image, format!("config diff ID: {reason}")))?;
-            validate_digest(&layer.digest().to_string())
+            validate_digest(layer.digest().as_ref())
                 .map_err(|reason| self.unsupported(image, format!("layer: {reason}")))?;
             let media_type = layer.media_type().to_string();
             if !LAYER_TYPES.contains(&media_type.as_str()) {
@@ -104,6 +117,9 @@ impl ImageService {
         let _hold = self.snapshots.hold(&chain);
         self.fetch_layers(image, &session, layers, &diff_ids, &chain).await?;
 
+        // Blobs are written under the catalog lock: garbage collection (also under
+        // it) deletes blobs no image record names, and this image has no record yet.
+        let _catalog = self.catalog_lock.lock().await;
         self.content.put(&resolved.manifest_digest, &resolved.manifest_bytes)?;
         if let Some(index) = &resolved.index {
             self.content.put(&resolved.digest, index)?;
@@ -128,7 +144,6 @@ impl ImageService {
         };
         let mut names: Vec<String> = image.tagged().into_iter().collect();
         names.push(image.with_digest(&resolved.digest));
-        let _catalog = self.catalog_lock.lock().await;
         let record = catalog::commit_pull(&self.store, record, &names)?;
         tracing::info!(image = %image.whole(), id = %record.id, "pulled");
         Ok(record)

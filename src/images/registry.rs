@@ -73,7 +73,9 @@ pub fn client(endpoint: &Endpoint, stall_timeout: Duration) -> oci_client::Clien
         accept_invalid_certificates: endpoint.skip_verify,
         // berth picks the platform itself, so an index is never resolved behind its back.
         platform_resolver: None,
-        read_timeout: Some(stall_timeout),
+        // No read timeout here: berth bounds every request and every body chunk
+        // by the stall timeout itself, and reports it as such.
+        read_timeout: None,
         connect_timeout: Some(CONNECT_TIMEOUT.min(stall_timeout)),
         user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
         ..Default::default()
@@ -108,6 +110,19 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// Tells credentials apart without keeping them: pulls share work only
+    /// with pulls that would authenticate the same way.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = match self {
+            Credentials::Anonymous => String::new(),
+            Credentials::Basic { username, password } => format!("basic\0{username}\0{password}"),
+            Credentials::IdentityToken(token) => format!("identity\0{token}"),
+            Credentials::RegistryToken(token) => format!("registry\0{token}"),
+        };
+        hex::encode(Sha256::digest(text))
+    }
+
     /// From the CRI fields; the first form given wins, in the order containerd checks them.
     pub fn from_cri(
         username: &str,

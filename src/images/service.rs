@@ -20,6 +20,8 @@ pub struct ImageService {
     pub(super) snapshots: Arc<Snapshots>,
     /// One download + unpack per chain ID, whoever asks.
     pub(super) layer_flights: SingleFlight<String, (), ImageError>,
+    /// One pull per (reference, credentials), whoever asks.
+    pub(super) pull_flights: SingleFlight<String, ImageRecord, ImageError>,
     /// Serialises changes to image records and garbage collection, so a pull
     /// never records an image whose snapshots a concurrent removal is deleting.
     /// Held only for metadata transactions, never across downloads.
@@ -40,6 +42,7 @@ impl ImageService {
             content,
             snapshots,
             layer_flights: SingleFlight::default(),
+            pull_flights: SingleFlight::default(),
             catalog_lock: tokio::sync::Mutex::new(()),
             pinned_tag,
         };

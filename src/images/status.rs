@@ -26,13 +26,15 @@ pub fn image_user(user: &str) -> ImageUser {
     }
 }
 
+pub struct ImageStatus {
+    pub image: ImageRecord,
+    /// Verbose only: JSON details keyed by topic.
+    pub info: BTreeMap<String, String>,
+}
+
 impl ImageService {
     /// The image `spec` names, if present; `verbose` adds its config and chain as JSON.
-    pub fn image_status(
-        &self,
-        spec: &str,
-        verbose: bool,
-    ) -> Result<Option<(ImageRecord, BTreeMap<String, String>)>, ImageError> {
+    pub fn image_status(&self, spec: &str, verbose: bool) -> Result<Option<ImageStatus>, ImageError> {
         let Some((image, _)) = catalog::resolve(&self.store, spec)? else { return Ok(None) };
         let mut info = BTreeMap::new();
         if verbose {
@@ -48,7 +50,7 @@ impl ImageService {
             });
             info.insert("info".to_string(), details.to_string());
         }
-        Ok(Some((image, info)))
+        Ok(Some(ImageStatus { image, info }))
     }
 }
 

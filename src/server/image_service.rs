@@ -64,7 +64,7 @@ impl ImageService for ImageApi {
         let found = self.daemon.images().image_status(name, request.verbose).map_err(to_status)?;
         // An unknown image is an empty answer, not an error (CRI).
         let (image, info) = match found {
-            Some((image, info)) => (Some(self.to_cri(image)), info.into_iter().collect()),
+            Some(found) => (Some(self.to_cri(found.image)), found.info.into_iter().collect()),
             None => (None, Default::default()),
         };
         Ok(Response::new(cri::ImageStatusResponse { image, info }))

@@ -105,6 +105,12 @@ async fn pull_reports_the_image_id_and_unpacks_the_layers() {
         assert_eq!(status(&berth, &alias).await.map(|i| i.id), Some(image.image_id().to_string()), "{alias}");
     }
 
+    let verbose = ImageStatusRequest { image: spec(&name), verbose: true };
+    let info = berth.images().await.image_status(verbose).await.unwrap().into_inner().info;
+    let details: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    assert_eq!(details["imageSpec"]["config"]["User"], "1002:1003", "verbose carries the image config");
+    assert_eq!(details["chainIDs"].as_array().unwrap().len(), image.layers.len());
+
     let listed = berth.images().await.list_images(ListImagesRequest::default()).await.unwrap().into_inner().images;
     assert_eq!(listed.len(), 1);
     let filter = ListImagesRequest { filter: Some(ImageFilter { image: spec(&format!("{name}:latest")) }) };
@@ -561,4 +567,22 @@ async fn a_platform_variant_is_matched() {
     index.push(&registry, "test/variant", "latest").await;
     let berth = berth_for(&registry).await;
     assert_eq!(pull(&berth, &format!("{}/test/variant", registry.host())).await.unwrap(), host.image_id());
+}
+
+#[tokio::test]
+async fn a_self_signed_registry_needs_skip_verify() {
+    let registry = Registry::start_with_tls().await;
+    let image = ImageBuilder::busybox().build();
+    push(&registry, &image, "test/tls", "latest").await;
+    let name = format!("{}/test/tls", registry.host());
+
+    let strict = Berth::start().await;
+    let err = pull(&strict, &name).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+
+    let trusting = Berth::builder()
+        .config(&format!("[registries.\"{}\"]\ninsecure_skip_verify = true\n", registry.host()))
+        .start()
+        .await;
+    assert_eq!(pull(&trusting, &name).await.unwrap(), image.image_id());
 }

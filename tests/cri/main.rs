@@ -6,5 +6,6 @@ mod support;
 
 mod config_cli;
 mod daemon_lifecycle;
+mod image_resilience;
 mod images;
 mod runtime_info;

@@ -14,7 +14,17 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// The berth binary: `BERTH_BIN` when set (the benchmark uses a release build),
+/// else the one cargo built for this test run.
+pub fn berth_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("BERTH_BIN") {
+        return PathBuf::from(path);
+    }
+    match option_env!("CARGO_BIN_EXE_berth") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/berth"),
+    }
+}
 /// Debian's containernetworking-plugins.
 pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,7 +126,7 @@ impl Berth {
     /// Another `berth serve` on this berth's config, not waited for: for tests
     /// that expect it to fail.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(BERTH);
+        let mut cmd = Command::new(berth_binary());
         cmd.arg("--config").arg(&self.paths.config).args(&self.args);
         cmd
     }
@@ -124,11 +134,9 @@ impl Berth {
     async fn spawn(&mut self) {
         let log = std::fs::File::options().create(true).append(true).open(&self.paths.log).expect("open log");
         let mut cmd = self.command();
-        cmd.arg("serve")
-            .env("RUST_LOG", "berth=debug,info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        // The benchmark asks for less logging than the tests' debug default.
+        let log_filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "berth=debug,info".into());
+        cmd.arg("serve").env("RUST_LOG", log_filter).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         // SAFETY: prctl is async-signal-safe; it makes berth die with the test
         // process even if the test is killed before Drop runs.
         unsafe {
@@ -238,5 +246,5 @@ pub async fn connect(socket: &Path) -> Channel {
 
 /// Runs the berth binary to completion with `args`.
 pub fn run_berth(args: &[&str]) -> Output {
-    Command::new(BERTH).args(args).output().expect("run berth")
+    Command::new(berth_binary()).args(args).output().expect("run berth")
 }

@@ -1147,9 +1147,12 @@ impl RegistryClient {
 
     /// A client for any registry at `url` ("http://host:port").
     pub fn from_url(url: &str) -> RegistryClient {
+        crate::support::registry::install_crypto_provider();
         let http = reqwest::Client::builder()
             // Only loopback registries here; never go through a proxy from the environment.
             .no_proxy()
+            // The test bed's TLS registries use throwaway self-signed certificates.
+            .danger_accept_invalid_certs(true)
             .timeout(Duration::from_secs(120))
             .build()
             .expect("building an HTTP client");

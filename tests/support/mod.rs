@@ -4,5 +4,6 @@
 
 pub mod berth;
 pub mod image;
+pub mod proxy;
 pub mod registry;
 pub mod token_auth;

@@ -29,6 +29,8 @@ pub struct Registry {
     port: u16,
     /// Holds the config, the htpasswd file, the log and the storage; removed on drop.
     dir: TempDir,
+    /// Serving HTTPS with a self-signed certificate.
+    tls: bool,
 }
 
 /// Basic-auth credentials of a registry started with [`Registry::start_with_htpasswd`].
@@ -40,21 +42,27 @@ struct Htpasswd {
 impl Registry {
     /// Starts a registry without authentication.
     pub async fn start() -> Registry {
-        Self::start_inner(None, "").await
+        Self::start_inner(None, "", false).await
     }
 
     /// Starts a registry that requires HTTP basic auth with these credentials
     /// (the registry's `htpasswd` auth backend).
     pub async fn start_with_htpasswd(user: &str, password: &str) -> Registry {
-        Self::start_inner(Some(Htpasswd { user: user.to_owned(), password: password.to_owned() }), "").await
+        Self::start_inner(Some(Htpasswd { user: user.to_owned(), password: password.to_owned() }), "", false).await
     }
 
     /// Starts a registry whose config.yml ends with `extra_config`: top-level
     /// YAML sections the base config does not have, typically a custom `auth:`
     /// (see `token_auth`). Repeating a base section (`http:`, `storage:`,
     /// `log:`) makes the registry refuse to start.
+    /// A registry serving HTTPS with a fresh self-signed certificate for
+    /// 127.0.0.1, which no client trusts: for skip-verify settings.
+    pub async fn start_with_tls() -> Registry {
+        Registry::start_inner(None, "", true).await
+    }
+
     pub async fn start_with_extra_config(extra_config: &str) -> Registry {
-        Self::start_inner(None, extra_config).await
+        Self::start_inner(None, extra_config, false).await
     }
 
     /// "127.0.0.1:PORT", as used in image references.
@@ -64,7 +72,8 @@ impl Registry {
 
     /// "http://127.0.0.1:PORT", the base of the registry's HTTP API.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -96,20 +105,22 @@ impl Registry {
         self.storage_dir().join("docker/registry/v2/blobs").join(algorithm).join(&hex[..2]).join(hex).join("data")
     }
 
-    async fn start_inner(auth: Option<Htpasswd>, extra_config: &str) -> Registry {
+    async fn start_inner(auth: Option<Htpasswd>, extra_config: &str, tls: bool) -> Registry {
         install_crypto_provider();
         let mut dir = tempfile::Builder::new()
             .prefix("berth-test-registry-")
             .tempdir()
             .expect("creating the registry's temporary directory");
         let htpasswd_path = auth.as_ref().map(|auth| write_htpasswd(dir.path(), auth));
+        let tls_files = tls.then(|| write_self_signed_cert(dir.path()));
 
         let mut last_failure = String::new();
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
-            let config_path = write_config(dir.path(), port, htpasswd_path.as_deref(), extra_config);
+            let config_path =
+                write_config(dir.path(), port, htpasswd_path.as_deref(), tls_files.as_ref(), extra_config);
             let child = spawn(dir.path(), &config_path);
-            let mut registry = Registry { child, port, dir };
+            let mut registry = Registry { child, port, dir, tls };
             match registry.wait_until_up().await {
                 Ok(()) => return registry,
                 Err(failure) => {
@@ -128,6 +139,7 @@ impl Registry {
     async fn wait_until_up(&mut self) -> Result<(), String> {
         let client = reqwest::Client::builder()
             .no_proxy()
+            .danger_accept_invalid_certs(self.tls)
             .timeout(Duration::from_secs(2))
             .build()
             .expect("building an HTTP client");
@@ -203,7 +215,23 @@ fn write_htpasswd(dir: &Path, auth: &Htpasswd) -> PathBuf {
     path
 }
 
-fn write_config(dir: &Path, port: u16, htpasswd: Option<&Path>, extra_config: &str) -> PathBuf {
+/// Writes `cert.pem` and `key.pem` for 127.0.0.1 and returns their paths.
+fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("generating a self-signed certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    fs::write(&cert, certified.cert.pem()).expect("writing cert.pem");
+    fs::write(&key, certified.signing_key.serialize_pem()).expect("writing key.pem");
+    (cert, key)
+}
+
+fn write_config(
+    dir: &Path,
+    port: u16,
+    htpasswd: Option<&Path>,
+    tls: Option<&(PathBuf, PathBuf)>,
+    extra_config: &str,
+) -> PathBuf {
     let storage = dir.join("storage");
     let mut config = format!(
         "version: 0.1
@@ -225,6 +253,9 @@ http:
 ",
         storage = storage.display()
     );
+    if let Some((cert, key)) = tls {
+        config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
+    }
     if let Some(htpasswd) = htpasswd {
         config.push_str(&format!(
             "auth:
