@@ -66,7 +66,7 @@ impl ImageService {
         let endpoints = registry::endpoints(&self.config, image.registry());
         let mut last_error = None;
         for endpoint in &endpoints {
-            match self.pull_from(&image, endpoint, credentials).await {
+            match self.pull_from(image, endpoint, credentials).await {
                 Ok(record) => return Ok(record),
                 Err(e) if endpoint.mirror => {
                     tracing::warn!(mirror = %endpoint.host, image = %image.whole(), error = %e, "mirror failed, trying the next endpoint");
