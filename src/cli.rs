@@ -28,6 +28,12 @@ pub enum Command {
     Serve,
     /// Print the effective configuration as TOML.
     Config,
+    /// The infra process of a pod with a shared PID namespace (started by berth).
+    #[command(hide = true)]
+    Pause {
+        #[arg(long, value_name = "FILE")]
+        pid_file: std::path::PathBuf,
+    },
 }
 
 /// Each flag sets the config key named in its help.

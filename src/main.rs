@@ -11,6 +11,16 @@ const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The infra process needs no configuration, and must stay single-threaded.
+    if let Command::Pause { pid_file } = &cli.command {
+        return match cmd::pause::run(pid_file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth pause: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
     let config = match config::load(&cli.config_sources()) {
         Ok(config) => config,
         Err(e) => {
@@ -29,6 +39,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILURE)
             }
         },
+        Command::Pause { .. } => ExitCode::SUCCESS,
         Command::Serve => {
             logging::init(&config.log);
             // The runtime is built here, not by #[tokio::main], so that later

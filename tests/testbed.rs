@@ -560,7 +560,8 @@ async fn token_registry_challenges_anonymous_clients() {
     // ...which gets past /v2/ (it is validly signed) but into no repository.
     let client = registry.client(token);
     assert_eq!(client.get("/v2/").await.status(), reqwest::StatusCode::OK);
-    let challenge = bearer_challenge(&client.get_manifest_response("test/anon", "latest").await);
+    let challenge =
+        bearer_challenge(&client.get_manifest_response("test/anon", "latest", &media_type::ALL_MANIFESTS).await);
     assert_eq!(challenge.get("error").map(String::as_str), Some("insufficient_scope"), "{challenge:?}");
     assert_eq!(registry.token_requests(), TokenRequestCounts { anonymous: 1, ..Default::default() });
 }
@@ -573,7 +574,7 @@ async fn minted_tokens_push_and_pull_only_what_they_grant() {
     assert_eq!(digest, image.manifest_digest);
 
     let pull_token = registry.mint_token("test/minted", &["pull"]);
-    let fetched = registry.client(&pull_token).get_manifest("test/minted", "v1").await;
+    let fetched = registry.client(&pull_token).get_manifest("test/minted", "v1", &media_type::ALL_MANIFESTS).await;
     assert_eq!((fetched.digest.as_str(), fetched.bytes.as_slice()), (digest.as_str(), image.manifest.as_slice()));
 
     // A pull token does not push, and a token for another repository opens nothing here.
@@ -581,7 +582,10 @@ async fn minted_tokens_push_and_pull_only_what_they_grant() {
     let refused = token_http().post(&upload).bearer_auth(&pull_token).send().await.expect("the registry answers");
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
     let other = registry.client(&registry.mint_token("test/other", &["pull", "push"]));
-    assert_eq!(other.get_manifest_response("test/minted", "v1").await.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        other.get_manifest_response("test/minted", "v1", &media_type::ALL_MANIFESTS).await.status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
     assert_eq!(registry.token_requests().total(), 0, "minting bypasses the token server");
 }
 
@@ -593,7 +597,10 @@ async fn tokens_of_another_token_server_are_refused() {
     registry.push(&ImageBuilder::busybox().build(), "test/signed", "v1").await;
     let forged = registry.client(&stranger.mint_token("test/signed", &["pull"]));
     assert_eq!(forged.get("/v2/").await.status(), reqwest::StatusCode::UNAUTHORIZED);
-    assert_eq!(forged.get_manifest_response("test/signed", "v1").await.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        forged.get_manifest_response("test/signed", "v1", &media_type::ALL_MANIFESTS).await.status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -620,7 +627,7 @@ async fn token_server_get_flow_with_basic_credentials() {
     assert_eq!(answer["expires_in"], token_auth::TOKEN_LIFETIME.as_secs());
     assert!(answer["issued_at"].as_str().is_some_and(|t| t.len() == 20 && t.ends_with('Z')), "{answer}");
     let token = answer["token"].as_str().expect("a token");
-    let fetched = registry.client(token).get_manifest("test/basic", "v1").await;
+    let fetched = registry.client(token).get_manifest("test/basic", "v1", &media_type::ALL_MANIFESTS).await;
     assert_eq!(fetched.digest, image.manifest_digest);
 
     let (status, answer) = token_answer(ask("wrong").await.expect("the token server answers")).await;
@@ -658,7 +665,7 @@ async fn token_server_refresh_token_flow_with_the_identity_token() {
     assert_eq!(answer["scope"], "repository:test/refresh:pull");
     assert_eq!(answer["expires_in"], token_auth::TOKEN_LIFETIME.as_secs());
     let token = answer["access_token"].as_str().expect("an access token");
-    let fetched = registry.client(token).get_manifest("test/refresh", "v1").await;
+    let fetched = registry.client(token).get_manifest("test/refresh", "v1", &media_type::ALL_MANIFESTS).await;
     assert_eq!(fetched.digest, image.manifest_digest);
 
     let (status, answer) = post_token_form(&registry, &refresh_form("not-the-identity-token")).await;

@@ -1,3 +1,4 @@
 //! The subcommands of the `berth` binary.
 
+pub mod pause;
 pub mod serve;

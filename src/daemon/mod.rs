@@ -15,13 +15,15 @@ use crate::config::Config;
 use crate::images::{ImageError, ImageService};
 use crate::network::Network;
 use crate::runtime::RuntimeHandlers;
+use crate::sandbox::{SandboxError, SandboxService};
 use crate::store::{Store, StoreError};
 
 pub struct Daemon {
     config: Arc<Config>,
     handlers: RuntimeHandlers,
-    network: Network,
+    network: Arc<Network>,
     images: Arc<ImageService>,
+    sandboxes: SandboxService,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("image store: {0}")]
     Images(#[from] ImageError),
+    #[error("pod sandboxes: {0}")]
+    Sandboxes(#[from] SandboxError),
 }
 
 impl Daemon {
@@ -37,10 +41,11 @@ impl Daemon {
     pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.metadata_db())?);
-        let images = Arc::new(ImageService::open(config.clone(), store)?);
+        let images = Arc::new(ImageService::open(config.clone(), store.clone())?);
         let handlers = RuntimeHandlers::from_config(&config);
-        let network = Network::new(&config.cni);
-        Ok(Arc::new(Daemon { config, handlers, network, images }))
+        let network = Arc::new(Network::new(&config.cni, config.state_root.join("cni-cache")));
+        let sandboxes = SandboxService::open(config.clone(), store, network.clone(), handlers.clone())?;
+        Ok(Arc::new(Daemon { config, handlers, network, images, sandboxes }))
     }
 
     pub fn config(&self) -> &Config {
@@ -49,5 +54,9 @@ impl Daemon {
 
     pub fn images(&self) -> &Arc<ImageService> {
         &self.images
+    }
+
+    pub fn sandboxes(&self) -> &SandboxService {
+        &self.sandboxes
     }
 }

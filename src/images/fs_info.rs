@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use super::error::ImageError;
-use super::service::{ImageService, now_nanos};
+use super::service::ImageService;
 use super::snapshots::{Snapshots, Usage, disk_usage};
+use crate::time::now_nanos;
 
 #[derive(Debug, Clone)]
 pub struct FsUsage {

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use oci_client::Reference;
 use oci_client::manifest::OciDescriptor;
 use sha2::{Digest, Sha256};
+use tempfile::TempDir;
 use tokio::sync::mpsc;
 
 use super::error::ImageError;
@@ -44,9 +45,13 @@ pub struct LayerSource<'a> {
     pub progress: &'a Arc<Progress>,
 }
 
-/// Downloads the layer and unpacks it into `dest` (an empty directory),
-/// checking its digest, size and diff ID.
-pub async fn fetch_and_unpack(source: LayerSource<'_>, dest: PathBuf) -> Result<(), ImageError> {
+/// Downloads the layer and unpacks it into `unpacked/fs`, checking its digest,
+/// size and diff ID; hands the directory back on success.
+///
+/// The directory travels with the blocking unpacker: if this future is dropped
+/// (the pull was cancelled) the unpacker sees the stream end, stops writing,
+/// and only then drops the directory, so its removal never races a writer.
+pub async fn fetch_and_unpack(source: LayerSource<'_>, unpacked: TempDir) -> Result<TempDir, ImageError> {
     let descriptor = source.descriptor;
     let what = format!("layer {}", descriptor.digest);
     let stalled = || ImageError::Stalled { what: what.clone(), seconds: source.stall_timeout.as_secs() };
@@ -57,7 +62,9 @@ pub async fn fetch_and_unpack(source: LayerSource<'_>, dest: PathBuf) -> Result<
         .map_err(|_| stalled())?
         .map_err(|e| classify(e, source.endpoint, &source.reference.whole()))?;
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let unpacker = tokio::task::spawn_blocking(move || unpack_from_channel(rx, dest));
+    let unpacker = tokio::task::spawn_blocking(move || {
+        unpack_from_channel(rx, unpacked.path().join("fs")).map(|digests| (digests, unpacked))
+    });
 
     let mut stream = blob.stream;
     let mut received: u64 = 0;
@@ -91,7 +98,7 @@ pub async fn fetch_and_unpack(source: LayerSource<'_>, dest: PathBuf) -> Result<
     drop(tx);
     let unpacked = unpacker.await.map_err(|e| ImageError::Internal(format!("{what}: unpack task: {e}")))?;
     download?;
-    let digests = unpacked?;
+    let (digests, unpacked) = unpacked?;
     if digests.size != expected_size {
         return Err(ImageError::SizeMismatch { what, expected: expected_size, actual: digests.size });
     }
@@ -109,7 +116,7 @@ pub async fn fetch_and_unpack(source: LayerSource<'_>, dest: PathBuf) -> Result<
             actual: digests.uncompressed,
         });
     }
-    Ok(())
+    Ok(unpacked)
 }
 
 struct LayerDigests {

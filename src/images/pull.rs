@@ -19,8 +19,9 @@ use super::layer_fetch::{LayerSource, Progress, fetch_and_unpack};
 use super::manifest::{self, ACCEPTED, LAYER_TYPES, Parsed};
 use super::reference::{ImageRef, validate_digest};
 use super::registry::{self, Credentials, Endpoint, classify};
-use super::service::{ImageService, now_nanos};
+use super::service::ImageService;
 use super::snapshots::chain_ids;
+use crate::time::now_nanos;
 
 /// Manifests and configs are small; a registry sending more is broken or hostile.
 const MAX_SMALL_BLOB: usize = 16 * 1024 * 1024;
@@ -336,7 +337,7 @@ impl LayerWork<'_> {
                     stall_timeout,
                     progress: &progress,
                 };
-                fetch_and_unpack(source, unpacked.path().join("fs")).await?;
+                let unpacked = fetch_and_unpack(source, unpacked).await?;
                 tokio::task::spawn_blocking(move || {
                     snapshots.commit(&store, &chain_id, parent.as_deref(), &diff_id, unpacked).map(|_| ())
                 })

@@ -2,7 +2,6 @@
 //! `list.rs`, `remove.rs` and `fs_info.rs`.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::catalog::{self, ImageRecord};
 use super::content::ContentStore;
@@ -82,8 +81,4 @@ impl ImageService {
         }
         Ok(())
     }
-}
-
-pub fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }

@@ -981,14 +981,22 @@ mod tests {
         supported
     }
 
+    /// Skips the test where `$dir`'s filesystem refuses `trusted.*` xattrs, as `require_root!` does without root.
+    macro_rules! require_trusted_xattrs {
+        ($dir:expr) => {
+            let dir: &Path = $dir;
+            if !trusted_xattrs_supported(dir) {
+                eprintln!("skipping: {} does not support trusted.* xattrs", dir.display());
+                return;
+            }
+        };
+    }
+
     #[test]
     fn opaque_marker_sets_the_overlay_xattr() {
         require_root!();
         let sandbox = Sandbox::new();
-        if !trusted_xattrs_supported(sandbox.outer()) {
-            eprintln!("skipping: {} does not support trusted.* xattrs", sandbox.outer().display());
-            return;
-        }
+        require_trusted_xattrs!(sandbox.outer());
         let mut layer = Layer::new();
         layer.dir("o/").file("o/.wh..wh..opq", b"").file("p/q/.wh..wh..opq", b"");
         layer.file(".wh..wh.plnk/123.456", b"aufs").file("o/.wh..wh.aufs", b"");
@@ -1008,10 +1016,7 @@ mod tests {
     fn overlay_xattrs_from_the_archive_are_ignored() {
         require_root!();
         let sandbox = Sandbox::new();
-        if !trusted_xattrs_supported(sandbox.outer()) {
-            eprintln!("skipping: {} does not support trusted.* xattrs", sandbox.outer().display());
-            return;
-        }
+        require_trusted_xattrs!(sandbox.outer());
         let mut layer = Layer::new();
         layer.pax(&[("SCHILY.xattr.trusted.overlay.redirect", b"/etc")]).dir("d/");
         sandbox.unpack(&layer.finish()).unwrap();

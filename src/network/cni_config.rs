@@ -77,16 +77,11 @@ pub fn load_network_config(conf_dir: &Path) -> Result<NetworkConfigList, CniConf
 
 fn read_file(path: &Path) -> Result<NetworkConfigList, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let raw: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     let is_list = path.extension().is_some_and(|ext| ext == "conflist");
     if is_list {
-        let list: ListFile = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        if list.plugins.is_empty() {
-            return Err("`plugins` is empty".into());
-        }
-        let plugins = list.plugins.into_iter().map(plugin).collect::<Result<_, _>>()?;
-        return Ok(NetworkConfigList { source: path.into(), cni_version: list.cni_version, name: list.name, plugins });
+        return parse_list(raw, path);
     }
-    let raw: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     let single: SingleFile = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
     Ok(NetworkConfigList {
         source: path.into(),
@@ -94,6 +89,15 @@ fn read_file(path: &Path) -> Result<NetworkConfigList, String> {
         name: single.name,
         plugins: vec![PluginConfig { kind: single.kind, raw }],
     })
+}
+
+fn parse_list(raw: Value, source: &Path) -> Result<NetworkConfigList, String> {
+    let list: ListFile = serde_json::from_value(raw).map_err(|e| e.to_string())?;
+    if list.plugins.is_empty() {
+        return Err("`plugins` is empty".into());
+    }
+    let plugins = list.plugins.into_iter().map(plugin).collect::<Result<_, _>>()?;
+    Ok(NetworkConfigList { source: source.into(), cni_version: list.cni_version, name: list.name, plugins })
 }
 
 fn plugin(raw: Value) -> Result<PluginConfig, String> {
@@ -112,6 +116,22 @@ pub fn find_plugin(bin_dirs: &[PathBuf], plugin: &str) -> Option<PathBuf> {
 }
 
 impl NetworkConfigList {
+    /// The list as a conflist document, exactly as its plugins receive it (a single-plugin
+    /// `.conf` becomes a list of one). The result cache keeps this so DEL runs with the config
+    /// ADD ran with, whatever happens to the conf dir meanwhile.
+    pub fn to_value(&self) -> Value {
+        serde_json::json!({
+            "cniVersion": self.cni_version,
+            "name": self.name,
+            "plugins": self.plugins.iter().map(|p| p.raw.clone()).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Reads back what [`NetworkConfigList::to_value`] wrote; `source` says where it came from.
+    pub fn from_value(raw: Value, source: &Path) -> Result<Self, String> {
+        parse_list(raw, source)
+    }
+
     /// Every plugin of the list must be installed for the network to be usable.
     pub fn check_plugins(&self, bin_dirs: &[PathBuf]) -> Result<(), CniConfigError> {
         for plugin in &self.plugins {
@@ -165,6 +185,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(load_network_config(dir.path()), Err(CniConfigError::NoConfig(_))));
         assert!(matches!(load_network_config(&dir.path().join("nope")), Err(CniConfigError::NoConfig(_))));
+    }
+
+    #[test]
+    fn list_round_trips_through_its_json_form() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("10-x.conf"), r#"{"cniVersion":"1.0.0","name":"x","type":"ptp","mtu":1400}"#)
+            .unwrap();
+        let list = load_network_config(dir.path()).unwrap();
+        let again = NetworkConfigList::from_value(list.to_value(), Path::new("cache")).unwrap();
+        assert_eq!((again.name.as_str(), again.cni_version.as_str()), ("x", "1.0.0"));
+        assert_eq!(again.plugins.len(), 1);
+        assert_eq!(again.plugins[0].raw, list.plugins[0].raw);
     }
 
     #[test]

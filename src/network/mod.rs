@@ -1,32 +1,68 @@
-//! Pod networking through CNI plugins. For now: which network config is in force,
-//! whether its plugins are installed, and the pod CIDR kubelet hands down.
+//! Pod networking through CNI plugins, run directly per the CNI spec (1.0): which network
+//! config is in force and whether its plugins are installed, the pod CIDR kubelet hands down,
+//! and attaching / detaching a pod's netns with a cache of what was done (as libcni keeps
+//! under `/var/lib/cni/results`), so DEL works after a restart whatever the conf dir holds.
+//!
+//! Callers serialise `attach` and `detach` per container; calls for different containers may
+//! run at once (plugins lock their own shared state, e.g. host-local's allocations).
 
+mod attachment;
+mod cache;
 mod cni_config;
+mod error;
+mod plugin_exec;
+mod result;
 
+pub use attachment::{Attachment, Bandwidth, Dns, PodNetwork, PortMapping};
 pub use cni_config::{CniConfigError, NetworkConfigList, PluginConfig, find_plugin, load_network_config};
+pub use error::{NetworkError, PluginError};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use std::time::Duration;
+
+use serde_json::Map;
 
 use crate::config::CniConfig;
+use cache::{CacheEntry, ResultCache};
+use plugin_exec::{Command, Invocation, PluginRunner};
+
+/// How long one plugin run may take before it is killed.
+const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The interface the loopback plugin brings up.
+const LOOPBACK_IFNAME: &str = "lo";
 
 pub struct Network {
     conf_dir: PathBuf,
-    bin_dirs: Vec<PathBuf>,
+    runner: PluginRunner,
+    cache: ResultCache,
     /// From `UpdateRuntimeConfig`; passed to plugins that allocate from it.
     pod_cidr: RwLock<Option<String>>,
 }
 
 impl Network {
-    pub fn new(config: &CniConfig) -> Self {
-        Network { conf_dir: config.conf_dir.clone(), bin_dirs: config.bin_dirs.clone(), pod_cidr: RwLock::new(None) }
+    /// `cache_dir` holds one file per attached container; it is created when first needed.
+    pub fn new(config: &CniConfig, cache_dir: PathBuf) -> Self {
+        Network {
+            conf_dir: config.conf_dir.clone(),
+            runner: PluginRunner { bin_dirs: config.bin_dirs.clone(), timeout: PLUGIN_TIMEOUT },
+            cache: ResultCache::new(cache_dir),
+            pod_cidr: RwLock::new(None),
+        }
+    }
+
+    /// Bounds each plugin run (default 60 s).
+    pub fn with_plugin_timeout(mut self, timeout: Duration) -> Self {
+        self.runner.timeout = timeout;
+        self
     }
 
     /// The network config in force, if it is usable (all of its plugins installed).
     /// Read from disk each time, so a config written or fixed after start is seen at once.
     pub fn ready_config(&self) -> Result<NetworkConfigList, CniConfigError> {
         let list = load_network_config(&self.conf_dir)?;
-        list.check_plugins(&self.bin_dirs)?;
+        list.check_plugins(&self.runner.bin_dirs)?;
         Ok(list)
     }
 
@@ -38,4 +74,163 @@ impl Network {
     pub fn pod_cidr(&self) -> Option<String> {
         self.pod_cidr.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
+
+    /// Brings up `lo`, then runs ADD for each plugin of the network in force, in order, each
+    /// given the previous one's result. All or nothing: on failure everything is deleted again
+    /// and no cache entry remains.
+    pub async fn attach(&self, attachment: &Attachment) -> Result<PodNetwork, NetworkError> {
+        attachment.validate()?;
+        let list = self.ready_config()?;
+        let runtime_config = attachment.runtime_config(self.pod_cidr().as_deref());
+        let mut entry = CacheEntry::new(
+            attachment.container_id.clone(),
+            attachment.ifname.clone(),
+            attachment.netns.clone(),
+            list.to_value(),
+            attachment.cni_args(),
+            runtime_config,
+        );
+        // Written ahead of ADD: should berth die mid-ADD, a later detach still finds what to DEL.
+        self.cache.write(&entry).await?;
+        match self.add_all(&list, &mut entry).await {
+            Ok(network) => Ok(network),
+            Err(e) => {
+                tracing::warn!(container_id = %entry.container_id, error = %e, "CNI ADD failed; deleting what it did");
+                // delete_all logs each failure; the ADD's error is the one the caller can act on.
+                let _ = self.delete_all(&list, &entry, Some(&entry.netns)).await;
+                if let Err(cache_error) = self.cache.remove(&entry.container_id).await {
+                    tracing::error!(error = %cache_error, "removing the CNI cache entry of a failed ADD");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs DEL for each plugin of the cached network config, in reverse order, then for `lo`.
+    /// Without a cache entry there is nothing to do. `netns` (default: the one attached) is
+    /// passed only if it is still a network namespace. An error is returned, and the entry
+    /// kept so the call can be retried, only if a plugin failed other than because what it
+    /// would remove is already gone.
+    pub async fn detach(&self, container_id: &str, netns: Option<&Path>) -> Result<(), NetworkError> {
+        attachment::validate_container_id(container_id)?;
+        let Some(entry) = self.cache.read(container_id)? else {
+            return Ok(());
+        };
+        let list = self.cached_list(container_id, &entry)?;
+        let netns = netns.unwrap_or(&entry.netns);
+        self.delete_all(&list, &entry, Some(netns)).await?;
+        self.cache.remove(container_id).await
+    }
+
+    /// The attachment recorded for `container_id`, e.g. for PodSandboxStatus after a restart.
+    pub fn cached(&self, container_id: &str) -> Option<PodNetwork> {
+        attachment::validate_container_id(container_id).ok()?;
+        let entry = match self.cache.read(container_id) {
+            Ok(entry) => entry?,
+            Err(e) => {
+                tracing::warn!(container_id, error = %e, "reading the CNI cache");
+                return None;
+            }
+        };
+        let result = entry.result?;
+        result::pod_network(&result, &entry.if_name)
+            .inspect_err(|reason| tracing::warn!(container_id, %reason, "cached CNI result is unusable"))
+            .ok()
+    }
+
+    /// The ADD sequence; `entry.result` follows each plugin's result, so a failure's cleanup
+    /// can hand DEL the latest one.
+    async fn add_all(&self, list: &NetworkConfigList, entry: &mut CacheEntry) -> Result<PodNetwork, NetworkError> {
+        let (loopback, lo_plugin) = loopback();
+        let lo = invocation(Command::Add, entry, Some(&entry.netns), LOOPBACK_IFNAME);
+        let lo_config = plugin_exec::plugin_stdin(&loopback, &lo_plugin, None, &Map::new());
+        self.runner.run(&loopback.name, &lo_plugin.kind, &lo, &lo_config).await?;
+
+        for plugin in &list.plugins {
+            let add = invocation(Command::Add, entry, Some(&entry.netns), &entry.if_name);
+            let stdin = plugin_exec::plugin_stdin(list, plugin, entry.result.as_ref(), &entry.runtime_config);
+            let result = self.runner.run(&list.name, &plugin.kind, &add, &stdin).await?;
+            let result = result.ok_or_else(|| bad_result(list, &plugin.kind, "ADD printed no result".into()))?;
+            entry.result = Some(result);
+        }
+        let last = list.plugins.last().map_or("", |plugin| plugin.kind.as_str());
+        let result = entry.result.as_ref().ok_or_else(|| bad_result(list, last, "the network has no plugin".into()))?;
+        let network = result::pod_network(result, &entry.if_name).map_err(|reason| bad_result(list, last, reason))?;
+        self.cache.write(entry).await?;
+        Ok(network)
+    }
+
+    /// The DEL sequence: the list in reverse, then `lo`. Every plugin is run even after one
+    /// fails, so as much as possible is released; the first failure that is not about
+    /// something already gone is returned.
+    async fn delete_all(
+        &self,
+        list: &NetworkConfigList,
+        entry: &CacheEntry,
+        netns: Option<&Path>,
+    ) -> Result<(), NetworkError> {
+        let netns = netns.filter(|path| attachment::is_netns(path));
+        let mut first_error = None;
+        for plugin in list.plugins.iter().rev() {
+            let del = invocation(Command::Del, entry, netns, &entry.if_name);
+            let stdin = plugin_exec::plugin_stdin(list, plugin, entry.result.as_ref(), &entry.runtime_config);
+            if let Err(e) = self.runner.run(&list.name, &plugin.kind, &del, &stdin).await {
+                if is_already_gone(&e) {
+                    tracing::info!(container_id = %entry.container_id, error = %e, "CNI DEL: already gone");
+                } else {
+                    tracing::warn!(container_id = %entry.container_id, error = %e, "CNI DEL failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.delete_loopback(entry, netns).await;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// `lo` vanishes with the netns; a failure here is only logged.
+    async fn delete_loopback(&self, entry: &CacheEntry, netns: Option<&Path>) {
+        let (loopback, lo_plugin) = loopback();
+        let del = invocation(Command::Del, entry, netns, LOOPBACK_IFNAME);
+        let stdin = plugin_exec::plugin_stdin(&loopback, &lo_plugin, None, &Map::new());
+        if let Err(e) = self.runner.run(&loopback.name, &lo_plugin.kind, &del, &stdin).await {
+            tracing::info!(container_id = %entry.container_id, error = %e, "CNI DEL of the loopback failed; ignored");
+        }
+    }
+
+    fn cached_list(&self, container_id: &str, entry: &CacheEntry) -> Result<NetworkConfigList, NetworkError> {
+        let path = self.cache.path(container_id);
+        NetworkConfigList::from_value(entry.config.clone(), &path)
+            .map_err(|reason| NetworkError::CacheCorrupt { path, reason })
+    }
 }
+
+/// DEL is idempotent: failing because the netns or interface is gone is success.
+fn is_already_gone(error: &NetworkError) -> bool {
+    matches!(error, NetworkError::Plugin(e) if e.is_already_gone())
+}
+
+fn invocation<'a>(command: Command, entry: &'a CacheEntry, netns: Option<&'a Path>, ifname: &'a str) -> Invocation<'a> {
+    Invocation { command, container_id: &entry.container_id, netns, ifname, cni_args: &entry.cni_args }
+}
+
+/// The network that brings up `lo`, as containerd and cri-o configure it; the plugin gets
+/// `{"cniVersion":"1.0.0","name":"cni-loopback","type":"loopback"}`.
+fn loopback() -> (NetworkConfigList, PluginConfig) {
+    let plugin = PluginConfig { kind: "loopback".into(), raw: serde_json::json!({"type": "loopback"}) };
+    let list = NetworkConfigList {
+        source: PathBuf::from("<built-in>"),
+        cni_version: "1.0.0".into(),
+        name: "cni-loopback".into(),
+        plugins: vec![plugin.clone()],
+    };
+    (list, plugin)
+}
+
+fn bad_result(list: &NetworkConfigList, plugin: &str, reason: String) -> NetworkError {
+    NetworkError::BadResult { network: list.name.clone(), plugin: plugin.to_string(), command: "ADD", reason }
+}
+
+#[cfg(test)]
+mod fake_plugin_tests;
+#[cfg(test)]
+mod real_plugin_tests;

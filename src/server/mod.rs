@@ -4,6 +4,7 @@
 
 mod image_service;
 mod listener;
+mod pod;
 mod rpc_layer;
 mod runtime_service;
 pub mod status_code;

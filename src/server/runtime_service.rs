@@ -8,7 +8,8 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
-use super::status_code::not_implemented;
+use super::pod;
+use super::status_code::{not_implemented, to_status};
 use crate::config::CgroupDriver;
 use crate::daemon::Daemon;
 
@@ -89,31 +90,46 @@ impl RuntimeService for RuntimeApi {
         Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
     }
 
+    async fn run_pod_sandbox(&self, request: Request<cri::RunPodSandboxRequest>) -> Rpc<cri::RunPodSandboxResponse> {
+        let request = request.into_inner();
+        let spec = pod::pod_spec(request.config, request.runtime_handler)?;
+        let pod_sandbox_id = self.daemon.sandboxes().run(spec).await.map_err(to_status)?;
+        Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
+    }
+
+    async fn stop_pod_sandbox(&self, request: Request<cri::StopPodSandboxRequest>) -> Rpc<cri::StopPodSandboxResponse> {
+        self.daemon.sandboxes().stop(&request.get_ref().pod_sandbox_id).await.map_err(to_status)?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<cri::RemovePodSandboxRequest>,
+    ) -> Rpc<cri::RemovePodSandboxResponse> {
+        self.daemon.sandboxes().remove(&request.get_ref().pod_sandbox_id).await.map_err(to_status)?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<cri::PodSandboxStatusRequest>,
+    ) -> Rpc<cri::PodSandboxStatusResponse> {
+        let request = request.into_inner();
+        let status = self.daemon.sandboxes().status(&request.pod_sandbox_id, request.verbose).map_err(to_status)?;
+        Ok(Response::new(pod::pod_status(status)))
+    }
+
+    async fn list_pod_sandbox(&self, request: Request<cri::ListPodSandboxRequest>) -> Rpc<cri::ListPodSandboxResponse> {
+        let filter = pod::filter(request.into_inner().filter);
+        let items = self.daemon.sandboxes().list(&filter).map_err(to_status)?;
+        Ok(Response::new(cri::ListPodSandboxResponse { items: items.into_iter().map(pod::pod_sandbox).collect() }))
+    }
+
     async fn get_container_events(&self, _: Request<cri::GetEventsRequest>) -> Rpc<EventStream> {
         Err(not_implemented("GetContainerEvents"))
     }
 
     // Not built yet: each answers Unimplemented until its issue lands.
-
-    async fn run_pod_sandbox(&self, _: Request<cri::RunPodSandboxRequest>) -> Rpc<cri::RunPodSandboxResponse> {
-        Err(not_implemented("RunPodSandbox"))
-    }
-
-    async fn stop_pod_sandbox(&self, _: Request<cri::StopPodSandboxRequest>) -> Rpc<cri::StopPodSandboxResponse> {
-        Err(not_implemented("StopPodSandbox"))
-    }
-
-    async fn remove_pod_sandbox(&self, _: Request<cri::RemovePodSandboxRequest>) -> Rpc<cri::RemovePodSandboxResponse> {
-        Err(not_implemented("RemovePodSandbox"))
-    }
-
-    async fn pod_sandbox_status(&self, _: Request<cri::PodSandboxStatusRequest>) -> Rpc<cri::PodSandboxStatusResponse> {
-        Err(not_implemented("PodSandboxStatus"))
-    }
-
-    async fn list_pod_sandbox(&self, _: Request<cri::ListPodSandboxRequest>) -> Rpc<cri::ListPodSandboxResponse> {
-        Err(not_implemented("ListPodSandbox"))
-    }
 
     async fn create_container(&self, _: Request<cri::CreateContainerRequest>) -> Rpc<cri::CreateContainerResponse> {
         Err(not_implemented("CreateContainer"))

@@ -9,3 +9,4 @@ mod daemon_lifecycle;
 mod image_resilience;
 mod images;
 mod runtime_info;
+mod sandboxes;

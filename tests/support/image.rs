@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
+use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -1097,12 +1098,32 @@ pub struct RegistryError {
     /// "PUT http://.../v2/x/manifests/latest" and the like.
     pub request: String,
     pub status: StatusCode,
+    /// The `WWW-Authenticate` header, if any: a bearer challenge names the
+    /// scope the client's token lacked.
+    pub challenge: Option<String>,
     pub body: String,
+}
+
+impl RegistryError {
+    /// Reads what the registry said in `response` to `request`.
+    async fn read(request: String, response: reqwest::Response) -> RegistryError {
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let body = response.text().await.unwrap_or_default();
+        RegistryError { request, status, challenge, body }
+    }
 }
 
 impl std::fmt::Display for RegistryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} answered {}: {}", self.request, self.status, self.body)
+        write!(f, "{} answered {}", self.request, self.status)?;
+        if let Some(challenge) = &self.challenge {
+            write!(f, " (challenge {challenge})")?;
+        }
+        write!(f, ": {}", self.body)
     }
 }
 
@@ -1114,6 +1135,18 @@ pub struct FetchedManifest {
     /// The `Content-Type` header.
     pub media_type: String,
     pub bytes: Vec<u8>,
+}
+
+/// How a [`RegistryClient`] authenticates its requests.
+#[derive(Clone, Debug, Default)]
+pub enum ClientAuth {
+    #[default]
+    None,
+    /// HTTP basic credentials, for a registry with `htpasswd` auth.
+    Basic { user: String, password: String },
+    /// A fixed bearer token, for a registry with token auth: minted, or got
+    /// from the token server by the test (the client runs no challenge dance).
+    Bearer(String),
 }
 
 /// A minimal distribution-API client for pushing test content and reading it
@@ -1137,7 +1170,7 @@ pub struct FetchedManifest {
 pub struct RegistryClient {
     base: Url,
     http: reqwest::Client,
-    credentials: Option<(String, String)>,
+    auth: ClientAuth,
 }
 
 impl RegistryClient {
@@ -1157,12 +1190,20 @@ impl RegistryClient {
             .build()
             .expect("building an HTTP client");
         let base = Url::parse(url).unwrap_or_else(|e| panic!("registry URL {url:?}: {e}"));
-        RegistryClient { base, http, credentials: None }
+        RegistryClient { base, http, auth: ClientAuth::None }
     }
 
-    pub fn with_basic_auth(mut self, user: &str, password: &str) -> RegistryClient {
-        self.credentials = Some((user.to_owned(), password.to_owned()));
+    pub fn with_auth(mut self, auth: ClientAuth) -> RegistryClient {
+        self.auth = auth;
         self
+    }
+
+    pub fn with_basic_auth(self, user: &str, password: &str) -> RegistryClient {
+        self.with_auth(ClientAuth::Basic { user: user.to_owned(), password: password.to_owned() })
+    }
+
+    pub fn with_bearer_token(self, token: &str) -> RegistryClient {
+        self.with_auth(ClientAuth::Bearer(token.to_owned()))
     }
 
     fn url(&self, path: &str) -> Url {
@@ -1171,9 +1212,10 @@ impl RegistryClient {
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let request = self.http.request(method, url);
-        match &self.credentials {
-            Some((user, password)) => request.basic_auth(user, Some(password)),
-            None => request,
+        match &self.auth {
+            ClientAuth::None => request,
+            ClientAuth::Basic { user, password } => request.basic_auth(user, Some(password)),
+            ClientAuth::Bearer(token) => request.bearer_auth(token),
         }
     }
 
@@ -1193,9 +1235,7 @@ impl RegistryClient {
         if response.status() == expected {
             return Ok(response);
         }
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        Err(RegistryError { request: description, status, body })
+        Err(RegistryError::read(description, response).await)
     }
 
     /// GET `path` (e.g. "/v2/") with this client's credentials, whatever the answer.
@@ -1309,9 +1349,8 @@ impl RegistryClient {
     pub async fn get_manifest(&self, repo: &str, reference: &str, accept: &[&str]) -> FetchedManifest {
         let response = self.get_manifest_response(repo, reference, accept).await;
         if response.status() != StatusCode::OK {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            panic!("fetching manifest {repo}:{reference}: the registry answered {status}: {body}");
+            let error = RegistryError::read(format!("GET {}", response.url()), response).await;
+            panic!("fetching manifest {repo}:{reference}: {error}");
         }
         let digest = docker_content_digest(&response);
         let media_type =

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod berth;
+pub mod cni;
+pub mod http_server;
 pub mod image;
 pub mod proxy;
 pub mod registry;

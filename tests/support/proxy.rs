@@ -14,17 +14,15 @@
 //! ```
 //!
 //! Bodies are streamed chunk by chunk in both the normal and the misbehaving
-//! cases: a 64 MiB layer never sits in the proxy's memory. The server runs on
-//! its own thread and runtime (as the token server does), so it keeps
-//! answering while a test blocks its own thread; dropping the proxy stops it
-//! and closes its port before drop returns.
+//! cases: a 64 MiB layer never sits in the proxy's memory. The server is a
+//! [`BackgroundServer`] (as the token server is), so it keeps answering while
+//! a test blocks its own thread; dropping the proxy stops it and closes its
+//! port before drop returns.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,12 +31,10 @@ use http_body_util::{BodyExt as _, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::http_server::BackgroundServer;
 use super::registry::install_crypto_provider;
 
 /// Request headers passed upstream: what the distribution API looks at.
@@ -104,11 +100,8 @@ pub struct RequestRecord {
 /// A reverse proxy on 127.0.0.1:<free port> in front of an upstream registry.
 /// Stops (thread joined, port closed, open connections cut) on drop.
 pub struct RegistryProxy {
-    port: u16,
+    server: BackgroundServer,
     shared: Arc<Shared>,
-    /// Dropping it (with `self`) ends the serving loop.
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
 }
 
 impl RegistryProxy {
@@ -116,48 +109,26 @@ impl RegistryProxy {
     /// passing everything through until told otherwise.
     pub async fn start(upstream_url: &str) -> RegistryProxy {
         install_crypto_provider();
-        // Binding port 0 here (not probing a free port and binding it later)
-        // leaves no window for another test to take the port.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the proxy to 127.0.0.1:0");
-        let port = listener.local_addr().expect("reading the proxy's address").port();
-        listener.set_nonblocking(true).expect("making the proxy's listener non-blocking");
-        let shared = Arc::new(Shared::new(upstream_url, port));
-        let (shutdown, stopped) = oneshot::channel::<()>();
+        let bound = BackgroundServer::bind("registry-proxy");
+        // Shared knows the proxy's own URL, to point Location headers back at it.
+        let shared = Arc::new(Shared::new(upstream_url, bound.addr().port()));
         let serving = Arc::clone(&shared);
-        let thread = thread::Builder::new()
-            .name(format!("registry-proxy-{port}"))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("building the proxy's runtime");
-                runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("registering the proxy's listener");
-                    tokio::select! {
-                        () = serve(listener, serving) => {}
-                        // Ok (a send) or Err (the sender dropped): stop either way.
-                        _ = stopped => {}
-                    }
-                });
-                // Dropping the runtime here cancels the connections and body
-                // streams still open, stalled ones included.
-            })
-            .expect("starting the proxy thread");
-        RegistryProxy { port, shared, shutdown: Some(shutdown), thread: Some(thread) }
+        let server = bound.serve(move |request| handle(Arc::clone(&serving), request));
+        RegistryProxy { server, shared }
     }
 
     /// "127.0.0.1:PORT", as used in image references.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.port())
     }
 
     /// "http://127.0.0.1:PORT".
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.port())
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Replaces the current rule. Requests already being answered keep the
@@ -189,17 +160,6 @@ impl RegistryProxy {
     /// closed (poll for it).
     pub fn active_body_streams(&self) -> usize {
         self.shared.active_streams.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for RegistryProxy {
-    fn drop(&mut self) {
-        drop(self.shutdown.take());
-        if let Some(thread) = self.thread.take() {
-            // A panic on the proxy thread was already printed; do not panic
-            // again in drop (possibly during a test's own unwinding).
-            let _ = thread.join();
-        }
     }
 }
 
@@ -254,31 +214,6 @@ impl Shared {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Accept errors (EMFILE under load, a connection reset before
-                // accept) are transient: keep serving.
-                eprintln!("registry proxy: accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let shared = Arc::clone(&shared);
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |request| handle(Arc::clone(&shared), request));
-            // An error here is a client hanging up (possibly mid-body, which
-            // is how a cancelled download looks): nothing to report.
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-        // Reap finished connections so the set does not grow with every request.
-        while connections.try_join_next().is_some() {}
-    }
-}
-
 type ProxyBody = BoxBody<Bytes, io::Error>;
 
 /// How a body goes out to the client.
@@ -315,7 +250,7 @@ impl Rule {
     }
 }
 
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<ProxyBody> {
     let path = request.uri().path().to_owned();
     let index = shared.record(request.method(), &path);
     let rule = shared.rule.lock().expect("proxy rule lock").clone();
@@ -329,7 +264,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         Action::Forward(pace) => forward(&shared, index, request, pace).await,
     };
     shared.update(index, |record| record.status = Some(response.status().as_u16()));
-    Ok(response)
+    response
 }
 
 /// Sends `request` upstream and streams the answer back at `pace`.

@@ -51,16 +51,16 @@ impl Registry {
         Self::start_inner(Some(Htpasswd { user: user.to_owned(), password: password.to_owned() }), "", false).await
     }
 
-    /// Starts a registry whose config.yml ends with `extra_config`: top-level
-    /// YAML sections the base config does not have, typically a custom `auth:`
-    /// (see `token_auth`). Repeating a base section (`http:`, `storage:`,
-    /// `log:`) makes the registry refuse to start.
     /// A registry serving HTTPS with a fresh self-signed certificate for
     /// 127.0.0.1, which no client trusts: for skip-verify settings.
     pub async fn start_with_tls() -> Registry {
         Registry::start_inner(None, "", true).await
     }
 
+    /// Starts a registry whose config.yml ends with `extra_config`: top-level
+    /// YAML sections the base config does not have, typically a custom `auth:`
+    /// (see `token_auth`). Repeating a base section (`http:`, `storage:`,
+    /// `log:`) makes the registry refuse to start.
     pub async fn start_with_extra_config(extra_config: &str) -> Registry {
         Self::start_inner(None, extra_config, false).await
     }

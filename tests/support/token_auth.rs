@@ -27,11 +27,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -41,18 +39,15 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Url;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 
-use super::image::{BuiltImage, BuiltIndex, FetchedManifest, media_type, sha256_digest};
-use super::registry::{Registry, install_crypto_provider};
+use super::http_server::BackgroundServer;
+use super::image::{BuiltImage, BuiltIndex, RegistryClient};
+use super::registry::Registry;
 
 /// The registry's `service`: the `aud` of its tokens, and what clients must
 /// send as `service` to the token server.
@@ -131,9 +126,10 @@ impl TokenAuthRegistry {
         self.server.state.log.lock().expect("token request log lock").clone()
     }
 
-    /// A client that sends `token` as its bearer token to this registry.
-    pub fn client(&self, token: &str) -> BearerClient {
-        BearerClient::new(&self.registry, token)
+    /// A client that sends `token` as its bearer token to this registry
+    /// (rather than running the challenge dance, so the test chooses the token).
+    pub fn client(&self, token: &str) -> RegistryClient {
+        RegistryClient::new(&self.registry).with_bearer_token(token)
     }
 
     /// Pushes `image` as `repo:tag` with a minted pull+push token; returns the manifest digest.
@@ -338,64 +334,24 @@ pub fn rfc3339(unix: u64) -> String {
 // Token server
 // ---------------------------------------------------------------------------
 
-/// The HTTP token server. It runs on a thread of its own with its own tokio
-/// runtime, not on the test's: a test may block its thread (a synchronous
-/// `berth` CLI call, `std::process::Command::output`) while berth waits for a
-/// token, which would deadlock a server sharing the test's current-thread
-/// runtime. Drop stops the runtime and joins the thread, so the port is closed
-/// when drop returns.
+/// The HTTP token server: a [`BackgroundServer`], so it keeps answering while
+/// a test blocks its own thread (as a synchronous `berth` CLI call does while
+/// berth waits for a token), and its port is closed when drop returns.
 struct TokenServer {
-    port: u16,
+    server: BackgroundServer,
     state: Arc<State>,
-    /// Dropping it (with `self`) ends the serving loop.
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
 }
 
 impl TokenServer {
     fn start(state: State) -> TokenServer {
-        // Binding port 0 here (not probing a free port for someone else to
-        // bind) leaves no window for another test to take the port.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the token server to 127.0.0.1:0");
-        let port = listener.local_addr().expect("reading the token server's address").port();
-        listener.set_nonblocking(true).expect("making the token server's listener non-blocking");
         let state = Arc::new(state);
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let serving_state = Arc::clone(&state);
-        let thread = thread::Builder::new()
-            .name(format!("token-server-{port}"))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("building the token server's runtime");
-                runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("registering the token server's listener");
-                    tokio::select! {
-                        () = serve(listener, serving_state) => {}
-                        // Ok (a send) or Err (the sender dropped): stop either way.
-                        _ = stopped => {}
-                    }
-                });
-                // Dropping the runtime here cancels the connection tasks still open.
-            })
-            .expect("starting the token server thread");
-        TokenServer { port, state, shutdown: Some(shutdown), thread: Some(thread) }
+        let serving = Arc::clone(&state);
+        let server = BackgroundServer::bind("token-server").serve(move |request| answer(Arc::clone(&serving), request));
+        TokenServer { server, state }
     }
 
     fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}{TOKEN_PATH}", self.port)
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        drop(self.shutdown.take());
-        if let Some(thread) = self.thread.take() {
-            // A panic on the server thread was already printed; do not panic
-            // again in drop (possibly during a test's own unwinding).
-            let _ = thread.join();
-        }
+        format!("http://127.0.0.1:{}{TOKEN_PATH}", self.server.port())
     }
 }
 
@@ -412,40 +368,16 @@ struct State {
     log: Mutex<Vec<TokenRequest>>,
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>) {
-    let mut connections = JoinSet::new();
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Accept errors (EMFILE under load, a connection reset before
-                // accept) are transient: keep serving.
-                eprintln!("token server: accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let state = Arc::clone(&state);
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |request| answer(Arc::clone(&state), request));
-            // An error here is a client hanging up mid-request: nothing to report.
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-        // Reap finished connections so the set does not grow with every request.
-        while connections.try_join_next().is_some() {}
-    }
-}
-
 type Reply = Response<Full<Bytes>>;
 
-async fn answer(state: Arc<State>, request: Request<Incoming>) -> Result<Reply, Infallible> {
+async fn answer(state: Arc<State>, request: Request<Incoming>) -> Reply {
     let call = TokenCall::read(request).await;
     let decision = state.decide(&call);
     state.log.lock().expect("token request log lock").push(call.to_log_entry(decision.is_ok()));
-    Ok(match decision {
+    match decision {
         Ok(grant) => state.token_reply(&call, &grant),
         Err(refusal) => refusal.reply(),
-    })
+    }
 }
 
 /// A request to the token server, read in full.
@@ -699,147 +631,4 @@ pub fn parse_bearer_challenge(challenge: &str) -> Option<BTreeMap<String, String
         rest = after.trim_start_matches([',', ' ']);
     }
     Some(params)
-}
-
-// ---------------------------------------------------------------------------
-// Bearer client
-// ---------------------------------------------------------------------------
-
-/// Pushes and reads with a fixed bearer token: `RegistryClient` only knows
-/// basic auth, and tests here want to choose the token (minted, or got from
-/// the token server) rather than run the challenge dance.
-pub struct BearerClient {
-    base: Url,
-    http: reqwest::Client,
-    token: String,
-}
-
-impl BearerClient {
-    pub fn new(registry: &Registry, token: &str) -> BearerClient {
-        install_crypto_provider();
-        let http = reqwest::Client::builder()
-            // Only loopback registries here; never go through a proxy from the environment.
-            .no_proxy()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .expect("building an HTTP client");
-        let base = Url::parse(&registry.url()).expect("the registry's URL");
-        BearerClient { base, http, token: token.to_owned() }
-    }
-
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let url = self.base.join(path).unwrap_or_else(|e| panic!("joining {path:?} to {}: {e}", self.base));
-        self.http.request(method, url).bearer_auth(&self.token)
-    }
-
-    /// Sends `request`, panicking unless the registry answers `expected`.
-    async fn expect(&self, request: reqwest::RequestBuilder, expected: StatusCode, what: &str) -> reqwest::Response {
-        let response = request.send().await.unwrap_or_else(|e| panic!("{what}: no answer from the registry: {e}"));
-        check(response, expected, what).await
-    }
-
-    /// GET `path` (e.g. "/v2/") with the token, whatever the answer.
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.request(Method::GET, path).send().await.unwrap_or_else(|e| panic!("GET {path}: no answer: {e}"))
-    }
-
-    /// GETs a manifest accepting every manifest type, whatever the answer.
-    pub async fn get_manifest_response(&self, repo: &str, reference: &str) -> reqwest::Response {
-        let path = format!("/v2/{repo}/manifests/{reference}");
-        self.request(Method::GET, &path)
-            .header("Accept", media_type::ALL_MANIFESTS.join(", "))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: no answer: {e}"))
-    }
-
-    /// GETs a manifest, panicking unless the registry serves it.
-    pub async fn get_manifest(&self, repo: &str, reference: &str) -> FetchedManifest {
-        let what = format!("fetching manifest {repo}:{reference}");
-        let response = self.get_manifest_response(repo, reference).await;
-        let response = check(response, StatusCode::OK, &what).await;
-        let header =
-            |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let (digest, media_type) = (header("Docker-Content-Digest"), header("Content-Type"));
-        let bytes = response.bytes().await.expect("reading a manifest body").to_vec();
-        FetchedManifest { digest, media_type, bytes }
-    }
-
-    /// Uploads `bytes` unless the repository has them; returns their digest.
-    pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
-        let digest = sha256_digest(bytes);
-        let head = self.request(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}")).send().await;
-        if head.is_ok_and(|response| response.status() == StatusCode::OK) {
-            return digest;
-        }
-        let what = format!("uploading blob {digest} to {repo}");
-        let start = self.request(Method::POST, &format!("/v2/{repo}/blobs/uploads/"));
-        let started = self.expect(start, StatusCode::ACCEPTED, &what).await;
-        let location = started
-            .headers()
-            .get("Location")
-            .and_then(|l| l.to_str().ok())
-            .unwrap_or_else(|| panic!("{what}: the registry sent no Location header"));
-        // Location carries the upload state in its query; the digest joins it.
-        let mut url = self.base.join(location).unwrap_or_else(|e| panic!("{what}: Location {location:?}: {e}"));
-        url.query_pairs_mut().append_pair("digest", &digest);
-        let put = self
-            .http
-            .put(url)
-            .bearer_auth(&self.token)
-            .header("Content-Type", "application/octet-stream")
-            .body(bytes.to_vec());
-        self.expect(put, StatusCode::CREATED, &what).await;
-        digest
-    }
-
-    /// PUTs a manifest under `reference`; returns the digest the registry reported.
-    pub async fn push_manifest_raw(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> String {
-        let put = self
-            .request(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
-            .header("Content-Type", media_type)
-            .body(bytes.to_vec());
-        let response = self.expect(put, StatusCode::CREATED, &format!("pushing manifest {repo}:{reference}")).await;
-        response
-            .headers()
-            .get("Docker-Content-Digest")
-            .and_then(|d| d.to_str().ok())
-            .unwrap_or_else(|| panic!("pushing manifest {repo}:{reference}: no Docker-Content-Digest header"))
-            .to_owned()
-    }
-
-    /// Pushes an image's blobs, then its manifest under `reference`; returns the manifest digest.
-    pub async fn push_image(&self, repo: &str, reference: &str, image: &BuiltImage) -> String {
-        for (_, bytes) in image.blobs() {
-            self.push_blob(repo, bytes).await;
-        }
-        let digest = self.push_manifest_raw(repo, reference, image.manifest_media_type, &image.manifest).await;
-        assert_eq!(
-            digest, image.manifest_digest,
-            "the registry's digest for {repo}:{reference} differs from the built one"
-        );
-        digest
-    }
-
-    /// Pushes every image of `index` by digest, then the index under `tag`; returns the index digest.
-    pub async fn push_index(&self, repo: &str, tag: &str, index: &BuiltIndex) -> String {
-        for image in &index.images {
-            self.push_image(repo, &image.manifest_digest, image).await;
-        }
-        let digest = self.push_manifest_raw(repo, tag, index.media_type, &index.bytes).await;
-        assert_eq!(digest, index.digest, "the registry's digest for {repo}:{tag} differs from the built index's");
-        digest
-    }
-}
-
-/// Panics unless `response` has the `expected` status, showing the registry's
-/// challenge (which says what scope was missing) and error body.
-async fn check(response: reqwest::Response, expected: StatusCode, what: &str) -> reqwest::Response {
-    if response.status() == expected {
-        return response;
-    }
-    let status = response.status();
-    let challenge = response.headers().get(WWW_AUTHENTICATE).cloned();
-    let body = response.text().await.unwrap_or_default();
-    panic!("{what}: the registry answered {status} (challenge {challenge:?}): {body}");
 }

@@ -1,0 +1,88 @@
+//! The infra process of a pod whose containers share one PID namespace: the
+//! berth binary as `berth pause` (see `cmd/pause.rs`), started inside the
+//! pod's pinned namespaces. Built in rather than a pause image: no image to
+//! pull or unpack, and no OCI runtime call per pod.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::error::SandboxError;
+use super::record::PodNamespaces;
+
+/// A process is named by its PID and its start time, so a recycled PID is
+/// never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfraProcess {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+pub fn start(pins: &PodNamespaces, run_dir: &Path) -> Result<InfraProcess, SandboxError> {
+    let pid_file = run_dir.join("infra.pid");
+    let mut joins: Vec<(File, CloneFlags)> = Vec::new();
+    for (pin, flag) in [
+        (&pins.net, CloneFlags::CLONE_NEWNET),
+        (&pins.ipc, CloneFlags::CLONE_NEWIPC),
+        (&pins.uts, CloneFlags::CLONE_NEWUTS),
+    ] {
+        if let Some(pin) = pin {
+            joins.push((File::open(pin).map_err(|e| SandboxError::host(pin.display().to_string(), e))?, flag));
+        }
+    }
+    let fds: Vec<(i32, CloneFlags)> = joins.iter().map(|(file, flag)| (file.as_raw_fd(), *flag)).collect();
+    let mut command = Command::new("/proc/self/exe");
+    command
+        .arg("pause")
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setns is a plain system call, safe between fork and exec; the
+    // fds stay open (owned by `joins`) until the child has exec'd.
+    unsafe {
+        command.pre_exec(move || {
+            for (fd, flag) in &fds {
+                setns(BorrowedFd::borrow_raw(*fd), *flag).map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+    let output = command.output().map_err(|e| SandboxError::host("start infra process", e))?;
+    drop(joins);
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(SandboxError::host("infra process", format!("{}: {}", output.status, stderr.trim())));
+    }
+    let text = std::fs::read_to_string(&pid_file).map_err(|e| SandboxError::host(pid_file.display().to_string(), e))?;
+    let pid: i32 = text.trim().parse().map_err(|_| SandboxError::host(pid_file.display().to_string(), "not a pid"))?;
+    let start_time = start_time(pid).ok_or_else(|| SandboxError::host("infra process", "exited at once"))?;
+    Ok(InfraProcess { pid, start_time })
+}
+
+/// The process's start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it are plain.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+pub fn is_running(infra: &InfraProcess) -> bool {
+    start_time(infra.pid) == Some(infra.start_time)
+}
+
+/// Kills the infra process if it is still the one berth started.
+pub fn stop(infra: &InfraProcess) {
+    if is_running(infra) {
+        let _ = kill(Pid::from_raw(infra.pid), Signal::SIGKILL);
+    }
+}

@@ -1,0 +1,189 @@
+//! A pod sandbox as berth remembers it, and its table in the metadata store.
+//!
+//! `sandboxes`: ID -> SandboxRecord. `sandbox_names`: the pod's identity
+//! (name, namespace, uid, attempt) -> ID, so a second sandbox with the same
+//! identity is refused while the first exists.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::SandboxError;
+use crate::store::{ReadableTable, Store, StoreError, TableDefinition, decode, encode};
+
+const SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("sandboxes");
+const NAMES: TableDefinition<&str, &str> = TableDefinition::new("sandbox_names");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+/// Whose namespace a pod uses, per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamespaceMode {
+    Pod,
+    Container,
+    Node,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceModes {
+    pub network: NamespaceMode,
+    pub pid: NamespaceMode,
+    pub ipc: NamespaceMode,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub name: String,
+    pub uid: String,
+    pub namespace: String,
+    pub attempt: u32,
+}
+
+impl Metadata {
+    /// The identity that must be unique among existing sandboxes.
+    pub fn key(&self) -> String {
+        format!("{}_{}_{}_{}", self.name, self.namespace, self.uid, self.attempt)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub protocol: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub host_ip: String,
+}
+
+/// Pinned namespaces and the pod's shared memory, under `<run_root>/pods/<id>/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodNamespaces {
+    pub net: Option<PathBuf>,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+    pub shm: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub metadata: Metadata,
+    pub state: SandboxState,
+    pub created_at: i64,
+    pub hostname: String,
+    pub log_directory: String,
+    pub runtime_handler: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub namespace_modes: NamespaceModes,
+    pub cgroup_parent: String,
+    pub sysctls: BTreeMap<String, String>,
+    pub dns: Option<DnsConfig>,
+    pub port_mappings: Vec<PortMapping>,
+    pub namespaces: PodNamespaces,
+    /// Pod IPs from the CNI result, primary first.
+    pub ips: Vec<String>,
+    /// `resolv.conf` and `hostname`, for the containers to mount.
+    pub resolv_conf: PathBuf,
+    pub hostname_file: PathBuf,
+    /// Only for pods sharing one PID namespace.
+    #[serde(default)]
+    pub infra: Option<super::infra::InfraProcess>,
+}
+
+fn open_error(e: redb::TableError) -> Option<SandboxError> {
+    match e {
+        redb::TableError::TableDoesNotExist(_) => None,
+        e => Some(StoreError::from(e).into()),
+    }
+}
+
+pub fn get(store: &Store, id: &str) -> Result<Option<SandboxRecord>, SandboxError> {
+    let txn = store.read()?;
+    let table = match txn.open_table(SANDBOXES) {
+        Ok(table) => table,
+        Err(e) => return open_error(e).map_or(Ok(None), Err),
+    };
+    match table.get(id).map_err(StoreError::from)? {
+        Some(value) => Ok(Some(decode(id, value.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub fn list(store: &Store) -> Result<Vec<SandboxRecord>, SandboxError> {
+    let txn = store.read()?;
+    let table = match txn.open_table(SANDBOXES) {
+        Ok(table) => table,
+        Err(e) => return open_error(e).map_or(Ok(Vec::new()), Err),
+    };
+    let mut records = Vec::new();
+    for row in table.iter().map_err(StoreError::from)? {
+        let (key, value) = row.map_err(StoreError::from)?;
+        records.push(decode(key.value(), value.value())?);
+    }
+    Ok(records)
+}
+
+/// Claims the pod's identity for `id`; fails if another sandbox holds it.
+pub fn reserve_name(store: &Store, metadata: &Metadata, id: &str) -> Result<(), SandboxError> {
+    let key = metadata.key();
+    let txn = store.write()?;
+    {
+        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
+        let holder = names.get(key.as_str()).map_err(StoreError::from)?.map(|v| v.value().to_string());
+        if let Some(holder) = holder {
+            return Err(SandboxError::NameTaken { name: key, id: holder });
+        }
+        names.insert(key.as_str(), id).map_err(StoreError::from)?;
+    }
+    txn.commit().map_err(StoreError::from)?;
+    Ok(())
+}
+
+pub fn release_name(store: &Store, metadata: &Metadata) -> Result<(), SandboxError> {
+    let txn = store.write()?;
+    {
+        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
+        names.remove(metadata.key().as_str()).map_err(StoreError::from)?;
+    }
+    txn.commit().map_err(StoreError::from)?;
+    Ok(())
+}
+
+pub fn save(store: &Store, record: &SandboxRecord) -> Result<(), SandboxError> {
+    let txn = store.write()?;
+    {
+        let mut table = txn.open_table(SANDBOXES).map_err(StoreError::from)?;
+        table.insert(record.id.as_str(), encode(record).as_slice()).map_err(StoreError::from)?;
+    }
+    txn.commit().map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// Deletes the record and frees its name, in one transaction.
+pub fn delete(store: &Store, record: &SandboxRecord) -> Result<(), SandboxError> {
+    let txn = store.write()?;
+    {
+        let mut table = txn.open_table(SANDBOXES).map_err(StoreError::from)?;
+        table.remove(record.id.as_str()).map_err(StoreError::from)?;
+        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
+        let key = record.metadata.key();
+        let ours = names.get(key.as_str()).map_err(StoreError::from)?.is_some_and(|v| v.value() == record.id);
+        if ours {
+            names.remove(key.as_str()).map_err(StoreError::from)?;
+        }
+    }
+    txn.commit().map_err(StoreError::from)?;
+    Ok(())
+}

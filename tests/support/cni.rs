@@ -1,0 +1,96 @@
+//! A private CNI network per test: its own bridge, subnet and IPAM state, so
+//! tests run in parallel, and a Drop that deletes the bridge whatever happened.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tempfile::TempDir;
+
+pub struct TestNetwork {
+    pub bridge: String,
+    /// `10.X.Y.0/24`
+    pub subnet: String,
+    /// The host's address on the bridge, `10.X.Y.1`.
+    pub gateway: String,
+    ipam_dir: TempDir,
+}
+
+impl TestNetwork {
+    pub fn new() -> TestNetwork {
+        static NEXT: AtomicU8 = AtomicU8::new(0);
+        let id = berth::ids::new_id();
+        // The second octet from the process, the third from a counter: unique
+        // among this run's tests, and unlikely to meet another run's.
+        let second = 100 + (std::process::id() % 100) as u8;
+        let third = NEXT.fetch_add(1, Ordering::SeqCst);
+        TestNetwork {
+            bridge: format!("bt{}", &id[..8]),
+            subnet: format!("10.{second}.{third}.0/24"),
+            gateway: format!("10.{second}.{third}.1"),
+            ipam_dir: tempfile::Builder::new().prefix("berth-test-ipam-").tempdir().expect("ipam dir"),
+        }
+    }
+
+    /// bridge + host-local + portmap, as a `.conflist`.
+    pub fn conflist(&self) -> String {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": format!("net-{}", self.bridge),
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": self.bridge,
+                    "isGateway": true,
+                    "ipMasq": false,
+                    "hairpinMode": true,
+                    "ipam": {
+                        "type": "host-local",
+                        "dataDir": self.ipam_dir.path(),
+                        "ranges": [[{"subnet": self.subnet, "gateway": self.gateway}]],
+                    }
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+            ]
+        })
+        .to_string()
+    }
+
+    /// Addresses host-local still has handed out (one file per IP).
+    pub fn allocated_ips(&self) -> Vec<String> {
+        let dir = self.ipam_dir.path().join(format!("net-{}", self.bridge));
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.parse::<std::net::IpAddr>().is_ok())
+            .collect()
+    }
+
+    /// veths still attached to this network's bridge.
+    pub fn veths(&self) -> usize {
+        let output = Command::new("ip").args(["-o", "link", "show", "master", &self.bridge]).output();
+        output.map(|o| String::from_utf8_lossy(&o.stdout).lines().count()).unwrap_or(0)
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+    }
+}
+
+/// iptables rules (nat and filter) that mention `needle`.
+pub fn iptables_rules_mentioning(needle: &str) -> Vec<String> {
+    let output = Command::new("iptables-save").output().expect("iptables-save");
+    String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.contains(needle)).map(str::to_string).collect()
+}
+
+/// Runs `args` inside the namespaces given as (`--net`, path) pairs with nsenter.
+pub fn nsenter(namespaces: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut command = Command::new("nsenter");
+    for (kind, path) in namespaces {
+        command.arg(format!("{kind}={path}"));
+    }
+    command.args(args).output().expect("nsenter")
+}
