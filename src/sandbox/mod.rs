@@ -7,6 +7,7 @@
 //! `files` (resolv.conf, hostname), `sysctls` (which are allowed), `record`
 //! (what is stored).
 
+mod cgroups;
 pub mod error;
 mod files;
 pub mod infra;

@@ -100,6 +100,9 @@ pub struct SandboxRecord {
     /// Only for pods sharing one PID namespace.
     #[serde(default)]
     pub infra: Option<super::infra::InfraProcess>,
+    /// The infra process's cgroups under the pod's cgroup parent.
+    #[serde(default)]
+    pub infra_cgroups: Vec<PathBuf>,
 }
 
 fn open_error(e: redb::TableError) -> Option<SandboxError> {

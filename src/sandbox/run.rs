@@ -9,7 +9,7 @@ use super::namespaces::{self, NamespaceRequest};
 use super::record::{
     self, DnsConfig, Metadata, NamespaceMode, NamespaceModes, PodNamespaces, PortMapping, SandboxRecord, SandboxState,
 };
-use super::{SHM_SIZE, SandboxService, files, sysctls};
+use super::{SHM_SIZE, SandboxService, cgroups, files, sysctls};
 use crate::config::CgroupDriver;
 use crate::ids::new_id;
 use crate::network::{Attachment, Bandwidth, Dns, PortMapping as CniPortMapping};
@@ -38,6 +38,7 @@ struct Made {
     namespaces: Option<PodNamespaces>,
     network: bool,
     infra: Option<InfraProcess>,
+    infra_cgroups: Vec<std::path::PathBuf>,
 }
 
 const INGRESS_BANDWIDTH: &str = "kubernetes.io/ingress-bandwidth";
@@ -120,6 +121,11 @@ impl SandboxService {
                 .await
                 .map_err(|e| SandboxError::host("infra task", e))??;
             made.infra = Some(process);
+            if !spec.cgroup_parent.is_empty() {
+                let name = format!("berth-{id}");
+                made.infra_cgroups =
+                    cgroups::place(&spec.cgroup_parent, self.config.cgroup_driver, &name, process.pid)?;
+            }
         }
 
         let sandbox = SandboxRecord {
@@ -142,6 +148,7 @@ impl SandboxService {
             resolv_conf,
             hostname_file,
             infra: made.infra,
+            infra_cgroups: made.infra_cgroups.clone(),
         };
         record::save(&self.store, &sandbox)
     }
@@ -149,6 +156,7 @@ impl SandboxService {
     async fn undo(&self, spec: &PodSpec, id: &str, made: Made) {
         if let Some(process) = &made.infra {
             infra::stop(process);
+            cgroups::remove(&made.infra_cgroups);
         }
         if made.network
             && let Err(e) = self.network.detach(id, made.namespaces.as_ref().and_then(|n| n.net.as_deref())).await

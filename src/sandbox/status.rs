@@ -21,6 +21,7 @@ impl SandboxService {
             let details = serde_json::json!({
                 "runtimeHandler": sandbox.runtime_handler,
                 "infraPid": sandbox.infra.map(|p| p.pid),
+                "infraCgroups": sandbox.infra_cgroups,
                 "cgroupParent": sandbox.cgroup_parent,
                 "namespaces": sandbox.namespaces,
                 "sysctls": sandbox.sysctls,

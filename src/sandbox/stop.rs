@@ -2,7 +2,7 @@
 
 use super::error::SandboxError;
 use super::record::{self, PodNamespaces, SandboxRecord, SandboxState};
-use super::{SandboxService, infra, namespaces};
+use super::{SandboxService, cgroups, infra, namespaces};
 
 impl SandboxService {
     /// Tears the pod's network down and releases its namespaces; the sandbox
@@ -23,6 +23,10 @@ impl SandboxService {
         self.network.detach(&sandbox.id, sandbox.namespaces.net.as_deref()).await?;
         if let Some(process) = &sandbox.infra {
             infra::stop(process);
+            let dirs = sandbox.infra_cgroups.clone();
+            tokio::task::spawn_blocking(move || cgroups::remove(&dirs))
+                .await
+                .map_err(|e| SandboxError::host("cgroup task", e))?;
         }
         namespaces::release(&sandbox.namespaces);
         if sandbox.state != SandboxState::NotReady
@@ -32,6 +36,7 @@ impl SandboxService {
             sandbox.state = SandboxState::NotReady;
             sandbox.namespaces = PodNamespaces::default();
             sandbox.infra = None;
+            sandbox.infra_cgroups.clear();
             record::save(&self.store, sandbox)?;
             tracing::info!(sandbox = %sandbox.id, "pod sandbox stopped");
         }

@@ -97,8 +97,13 @@ async fn a_pod_gets_an_ip_and_teardown_leaves_nothing() {
     assert!(addrs.contains(&format!("{ip}/24")) && addrs.contains("eth0"), "{addrs}");
     assert!(addrs.contains("127.0.0.1/8"), "loopback is up: {addrs}");
     assert_eq!(network.veths(), 1);
-    assert_eq!(network.allocated_ips(), [ip.clone()]);
+    assert_eq!(network.allocated_ips(), vec![ip.clone()]);
     assert!(pod_mounts(&id) >= 4, "net, ipc, uts pins and shm");
+    let shm = details(&berth, &id).await["namespaces"]["shm"].as_str().unwrap().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let shm_mount =
+        mounts.lines().find(|l| l.split_whitespace().nth(4) == Some(shm.as_str())).expect("pod shm mounted");
+    assert!(shm_mount.contains(" - tmpfs ") && shm_mount.contains("size=65536k"), "{shm_mount}");
 
     stop(&berth, &id).await;
     let pod = status(&berth, &id).await.status.unwrap();
@@ -309,13 +314,13 @@ async fn list_filters_by_id_prefix_state_and_labels() {
         }
     };
     assert_eq!(list(PodSandboxFilter::default()).await.len(), 2);
-    assert_eq!(list(PodSandboxFilter { id: a[..10].to_string(), ..Default::default() }).await, [a.clone()]);
+    assert_eq!(list(PodSandboxFilter { id: a[..10].to_string(), ..Default::default() }).await, vec![a.clone()]);
     let ready = PodSandboxStateValue { state: PodSandboxState::SandboxReady as i32 };
-    assert_eq!(list(PodSandboxFilter { state: Some(ready), ..Default::default() }).await, [a.clone()]);
+    assert_eq!(list(PodSandboxFilter { state: Some(ready), ..Default::default() }).await, vec![a.clone()]);
     let not_ready = PodSandboxStateValue { state: PodSandboxState::SandboxNotready as i32 };
-    assert_eq!(list(PodSandboxFilter { state: Some(not_ready), ..Default::default() }).await, [b.clone()]);
+    assert_eq!(list(PodSandboxFilter { state: Some(not_ready), ..Default::default() }).await, vec![b.clone()]);
     let labels = HashMap::from([("app".to_string(), "lb".to_string())]);
-    assert_eq!(list(PodSandboxFilter { label_selector: labels, ..Default::default() }).await, [b.clone()]);
+    assert_eq!(list(PodSandboxFilter { label_selector: labels, ..Default::default() }).await, vec![b.clone()]);
     let status = berth
         .runtime()
         .await
@@ -373,11 +378,13 @@ async fn a_failing_network_plugin_undoes_everything() {
 }
 
 #[tokio::test]
-async fn a_shared_pid_namespace_gets_an_infra_process() {
+async fn a_shared_pid_namespace_gets_an_infra_process_in_the_pod_cgroup() {
     let network = TestNetwork::new();
     let berth = berth_with(&network).await;
+    let parent = CgroupParent::new();
     let mut config = pod_config("sharepid");
     config.linux = Some(LinuxPodSandboxConfig {
+        cgroup_parent: parent.path.clone(),
         security_context: Some(LinuxSandboxSecurityContext {
             namespace_options: Some(NamespaceOption { pid: NamespaceMode::Pod as i32, ..Default::default() }),
             ..Default::default()
@@ -397,7 +404,11 @@ async fn a_shared_pid_namespace_gets_an_infra_process() {
         net_of(info["namespaces"]["net"].as_str().unwrap()),
         "in the pod's netns"
     );
+    let memory = format!("/sys/fs/cgroup/memory{}/berth-{id}", parent.path);
+    let procs = std::fs::read_to_string(format!("{memory}/cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), pid.to_string(), "in the pod's cgroup parent");
     stop(&berth, &id).await;
+    assert!(!std::path::Path::new(&memory).exists(), "its cgroup is removed at stop");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::path::Path::new(&format!("/proc/{pid}")).exists() {
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -408,4 +419,70 @@ async fn a_shared_pid_namespace_gets_an_infra_process() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     remove(&berth, &id).await;
+}
+
+/// A cgroup parent of the test's own (`/berth-test-<id>`), removed from every
+/// hierarchy on drop.
+struct CgroupParent {
+    path: String,
+}
+
+impl CgroupParent {
+    fn new() -> Self {
+        CgroupParent { path: format!("/berth-test-{}", &berth::ids::new_id()[..12]) }
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let dir = entry.path().join(self.path.trim_start_matches('/'));
+            if let Ok(children) = std::fs::read_dir(&dir) {
+                for child in children.flatten().filter(|c| c.path().is_dir()) {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cgroup_parent_must_fit_the_driver() {
+    let systemd = Berth::builder().config("cgroup_driver = \"systemd\"").start().await;
+    let mut config = pod_config("slice");
+    config.linux.as_mut().unwrap().cgroup_parent = "/kubepods/pod1".into();
+    let err = run(&systemd, config).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("linux.cgroup_parent") && err.message().contains("slice"), "{}", err.message());
+
+    let cgroupfs = Berth::start().await;
+    let mut config = pod_config("path");
+    config.linux.as_mut().unwrap().cgroup_parent = "kubepods-pod1.slice".into();
+    let err = run(&cgroupfs, config).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("absolute cgroup path"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn bandwidth_annotations_shape_the_pod_traffic() {
+    let network = TestNetwork::new();
+    let conflist =
+        network.conflist_with(&[serde_json::json!({"type": "bandwidth", "capabilities": {"bandwidth": true}})]);
+    let berth = Berth::builder().cni_conflist(&conflist).start().await;
+    let mut config = pod_config("shaped");
+    config.annotations = HashMap::from([("kubernetes.io/ingress-bandwidth".to_string(), "10M".to_string())]);
+    let id = run(&berth, config).await.unwrap();
+    let veths = network.veth_names();
+    assert_eq!(veths.len(), 1);
+    let qdisc = std::process::Command::new("tc").args(["qdisc", "show", "dev", &veths[0]]).output().unwrap();
+    let qdisc = String::from_utf8_lossy(&qdisc.stdout);
+    assert!(qdisc.contains("tbf") && qdisc.contains("10Mbit"), "ingress limited to 10 Mbit/s: {qdisc}");
+    remove(&berth, &id).await;
+
+    let mut bad = pod_config("badbw");
+    bad.annotations = HashMap::from([("kubernetes.io/egress-bandwidth".to_string(), "fast".to_string())]);
+    let err = run(&berth, bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("egress-bandwidth"), "{}", err.message());
 }

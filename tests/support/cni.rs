@@ -34,6 +34,19 @@ impl TestNetwork {
 
     /// bridge + host-local + portmap, as a `.conflist`.
     pub fn conflist(&self) -> String {
+        self.conflist_with(&[])
+    }
+
+    /// The same with more plugins chained at the end.
+    pub fn conflist_with(&self, extra_plugins: &[serde_json::Value]) -> String {
+        let mut list = self.base_conflist();
+        if let Some(plugins) = list["plugins"].as_array_mut() {
+            plugins.extend(extra_plugins.iter().cloned());
+        }
+        list.to_string()
+    }
+
+    fn base_conflist(&self) -> serde_json::Value {
         serde_json::json!({
             "cniVersion": "1.0.0",
             "name": format!("net-{}", self.bridge),
@@ -53,7 +66,16 @@ impl TestNetwork {
                 {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
             ]
         })
-        .to_string()
+    }
+
+    /// The host-side veth names of the pods on this network.
+    pub fn veth_names(&self) -> Vec<String> {
+        let output = Command::new("ip").args(["-o", "link", "show", "master", &self.bridge]).output();
+        let text = output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|name| name.split('@').next().unwrap_or(name).to_string())
+            .collect()
     }
 
     /// Addresses host-local still has handed out (one file per IP).
