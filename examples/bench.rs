@@ -3,31 +3,84 @@
 //!
 //! `bench images`: cold pulls from a loopback registry, berth vs containerd's
 //! `ctr images pull --plain-http` (Debian's containerd), and berth's peak RSS.
+//!
+//! `bench pods`: RunPodSandbox + StopPodSandbox + RemovePodSandbox cycles on a
+//! private bridge network, berth vs the bare floor of the same CNI work done by
+//! hand (a pinned netns, the conflist's plugins exec'd directly), and berth's RSS.
+//!
+//! `bench all` runs each in turn. Whatever a benchmark made (containerd, registry,
+//! berth, pods' mounts, netns pins, the bridge) is undone when it fails midway
+//! and on SIGINT / SIGTERM: its future is dropped, and the guards' Drop run.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{ImageSpec, PullImageRequest};
-use support::berth::Berth;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    ImageSpec, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxMetadata, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
+};
+use serde_json::Value;
+use support::berth::{Berth, CNI_BIN_DIR};
+use support::cni::TestNetwork;
 use support::image::{BuiltImage, Compression, ImageBuilder, Layer};
 use support::registry::Registry;
+use tokio::io::AsyncWriteExt;
+use tonic::transport::Channel;
 
 const MIB: f64 = 1024.0 * 1024.0;
 const RUNS: usize = 3;
+/// Measured pod cycles, each for berth and for the bare floor.
+const POD_CYCLES: usize = 30;
+/// Cycles run first and not counted: the bridge is created, caches are warm.
+const POD_WARMUP: usize = 3;
+const BENCHMARKS: [&str; 2] = ["images", "pods"];
 
 #[tokio::main]
 async fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "images".into());
-    match what.as_str() {
-        "images" => images().await,
+    let chosen: Vec<&str> = match what.as_str() {
+        "all" => BENCHMARKS.to_vec(),
+        one if BENCHMARKS.contains(&one) => vec![one],
         other => {
-            eprintln!("bench: unknown benchmark {other:?} (known: images)");
+            eprintln!("bench: unknown benchmark {other:?} (known: {}, all)", BENCHMARKS.join(", "));
             std::process::exit(2);
         }
+    };
+    let run = async {
+        for (i, name) in chosen.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            match *name {
+                "images" => images().await,
+                _ => pods().await,
+            }
+        }
+    };
+    // select! drops the benchmark's future before this returns, so its guards clean up.
+    let interrupted = tokio::select! {
+        () = run => false,
+        () = termination() => true,
+    };
+    if interrupted {
+        eprintln!("bench: interrupted; what it had made is cleaned up");
+        std::process::exit(130);
+    }
+}
+
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }
 
@@ -81,9 +134,18 @@ async fn images() {
     }
 }
 
+/// The middle run; the mean of the two middle ones for an even count.
 fn median(mut runs: Vec<Duration>) -> Duration {
     runs.sort();
-    runs[runs.len() / 2]
+    let mid = runs.len() / 2;
+    if runs.len() % 2 == 0 { (runs[mid - 1] + runs[mid]) / 2 } else { runs[mid] }
+}
+
+/// The nearest-rank percentile `p` (0-100] of `runs`.
+fn percentile(mut runs: Vec<Duration>, p: f64) -> Duration {
+    runs.sort();
+    let rank = (p / 100.0 * runs.len() as f64).ceil() as usize;
+    runs[rank.clamp(1, runs.len()) - 1]
 }
 
 /// A fresh berth (empty state), one PullImage; returns its duration and berth's
@@ -99,15 +161,16 @@ async fn berth_pull(registry: &Registry, reference: &str) -> (Duration, u64) {
     let started = Instant::now();
     client.pull_image(request).await.expect("berth pull");
     let elapsed = started.elapsed();
-    let rss = berth.pid().map(peak_rss_kib).unwrap_or(0);
+    let rss = berth.pid().map(|pid| status_kib(pid, "VmHWM")).unwrap_or(0);
     (elapsed, rss)
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
+/// A KiB figure of `/proc/<pid>/status`: `VmRSS` (resident now), `VmHWM` (its peak).
+fn status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -167,12 +230,15 @@ impl Drop for Containerd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // containerd leaves no mounts after a pull, but be sure before its root is deleted.
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = self.root.display().to_string();
-        for line in mounts.lines() {
-            if let Some(point) = line.split_whitespace().nth(4).filter(|p| p.starts_with(&root)) {
-                let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        unmount_under(&self.root);
+    }
+}
+
+/// Detaches every mount at or below `dir`, innermost first.
+fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let points: Vec<&str> = mounts.lines().filter_map(|line| line.split_whitespace().nth(4)).collect();
+    for point in points.into_iter().rev().filter(|point| Path::new(point).starts_with(dir)) {
+        let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
     }
 }
