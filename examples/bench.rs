@@ -242,3 +242,265 @@ fn unmount_under(dir: &Path) {
         let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+
+/// One pod cycle's durations.
+struct PodCycle {
+    total: Duration,
+    run: Duration,
+    stop: Duration,
+    remove: Duration,
+}
+
+/// One bare cycle's durations: making the pod's network, then unmaking it.
+struct BareCycle {
+    total: Duration,
+    up: Duration,
+    down: Duration,
+}
+
+/// berth's cycles and the bare ones interleave (alternating which goes first),
+/// so both see the same machine: on two cores, whatever else runs would
+/// otherwise tilt the ratio.
+async fn pods() {
+    let network = TestNetwork::new();
+    let conflist = network.conflist();
+    let bare = Bare::new(&conflist);
+    let berth = SweptBerth(Berth::builder().cni_conflist(&conflist).start().await);
+    let mut client = berth.runtime().await;
+    eprintln!(
+        "bench: pod cycles on bridge {} ({}), {POD_WARMUP} warm-up + {POD_CYCLES} each for berth and bare...",
+        network.bridge, network.subnet
+    );
+    for i in 0..POD_WARMUP {
+        pod_cycle(&mut client, &format!("warm-{i}")).await;
+        bare.cycle().await;
+    }
+    let (mut berth_cycles, mut bare_cycles) = (Vec::new(), Vec::new());
+    for i in 0..POD_CYCLES {
+        if i % 2 == 0 {
+            berth_cycles.push(pod_cycle(&mut client, &format!("bench-{i}")).await);
+            bare_cycles.push(bare.cycle().await);
+        } else {
+            bare_cycles.push(bare.cycle().await);
+            berth_cycles.push(pod_cycle(&mut client, &format!("bench-{i}")).await);
+        }
+    }
+    let pid = berth.pid().expect("berth runs");
+    let (rss_kib, peak_kib) = (status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM"));
+    let (veths, ips) = (network.veths(), network.allocated_ips());
+    if veths != 0 || !ips.is_empty() {
+        eprintln!("bench: WARNING: {veths} veths and addresses {ips:?} left on {}", network.bridge);
+    }
+
+    let berth_column = |pick: fn(&PodCycle) -> Duration| berth_cycles.iter().map(pick).collect::<Vec<_>>();
+    let bare_column = |pick: fn(&BareCycle) -> Duration| bare_cycles.iter().map(pick).collect::<Vec<_>>();
+    println!(
+        "pod sandbox cycle (RunPodSandbox + StopPodSandbox + RemovePodSandbox), bridge + host-local + portmap, \
+         {POD_CYCLES} cycles after {POD_WARMUP} warm-up"
+    );
+    println!("{:<36} {:>10} {:>10}", "", "median ms", "p95 ms");
+    let row = |name: &str, runs: Vec<Duration>| {
+        let (median, p95) = (median(runs.clone()), percentile(runs, 95.0));
+        println!("{name:<36} {:>10.2} {:>10.2}", ms(median), ms(p95));
+        (median, p95)
+    };
+    let (berth_median, berth_p95) = row("berth cycle", berth_column(|c| c.total));
+    row("  RunPodSandbox", berth_column(|c| c.run));
+    row("  StopPodSandbox", berth_column(|c| c.stop));
+    row("  RemovePodSandbox", berth_column(|c| c.remove));
+    let (bare_median, bare_p95) = row("bare floor cycle", bare_column(|c| c.total));
+    row("  pin netns + ADD (lo, then list)", bare_column(|c| c.up));
+    row("  DEL (list reversed, lo) + unpin", bare_column(|c| c.down));
+    println!(
+        "{:<36} {:>9.2}x {:>9.2}x",
+        "berth / bare",
+        berth_median.as_secs_f64() / bare_median.as_secs_f64(),
+        berth_p95.as_secs_f64() / bare_p95.as_secs_f64()
+    );
+    println!(
+        "berth RSS after the cycles {:.1} MiB, peak (VmHWM) {:.1} MiB",
+        rss_kib as f64 / 1024.0,
+        peak_kib as f64 / 1024.0
+    );
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// One RunPodSandbox + StopPodSandbox + RemovePodSandbox, on the one
+/// connection kubelet would keep.
+async fn pod_cycle(client: &mut RuntimeServiceClient<Channel>, name: &str) -> PodCycle {
+    let request = RunPodSandboxRequest { config: Some(pod_config(name)), runtime_handler: String::new() };
+    let started = Instant::now();
+    let id = client.run_pod_sandbox(request).await.expect("RunPodSandbox").into_inner().pod_sandbox_id;
+    let ran = Instant::now();
+    client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await.expect("StopPodSandbox");
+    let stopped = Instant::now();
+    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }).await.expect("RemovePodSandbox");
+    let removed = Instant::now();
+    PodCycle { total: removed - started, run: ran - started, stop: stopped - ran, remove: removed - stopped }
+}
+
+/// As tests/cri/sandboxes.rs makes them, and kubelet sends them: PID namespace
+/// CONTAINER (the CRI's 0, POD, would start an infra process).
+fn pod_config(name: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        labels: [("app".to_string(), name.to_string())].into(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption { pid: NamespaceMode::Container as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A berth that, when it goes, is stopped and then has every mount left under
+/// its directory (a failed cycle's netns, ipc and uts pins, shm) detached, so
+/// the pods' namespaces, and with them their veths, die and its temp dir can
+/// be removed.
+struct SweptBerth(Berth);
+
+impl Deref for SweptBerth {
+    type Target = Berth;
+
+    fn deref(&self) -> &Berth {
+        &self.0
+    }
+}
+
+impl Drop for SweptBerth {
+    fn drop(&mut self) {
+        self.0.stop();
+        unmount_under(self.0.dir());
+    }
+}
+
+/// The same CNI work by hand, with the same conflist: per cycle, a netns
+/// pinned as berth pins it (unshare on a thread, bind mount of
+/// /proc/thread-self/ns/net), ADD of loopback (`lo`) then of each plugin of
+/// the list (`eth0`, each given the previous result), DEL of the list in
+/// reverse then of loopback (given the last result, as a CNI cache would), and
+/// the pin removed.
+struct Bare {
+    conflist: Value,
+    /// Where the pins go; removed on drop, after each cycle's pin is.
+    pins: tempfile::TempDir,
+}
+
+impl Bare {
+    fn new(conflist: &str) -> Bare {
+        Bare {
+            conflist: serde_json::from_str(conflist).expect("conflist is JSON"),
+            pins: tempfile::Builder::new().prefix("bench-netns-").tempdir().expect("netns pin dir"),
+        }
+    }
+
+    async fn cycle(&self) -> BareCycle {
+        let loopback = serde_json::json!({"cniVersion": "1.0.0", "name": "cni-loopback", "type": "loopback"});
+        let plugins = self.conflist["plugins"].as_array().expect("conflist plugins");
+        let plugin_config = |plugin: &Value, prev_result: Option<&Value>| {
+            let mut config = plugin.clone();
+            config["name"] = self.conflist["name"].clone();
+            config["cniVersion"] = self.conflist["cniVersion"].clone();
+            if let Some(result) = prev_result {
+                config["prevResult"] = result.clone();
+            }
+            config
+        };
+        let id = berth::ids::new_id();
+
+        let started = Instant::now();
+        let netns = PinnedNetns::new(self.pins.path().join(&id[..16]));
+        let cni = |command, ifname, config| run_plugin(command, &id, &netns.path, ifname, config);
+        cni("ADD", "lo", loopback.clone()).await;
+        let mut result = None;
+        for plugin in plugins {
+            let added = cni("ADD", "eth0", plugin_config(plugin, result.as_ref())).await;
+            result = Some(added.expect("ADD prints a result"));
+        }
+        let up = started.elapsed();
+        for plugin in plugins.iter().rev() {
+            cni("DEL", "eth0", plugin_config(plugin, result.as_ref())).await;
+        }
+        cni("DEL", "lo", loopback).await;
+        drop(netns);
+        let total = started.elapsed();
+        BareCycle { total, up, down: total - up }
+    }
+}
+
+/// Execs plugin `config["type"]` from the CNI bin dir per the CNI spec, and
+/// returns its result, if it printed one. Panics if it fails.
+async fn run_plugin(command: &str, id: &str, netns: &Path, ifname: &str, config: Value) -> Option<Value> {
+    let kind = config["type"].as_str().expect("plugin type").to_string();
+    let mut child = tokio::process::Command::new(Path::new(CNI_BIN_DIR).join(&kind))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", CNI_BIN_DIR)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {kind}: {e}"));
+    let stdin = serde_json::to_vec(&config).expect("encode plugin config");
+    child.stdin.take().expect("piped stdin").write_all(&stdin).await.expect("write plugin stdin");
+    let output = child.wait_with_output().await.expect("wait for plugin");
+    assert!(
+        output.status.success(),
+        "{kind} {command} {ifname} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.stdout.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    Some(serde_json::from_slice(&output.stdout).expect("plugin result is JSON"))
+}
+
+/// A new network namespace, pinned by a bind mount at `path` as berth (and
+/// cri-o's pinns, and `ip netns add`) pin one; unpinned and removed on drop,
+/// which frees it and whatever interfaces are left in it.
+struct PinnedNetns {
+    path: PathBuf,
+}
+
+impl PinnedNetns {
+    fn new(path: PathBuf) -> PinnedNetns {
+        use nix::mount::{MsFlags, mount};
+        use nix::sched::{CloneFlags, unshare};
+        std::fs::File::create(&path).expect("create netns pin");
+        let pin = PinnedNetns { path };
+        let target = pin.path.clone();
+        // unshare(CLONE_NEWNET) moves only the calling thread: a throwaway one.
+        let pinned = std::thread::spawn(move || -> nix::Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET)?;
+            mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        });
+        pinned.join().expect("netns thread").expect("pin a new netns");
+        pin
+    }
+}
+
+impl Drop for PinnedNetns {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # Prints berth's figures next to the floor of the same work done by reference
-# tools, measured in the same run. Usage: hack/bench.sh [images]
+# tools, measured in the same run. Usage: hack/bench.sh [images|pods|all]
+#   images (the default): cold pulls, berth vs containerd's ctr
+#   pods: RunPodSandbox + StopPodSandbox + RemovePodSandbox on a private bridge,
+#         berth vs the CNI plugins run by hand; berth's RSS
+#   all: each of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-hack/setup.sh
 what=${1:-images}
-
 case "$what" in
-  images)
-    # Debian's containerd provides the `ctr` baseline; only the benchmark needs it.
-    if ! command -v ctr >/dev/null || ! command -v containerd >/dev/null; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd >/dev/null
-    fi
-    ;;
-  *) echo "bench: unknown benchmark '$what' (known: images)" >&2; exit 2 ;;
+  images | pods | all) ;;
+  *) echo "bench: unknown benchmark '$what' (known: images, pods, all)" >&2; exit 2 ;;
 esac
+
+hack/setup.sh
+
+if [[ $what == pods || $what == all ]] && [[ $EUID -ne 0 ]]; then
+  echo "bench: $what makes network namespaces, veths and a bridge: run it as root" >&2
+  exit 1
+fi
+if [[ $what == images || $what == all ]]; then
+  # Debian's containerd provides the `ctr` baseline; only the benchmark needs it.
+  if ! command -v ctr >/dev/null || ! command -v containerd >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd >/dev/null
+  fi
+fi
 
 cargo build --release --quiet --bin berth --example bench
 BERTH_BIN=$PWD/target/release/berth BERTH_LOG=info target/release/examples/bench "$what"

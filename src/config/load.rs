@@ -212,8 +212,10 @@ pub fn set_override(table: &mut Table, dotted_key: &str, value: Value) {
         if !entry.is_table() {
             *entry = Value::Table(Table::new());
         }
-        let Value::Table(inner) = entry else { unreachable!("made a table just above") };
-        current = inner;
+        match entry {
+            Value::Table(inner) => current = inner,
+            _ => return,
+        }
     }
     current.insert(last.to_string(), value);
 }
