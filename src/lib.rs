@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod error;
 pub mod ids;
