@@ -2,4 +2,5 @@
 //! the CRI's container config. The container RPCs answer Unimplemented until
 //! the per-container monitor lands.
 
+pub mod rootfs;
 pub mod spec;
