@@ -39,11 +39,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Two daemons on one state root would corrupt it, whatever their sockets.
     let _lock = lock_state_root(&config.lock_file(), &config.state_root)?;
     let socket = config.socket.clone();
-    let listener = server::bind(&socket)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
-
+    // Recovery (temp layers, orphan snapshots, sandboxes whose namespaces are
+    // gone) finishes before the socket exists: a client that can connect is
+    // never answered from half-recovered state.
     let daemon = Daemon::open(config)?;
+    let listener = server::bind(&socket)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let in_flight = InFlight::default();
     let mut serving = tokio::spawn(server::serve(daemon, listener, in_flight.clone(), async {

@@ -118,12 +118,11 @@ pub fn resolve(store: &Store, spec: &str) -> Result<Option<(ImageRecord, Named)>
         }
     }
     if is_hex {
-        let prefix = format!("sha256:{hex}");
-        let matches: Vec<ImageRecord> = list(store)?.into_iter().filter(|i| i.id.starts_with(&prefix)).collect();
-        return match matches.len() {
-            0 => Ok(None),
-            1 => Ok(matches.into_iter().next().map(|image| (image, Named::Id))),
-            count => Err(ImageError::Ambiguous { reference: spec.to_string(), count }),
+        let matches = store.keys_with_prefix(IMAGES, &format!("sha256:{hex}"))?;
+        return match matches.as_slice() {
+            [] => Ok(None),
+            [id] => Ok(get(store, id)?.map(|image| (image, Named::Id))),
+            _ => Err(ImageError::Ambiguous { reference: spec.to_string(), count: matches.len() }),
         };
     }
     Ok(None)

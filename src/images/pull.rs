@@ -42,7 +42,9 @@ struct Resolved {
 /// An endpoint with its client and credentials, ready for requests.
 struct Session<'a> {
     endpoint: &'a Endpoint,
-    client: oci_client::Client,
+    /// Shared with the layer flights, so they reuse its connections and the
+    /// token it obtained while resolving the manifest.
+    client: Arc<oci_client::Client>,
     auth: RegistryAuth,
     reference: Reference,
     stall_timeout: Duration,
@@ -88,7 +90,7 @@ impl ImageService {
         let stall_timeout = self.config.images.stall_timeout;
         let session = Session {
             endpoint,
-            client: registry::client(endpoint, stall_timeout),
+            client: Arc::new(registry::client(endpoint, stall_timeout)),
             auth: credentials.registry_auth(endpoint, image).await?,
             reference: image.on_host(&endpoint.host),
             stall_timeout,
@@ -260,12 +262,11 @@ impl ImageService {
         let total: u64 = missing.iter().map(|&i| layers[i].size()).sum();
         let progress = Arc::new(Progress::default());
         let _reporter = ProgressReporter::start(image.whole(), total, progress.clone());
-        let client = Arc::new(registry::client(session.endpoint, session.stall_timeout));
         futures::stream::iter(missing)
             .map(|i| {
                 let work = LayerWork {
                     service: self,
-                    client: client.clone(),
+                    client: session.client.clone(),
                     endpoint: session.endpoint.clone(),
                     auth: session.auth.clone(),
                     reference: session.reference.clone(),

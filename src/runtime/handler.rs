@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::{OciCli, OciRuntime};
 use crate::config::{Config, RuntimeKind, resolve_binary};
 use crate::error::{Classify, ErrorKind};
 
@@ -40,6 +42,13 @@ pub struct RuntimeHandler {
 }
 
 impl RuntimeHandler {
+    /// What runs this handler's containers.
+    pub fn runtime(&self) -> Arc<dyn OciRuntime> {
+        match self.kind {
+            RuntimeKind::Oci => Arc::new(OciCli::new(self)),
+        }
+    }
+
     /// Runs `<binary> --version` and returns its first line.
     pub async fn probe(&self) -> Result<String, HandlerError> {
         let binary = resolve_binary(&self.binary)

@@ -1,7 +1,13 @@
 //! OCI runtime handlers: the named runtimes (runc, crun, kata, runsc) that run a
-//! pod's containers. Container lifecycle through them lands with the containers
-//! issue; for now a handler can be looked up and health-checked.
+//! pod's containers. A handler can be looked up and health-checked, and gives the
+//! [`OciRuntime`] that drives its containers ([`OciCli`] for runc-compatible ones).
 
+mod cli;
+mod error;
 mod handler;
+mod oci;
 
+pub use cli::{DEFAULT_TIMEOUT, ExecArgs, ExecHandle, OciCli};
+pub use error::{Call, RuntimeError, classify_message, last_logged_error};
 pub use handler::{HandlerError, RuntimeHandler, RuntimeHandlers};
+pub use oci::{ContainerState, ContainerStatus, CreateIo, ExecIo, OciRuntime, Signal};

@@ -88,8 +88,11 @@ impl SandboxService {
 
     /// The full ID `wanted` names (a unique prefix will do).
     fn resolve(&self, wanted: &str) -> Result<Option<String>, SandboxError> {
-        let all = record::list(&self.store)?;
-        match ids::resolve(wanted, all.iter().map(|s| s.id.as_str())) {
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let candidates = record::ids_with_prefix(&self.store, wanted)?;
+        match ids::resolve(wanted, candidates.iter().map(String::as_str)) {
             Lookup::Found(id) => Ok(Some(id)),
             Lookup::NotFound => Ok(None),
             Lookup::Ambiguous(count) => Err(SandboxError::Ambiguous { prefix: wanted.to_string(), count }),

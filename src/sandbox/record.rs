@@ -138,6 +138,11 @@ pub fn list(store: &Store) -> Result<Vec<SandboxRecord>, SandboxError> {
     Ok(records)
 }
 
+/// Sandbox IDs starting with `prefix`.
+pub fn ids_with_prefix(store: &Store, prefix: &str) -> Result<Vec<String>, SandboxError> {
+    Ok(store.keys_with_prefix(SANDBOXES, prefix)?)
+}
+
 /// Claims the pod's identity for `id`; fails if another sandbox holds it.
 pub fn reserve_name(store: &Store, metadata: &Metadata, id: &str) -> Result<(), SandboxError> {
     let key = metadata.key();

@@ -61,6 +61,30 @@ impl Store {
     pub fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
         Ok(self.db.begin_write()?)
     }
+
+    /// Keys of `table` starting with `prefix`, by a range scan that decodes no
+    /// value: how IDs given by a unique prefix are resolved.
+    pub fn keys_with_prefix<V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<&'static str, V>,
+        prefix: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let txn = self.read()?;
+        let table = match txn.open_table(table) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut keys = Vec::new();
+        for row in table.range(prefix..)? {
+            let (key, _) = row?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            keys.push(key.value().to_string());
+        }
+        Ok(keys)
+    }
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {

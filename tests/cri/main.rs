@@ -8,5 +8,6 @@ mod config_cli;
 mod daemon_lifecycle;
 mod image_resilience;
 mod images;
+mod oci_runtime;
 mod runtime_info;
 mod sandboxes;

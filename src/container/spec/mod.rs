@@ -1,1 +1,180 @@
 //! The OCI runtime spec of a container, from its CRI config, its pod and its image.
+//!
+//! [`build_spec`] follows containerd's CRI plugin, so that workloads behave as
+//! they do there; where berth differs, the piece that differs says why. One file
+//! per part of the spec:
+//!
+//! - `process.rs`: args (Kubernetes' command/args/entrypoint rules), env, cwd,
+//!   rlimits, oom_score_adj;
+//! - `user.rs`: uid, gid and groups, resolved in the image's `/etc/passwd` and
+//!   `/etc/group` (symlinks followed inside the rootfs, never out of it);
+//! - `mounts.rs`: the default filesystems, the pod's files and the CRI mounts;
+//! - `devices.rs`: device nodes and the device cgroup;
+//! - `namespaces.rs`: the pod's pinned namespaces, or the host's, or new ones;
+//! - `resources.rs`: cgroup limits and the cgroups path;
+//! - `security.rs`: capabilities, seccomp, LSM labels, masked paths.
+
+mod devices;
+mod mounts;
+mod namespaces;
+mod process;
+mod resources;
+mod seccomp;
+mod seccomp_default;
+mod security;
+mod user;
+
+use std::path::Path;
+
+use oci_spec::runtime::{Linux, LinuxNamespaceType, Root, Spec};
+
+use crate::config::CgroupDriver;
+use crate::error::{Classify, ErrorKind};
+use crate::sandbox::SandboxRecord;
+use security::{Security, security};
+
+/// What the host allows, found once when berth starts (see [`HostFacts::detect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    pub cgroup_driver: CgroupDriver,
+    /// The lowest oom_score_adj berth may give a container: its own, unless it
+    /// holds CAP_SYS_RESOURCE. The kernel refuses a lower value from an
+    /// unprivileged writer, so asking for one would fail the container's start
+    /// (containerd's `restrict_oom_score_adj` clamps the same way).
+    pub min_oom_score_adj: i64,
+    pub apparmor: bool,
+    pub selinux: bool,
+}
+
+impl HostFacts {
+    pub fn detect(cgroup_driver: CgroupDriver) -> HostFacts {
+        HostFacts {
+            cgroup_driver,
+            min_oom_score_adj: detect_min_oom_score_adj(),
+            apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|enabled| enabled.starts_with('Y')),
+            // selinuxfs is mounted exactly when SELinux is enabled.
+            selinux: Path::new("/sys/fs/selinux/enforce").exists(),
+        }
+    }
+}
+
+/// `-1000` with CAP_SYS_RESOURCE, else berth's own value (0 if unreadable).
+fn detect_min_oom_score_adj() -> i64 {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    if effective & (1 << CAP_SYS_RESOURCE) != 0 {
+        return -1000;
+    }
+    std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+pub struct SpecInput<'a> {
+    pub container_id: &'a str,
+    pub config: &'a k8s_cri::v1::ContainerConfig,
+    pub sandbox: &'a SandboxRecord,
+    pub image: &'a oci_spec::image::ImageConfiguration,
+    /// The container's mounted rootfs; its `/etc/passwd` and `/etc/group` name users.
+    pub rootfs: &'a Path,
+    pub host: &'a HostFacts,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// `field` is the CRI field at fault, dotted as in the proto (`linux.resources.oom_score_adj`).
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    /// Something the config refers to does not exist (a user in the image, the pod's namespaces).
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// oci-spec refused a value its builder checks (a bug in berth).
+    #[error("OCI spec: {0}")]
+    Oci(#[from] oci_spec::OciSpecError),
+}
+
+impl SpecError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        SpecError::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        SpecError::NotFound { what: what.into() }
+    }
+
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        SpecError::Io { what: what.into(), source }
+    }
+}
+
+impl Classify for SpecError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SpecError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            SpecError::NotFound { .. } => ErrorKind::NotFound,
+            SpecError::Io { .. } | SpecError::Oci(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The OCI spec for one container of a pod.
+pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
+    let linux_config = input.config.linux.as_ref();
+    let sc = linux_config.and_then(|linux| linux.security_context.as_ref());
+    let security = security(sc, input.host)?;
+    let readonly_rootfs = sc.is_some_and(|sc| sc.readonly_rootfs);
+
+    let process = process::build(input, sc, &security)?;
+    let namespaces = namespaces::build(input.sandbox, sc)?;
+    let mounts = mounts::build(input, security.privileged, readonly_rootfs)?;
+    let devices = devices::build(&input.config.devices, security.privileged)?;
+    let mut resources =
+        resources::build(linux_config.and_then(|linux| linux.resources.as_ref()), &resources::CgroupFacts::host())?;
+    resources.set_devices(Some(devices.cgroup_rules));
+
+    let mut linux = Linux::default();
+    linux
+        .set_uid_mappings(None)
+        .set_gid_mappings(None)
+        .set_sysctl(None)
+        .set_resources(Some(resources))
+        .set_cgroups_path(Some(resources::cgroups_path(input.host.cgroup_driver, input.sandbox, input.container_id)))
+        .set_devices(Some(devices.nodes))
+        .set_rootfs_propagation(mounts.rootfs_propagation)
+        .set_masked_paths(Some(security.masked_paths))
+        .set_readonly_paths(Some(security.readonly_paths))
+        .set_seccomp(security.seccomp);
+    // A host-network pod is in the node's UTS namespace, whose hostname is
+    // not the container's to set (runc refuses to).
+    let has_uts = namespaces.iter().any(|namespace| namespace.typ() == LinuxNamespaceType::Uts);
+    let hostname = has_uts.then(|| input.sandbox.hostname.clone());
+    linux.set_namespaces(Some(namespaces));
+
+    let mut root = Root::default();
+    root.set_path(input.rootfs.to_path_buf()).set_readonly(Some(readonly_rootfs));
+
+    let mut spec = Spec::default();
+    spec.set_version(oci_spec::runtime::VERSION.to_string())
+        .set_root(Some(root))
+        .set_hostname(hostname)
+        .set_mounts(Some(mounts.mounts))
+        .set_process(Some(process))
+        .set_annotations(None)
+        .set_linux(Some(linux));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! The container's namespaces. Network, IPC and UTS are the pod's, pinned by
+//! the sandbox (absent, i.e. the node's, when the pod uses the node's); PID
+//! follows the container's own option; mount and cgroup are always new.
+
+use std::path::{Path, PathBuf};
+
+use k8s_cri::v1::{LinuxContainerSecurityContext, NamespaceMode as CriMode, NamespaceOption};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+
+use super::SpecError;
+use crate::sandbox::infra;
+use crate::sandbox::{NamespaceMode, SandboxRecord};
+
+const PID_FIELD: &str = "linux.security_context.namespace_options.pid";
+const USERNS_FIELD: &str = "linux.security_context.namespace_options.userns_options";
+
+pub(super) fn build(
+    sandbox: &SandboxRecord,
+    sc: Option<&LinuxContainerSecurityContext>,
+) -> Result<Vec<LinuxNamespace>, SpecError> {
+    let options = sc.and_then(|sc| sc.namespace_options.as_ref());
+    refuse_user_namespace(options)?;
+    let modes = &sandbox.namespace_modes;
+    let pins = &sandbox.namespaces;
+    let pod = [
+        (LinuxNamespaceType::Network, modes.network, pins.net.as_deref(), "network"),
+        (LinuxNamespaceType::Ipc, modes.ipc, pins.ipc.as_deref(), "IPC"),
+        // A pod has its own UTS namespace exactly when it has its own network.
+        (LinuxNamespaceType::Uts, modes.network, pins.uts.as_deref(), "UTS"),
+    ];
+    let mut namespaces = Vec::new();
+    for (kind, mode, pin, name) in pod {
+        if let Some(namespace) = pod_namespace(kind, mode, pin, name)? {
+            namespaces.push(namespace);
+        }
+    }
+    if let Some(pid) = pid_namespace(options, sandbox)? {
+        namespaces.push(pid);
+    }
+    namespaces.push(namespace(LinuxNamespaceType::Mount, None));
+    namespaces.push(namespace(LinuxNamespaceType::Cgroup, None));
+    Ok(namespaces)
+}
+
+/// Joins the pod's pinned namespace; none for a pod on the node's. A pod of
+/// its own whose pin is gone (a reboot emptied the run root) cannot host a
+/// container: running it in the node's namespace instead would be wrong.
+fn pod_namespace(
+    kind: LinuxNamespaceType,
+    mode: NamespaceMode,
+    pin: Option<&Path>,
+    name: &str,
+) -> Result<Option<LinuxNamespace>, SpecError> {
+    match (mode, pin) {
+        (NamespaceMode::Node, _) => Ok(None),
+        (_, Some(pin)) => Ok(Some(namespace(kind, Some(pin.to_path_buf())))),
+        (_, None) => Err(SpecError::not_found(format!("the pod's {name} namespace"))),
+    }
+}
+
+/// The container's PID namespace, by its own option: CONTAINER is a new one,
+/// POD the pod's (through its infra process, PID 1 there), NODE the node's.
+fn pid_namespace(
+    options: Option<&NamespaceOption>,
+    sandbox: &SandboxRecord,
+) -> Result<Option<LinuxNamespace>, SpecError> {
+    // An absent option is the CRI default, POD.
+    let raw = options.map_or(CriMode::Pod as i32, |options| options.pid);
+    match CriMode::try_from(raw) {
+        Ok(CriMode::Container) => Ok(Some(namespace(LinuxNamespaceType::Pid, None))),
+        Ok(CriMode::Node) => Ok(None),
+        Ok(CriMode::Pod) => pod_pid_namespace(sandbox).map(Some),
+        Ok(CriMode::Target) => Err(SpecError::invalid(PID_FIELD, "TARGET (another container's) is not supported")),
+        Err(_) => Err(SpecError::invalid(PID_FIELD, format!("unknown namespace mode {raw}"))),
+    }
+}
+
+fn pod_pid_namespace(sandbox: &SandboxRecord) -> Result<LinuxNamespace, SpecError> {
+    let Some(process) = sandbox.infra.as_ref() else {
+        return Err(SpecError::invalid(
+            PID_FIELD,
+            "POD, but the pod was not created with a shared PID namespace (its pid option was not POD)",
+        ));
+    };
+    // A dead infra process's PID may have been reused by an unrelated one.
+    if !infra::is_running(process) {
+        return Err(SpecError::not_found("the pod's infra process (holding its PID namespace)"));
+    }
+    Ok(namespace(LinuxNamespaceType::Pid, Some(infra_pid_namespace(process.pid))))
+}
+
+fn infra_pid_namespace(pid: i32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/ns/pid"))
+}
+
+/// berth makes no user namespaces; a pod asking for one must not silently run
+/// without it.
+fn refuse_user_namespace(options: Option<&NamespaceOption>) -> Result<(), SpecError> {
+    match options.and_then(|options| options.userns_options.as_ref()) {
+        Some(userns) if userns.mode != CriMode::Node as i32 => {
+            Err(SpecError::invalid(USERNS_FIELD, "user namespaces are not supported"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn namespace(kind: LinuxNamespaceType, path: Option<PathBuf>) -> LinuxNamespace {
+    let mut namespace = LinuxNamespace::default();
+    namespace.set_typ(kind).set_path(path);
+    namespace
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::spec::fixtures;
+    use crate::sandbox::infra::InfraProcess;
+    use k8s_cri::v1::UserNamespace;
+
+    fn entries(namespaces: &[LinuxNamespace]) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+        namespaces.iter().map(|ns| (ns.typ(), ns.path().clone())).collect()
+    }
+
+    fn with_pid(mode: CriMode) -> LinuxContainerSecurityContext {
+        LinuxContainerSecurityContext {
+            namespace_options: Some(NamespaceOption { pid: mode as i32, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pod_namespaces_are_joined_through_their_pins() {
+        let sandbox = fixtures::sandbox();
+        let got = entries(&build(&sandbox, Some(&with_pid(CriMode::Container))).unwrap());
+        assert_eq!(
+            got,
+            vec![
+                (LinuxNamespaceType::Network, Some(PathBuf::from("/run/berth/pods/p/ns/net"))),
+                (LinuxNamespaceType::Ipc, Some(PathBuf::from("/run/berth/pods/p/ns/ipc"))),
+                (LinuxNamespaceType::Uts, Some(PathBuf::from("/run/berth/pods/p/ns/uts"))),
+                (LinuxNamespaceType::Pid, None),
+                (LinuxNamespaceType::Mount, None),
+                (LinuxNamespaceType::Cgroup, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn host_network_and_ipc_pods_have_no_entries_for_them() {
+        let mut sandbox = fixtures::sandbox();
+        sandbox.namespace_modes.network = NamespaceMode::Node;
+        sandbox.namespace_modes.ipc = NamespaceMode::Node;
+        sandbox.namespaces = Default::default();
+        let got = entries(&build(&sandbox, Some(&with_pid(CriMode::Node))).unwrap());
+        assert_eq!(got, vec![(LinuxNamespaceType::Mount, None), (LinuxNamespaceType::Cgroup, None)]);
+    }
+
+    #[test]
+    fn a_vanished_pin_is_not_found() {
+        let mut sandbox = fixtures::sandbox();
+        sandbox.namespaces.net = None;
+        let err = build(&sandbox, Some(&with_pid(CriMode::Container))).unwrap_err();
+        assert!(matches!(err, SpecError::NotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn pod_pid_joins_the_infra_process() {
+        let mut sandbox = fixtures::sandbox();
+        // This test process stands in for the infra process: it is alive.
+        let pid = std::process::id() as i32;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let start_time = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().parse().unwrap();
+        sandbox.infra = Some(InfraProcess { pid, start_time });
+        let got = entries(&build(&sandbox, Some(&with_pid(CriMode::Pod))).unwrap());
+        assert!(got.contains(&(LinuxNamespaceType::Pid, Some(PathBuf::from(format!("/proc/{pid}/ns/pid"))))));
+
+        // The CRI default (no options) is POD too.
+        assert!(
+            entries(&build(&sandbox, None).unwrap())
+                .contains(&(LinuxNamespaceType::Pid, Some(infra_pid_namespace(pid))))
+        );
+
+        sandbox.infra = Some(InfraProcess { pid, start_time: start_time + 1 });
+        assert!(matches!(build(&sandbox, Some(&with_pid(CriMode::Pod))), Err(SpecError::NotFound { .. })));
+    }
+
+    #[test]
+    fn pod_pid_without_infra_and_target_are_invalid() {
+        let sandbox = fixtures::sandbox();
+        for mode in [CriMode::Pod, CriMode::Target] {
+            let err = build(&sandbox, Some(&with_pid(mode))).unwrap_err();
+            assert!(matches!(&err, SpecError::InvalidArgument { field, .. } if field == PID_FIELD), "{mode:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn user_namespaces_are_refused() {
+        let mut sc = with_pid(CriMode::Container);
+        if let Some(options) = sc.namespace_options.as_mut() {
+            options.userns_options = Some(UserNamespace { mode: CriMode::Pod as i32, ..Default::default() });
+        }
+        assert!(build(&fixtures::sandbox(), Some(&sc)).is_err());
+    }
+}

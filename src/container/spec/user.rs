@@ -1,0 +1,379 @@
+//! The uid, gid and supplementary groups of the container's process.
+//!
+//! From the security context (`run_as_username` / `run_as_user`, `run_as_group`)
+//! or else the image's `User` (`uid`, `uid:gid`, `name`, `name:group`), looked
+//! up in the image's own `/etc/passwd` and `/etc/group`, as containerd does:
+//! a numeric uid missing from passwd is fine (gid 0), a name is not.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_cri::v1::{LinuxContainerSecurityContext, SupplementalGroupsPolicy};
+use oci_spec::runtime::User;
+
+use super::SpecError;
+
+const RUN_AS_USER: &str = "linux.security_context.run_as_user";
+const RUN_AS_USERNAME: &str = "linux.security_context.run_as_username";
+const RUN_AS_GROUP: &str = "linux.security_context.run_as_group";
+const SUPPLEMENTAL_GROUPS: &str = "linux.security_context.supplemental_groups";
+/// Errors about the image's `User` name the CRI field that chose the image.
+const IMAGE: &str = "image";
+
+/// A user or group as asked for: a number, or a name to look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Id {
+    Numeric(u32),
+    Name(String),
+}
+
+impl Id {
+    fn parse(text: &str) -> Id {
+        text.parse().map_or_else(|_| Id::Name(text.to_string()), Id::Numeric)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Request {
+    user: Id,
+    group: Option<Id>,
+    /// The CRI field the request came from, for errors.
+    field: &'static str,
+}
+
+/// `name:x:uid:gid:...` of `/etc/passwd`.
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+/// `name:x:gid:member,member` of `/etc/group`.
+struct GroupEntry {
+    name: String,
+    gid: u32,
+    members: Vec<String>,
+}
+
+pub(super) fn resolve(
+    sc: Option<&LinuxContainerSecurityContext>,
+    image_user: Option<&str>,
+    rootfs: &Path,
+) -> Result<User, SpecError> {
+    let request = match requested_by_config(sc)? {
+        Some(request) => request,
+        None => parse_image_user(image_user.unwrap_or_default())?,
+    };
+    let passwd = parse_passwd(&read_in_rootfs(rootfs, "/etc/passwd")?);
+    let groups = parse_group(&read_in_rootfs(rootfs, "/etc/group")?);
+
+    let (uid, passwd_gid, name) = resolve_user(&request, &passwd)?;
+    let gid = match &request.group {
+        Some(group) => resolve_group(group, request.field, &groups)?,
+        None => passwd_gid,
+    };
+    let strict = sc.is_some_and(|sc| sc.supplemental_groups_policy == SupplementalGroupsPolicy::Strict as i32);
+    let image_groups = if strict { Vec::new() } else { memberships(name.as_deref(), &groups) };
+    let config_groups = supplemental_groups(sc)?;
+
+    let mut user = User::default();
+    user.set_uid(uid).set_gid(gid).set_additional_gids(Some(additional_gids(gid, &image_groups, &config_groups)));
+    Ok(user)
+}
+
+/// The security context's user, if it names one. A group without a user is
+/// refused, as the CRI requires.
+fn requested_by_config(sc: Option<&LinuxContainerSecurityContext>) -> Result<Option<Request>, SpecError> {
+    let Some(sc) = sc else { return Ok(None) };
+    let group = sc.run_as_group.as_ref().map(|g| to_id(g.value, RUN_AS_GROUP)).transpose()?.map(Id::Numeric);
+    // containerd lets the name win when both are set; kubelet sends one.
+    let (user, field) = if !sc.run_as_username.is_empty() {
+        (Id::Name(sc.run_as_username.clone()), RUN_AS_USERNAME)
+    } else if let Some(uid) = &sc.run_as_user {
+        (Id::Numeric(to_id(uid.value, RUN_AS_USER)?), RUN_AS_USER)
+    } else if group.is_some() {
+        return Err(SpecError::invalid(RUN_AS_GROUP, "set without run_as_user or run_as_username"));
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Request { user, group, field }))
+}
+
+fn to_id(value: i64, field: &str) -> Result<u32, SpecError> {
+    u32::try_from(value).map_err(|_| SpecError::invalid(field, format!("{value} is not a valid id")))
+}
+
+/// The image config's `User`: `uid`, `uid:gid`, `name`, `name:group`; empty is root.
+fn parse_image_user(text: &str) -> Result<Request, SpecError> {
+    if text.is_empty() {
+        return Ok(Request { user: Id::Numeric(0), group: None, field: IMAGE });
+    }
+    let (user, group) = match text.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (text, None),
+    };
+    if user.is_empty() || group.is_some_and(str::is_empty) {
+        return Err(SpecError::invalid(IMAGE, format!("the image's User {text:?} is malformed")));
+    }
+    Ok(Request { user: Id::parse(user), group: group.map(Id::parse), field: IMAGE })
+}
+
+/// uid, passwd gid (0 for a uid passwd does not know) and name, if known.
+fn resolve_user(request: &Request, passwd: &[PasswdEntry]) -> Result<(u32, u32, Option<String>), SpecError> {
+    match &request.user {
+        Id::Numeric(uid) => {
+            let entry = passwd.iter().find(|entry| entry.uid == *uid);
+            Ok((*uid, entry.map_or(0, |entry| entry.gid), entry.map(|entry| entry.name.clone())))
+        }
+        Id::Name(name) => passwd
+            .iter()
+            .find(|entry| entry.name == *name)
+            .map(|entry| (entry.uid, entry.gid, Some(entry.name.clone())))
+            .ok_or_else(|| {
+                SpecError::invalid(request.field, format!("user {name:?} is not in the image's /etc/passwd"))
+            }),
+    }
+}
+
+fn resolve_group(group: &Id, field: &str, groups: &[GroupEntry]) -> Result<u32, SpecError> {
+    match group {
+        Id::Numeric(gid) => Ok(*gid),
+        Id::Name(name) => groups
+            .iter()
+            .find(|entry| entry.name == *name)
+            .map(|entry| entry.gid)
+            .ok_or_else(|| SpecError::invalid(field, format!("group {name:?} is not in the image's /etc/group"))),
+    }
+}
+
+/// The groups of `/etc/group` that list the user as a member.
+fn memberships(name: Option<&str>, groups: &[GroupEntry]) -> Vec<u32> {
+    let Some(name) = name else { return Vec::new() };
+    groups.iter().filter(|group| group.members.iter().any(|member| member == name)).map(|group| group.gid).collect()
+}
+
+fn supplemental_groups(sc: Option<&LinuxContainerSecurityContext>) -> Result<Vec<u32>, SpecError> {
+    let groups = sc.map(|sc| sc.supplemental_groups.as_slice()).unwrap_or_default();
+    groups.iter().map(|gid| to_id(*gid, SUPPLEMENTAL_GROUPS)).collect()
+}
+
+/// The primary gid first (containerd lists it too, so `id -G` matches), then
+/// the image's groups, then the config's; each once.
+fn additional_gids(gid: u32, image_groups: &[u32], config_groups: &[u32]) -> Vec<u32> {
+    let mut gids = vec![gid];
+    for gid in image_groups.iter().chain(config_groups) {
+        if !gids.contains(gid) {
+            gids.push(*gid);
+        }
+    }
+    gids
+}
+
+fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    database_lines(text)
+        .filter_map(|fields| {
+            Some(PasswdEntry {
+                name: fields.first()?.to_string(),
+                uid: fields.get(2)?.parse().ok()?,
+                gid: fields.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn parse_group(text: &str) -> Vec<GroupEntry> {
+    database_lines(text)
+        .filter_map(|fields| {
+            let members = fields.get(3).map_or_else(Vec::new, |list| {
+                list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect()
+            });
+            Some(GroupEntry { name: fields.first()?.to_string(), gid: fields.get(2)?.parse().ok()?, members })
+        })
+        .collect()
+}
+
+/// The colon-separated fields of each entry, skipping blanks, comments and
+/// NIS `+`/`-` lines (as libc does without NIS).
+fn database_lines(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with(['#', '+', '-']))
+        .map(|line| line.split(':').collect())
+}
+
+/// A file of the image, read with symlinks resolved inside the rootfs: an
+/// image's `/etc/passwd -> /host/...` must not read the node's files. A
+/// missing file reads as empty (scratch images have none).
+fn read_in_rootfs(rootfs: &Path, path: &str) -> Result<String, SpecError> {
+    let what = || format!("the image's {path}");
+    let resolved = resolve_in_root(rootfs, Path::new(path)).map_err(|e| SpecError::io(what(), e))?;
+    match std::fs::read_to_string(resolved) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(SpecError::io(what(), e)),
+    }
+}
+
+/// `path` inside `root`, following symlinks as if `root` were `/`: absolute
+/// targets restart at `root`, and `..` never climbs above it.
+pub(super) fn resolve_in_root(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    const MAX_LINKS: usize = 40; // the kernel's own limit
+    let mut pending: VecDeque<OsString> = normal_parts(path).collect();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let full = root.join(&candidate);
+        match std::fs::symlink_metadata(&full) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(std::io::Error::from_raw_os_error(nix::libc::ELOOP));
+                }
+                let target = std::fs::read_link(&full)?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                for (i, target_part) in normal_parts(&target).enumerate() {
+                    pending.insert(i, target_part);
+                }
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// The named and `..` components of a path; `/` and `.` drop out.
+fn normal_parts(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|component| match component {
+        Component::Normal(part) => Some(part.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_cri::v1::Int64Value;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+                          # a comment\n\
+                          alice:x:1000:1000::/home/alice:/bin/sh\n\
+                          bob:x:1001:100::/home/bob:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\n\
+                         users:x:100:\n\
+                         alice:x:1000:\n\
+                         wheel:x:10:alice,bob\n\
+                         audio:x:29:alice\n\
+                         staff:x:50:\n";
+
+    fn rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), PASSWD).unwrap();
+        std::fs::write(dir.path().join("etc/group"), GROUP).unwrap();
+        dir
+    }
+
+    fn ids(user: &User) -> (u32, u32, Vec<u32>) {
+        (user.uid(), user.gid(), user.additional_gids().clone().unwrap_or_default())
+    }
+
+    fn from_image(user: &str) -> Result<(u32, u32, Vec<u32>), SpecError> {
+        let root = rootfs();
+        resolve(None, Some(user), root.path()).map(|u| ids(&u))
+    }
+
+    #[test]
+    fn image_user_forms_resolve_against_the_rootfs() {
+        assert_eq!(from_image("").unwrap(), (0, 0, vec![0]));
+        assert_eq!(from_image("1000").unwrap(), (1000, 1000, vec![1000, 10, 29]));
+        assert_eq!(from_image("1000:50").unwrap(), (1000, 50, vec![50, 10, 29]));
+        assert_eq!(from_image("alice").unwrap(), (1000, 1000, vec![1000, 10, 29]));
+        assert_eq!(from_image("bob:staff").unwrap(), (1001, 50, vec![50, 10]));
+        // A uid the image does not know runs with gid 0 and no groups.
+        assert_eq!(from_image("4242").unwrap(), (4242, 0, vec![0]));
+    }
+
+    #[test]
+    fn unknown_names_are_errors_naming_the_field() {
+        for user in ["mallory", "alice:nogroup"] {
+            let err = from_image(user).unwrap_err();
+            assert!(matches!(&err, SpecError::InvalidArgument { field, .. } if field == IMAGE), "{user}: {err}");
+        }
+        let sc = LinuxContainerSecurityContext { run_as_username: "mallory".into(), ..Default::default() };
+        let err = resolve(Some(&sc), None, rootfs().path()).unwrap_err();
+        assert!(matches!(&err, SpecError::InvalidArgument { field, .. } if field == RUN_AS_USERNAME), "{err}");
+    }
+
+    #[test]
+    fn security_context_overrides_the_image_user() {
+        let root = rootfs();
+        let sc = LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1001 }),
+            run_as_group: Some(Int64Value { value: 3000 }),
+            supplemental_groups: vec![4000, 10],
+            ..Default::default()
+        };
+        let user = resolve(Some(&sc), Some("alice"), root.path()).unwrap();
+        assert_eq!(ids(&user), (1001, 3000, vec![3000, 10, 4000]));
+
+        let by_name = LinuxContainerSecurityContext { run_as_username: "alice".into(), ..Default::default() };
+        assert_eq!(ids(&resolve(Some(&by_name), Some("bob"), root.path()).unwrap()), (1000, 1000, vec![1000, 10, 29]));
+    }
+
+    #[test]
+    fn strict_policy_keeps_only_the_configs_groups() {
+        let sc = LinuxContainerSecurityContext {
+            run_as_username: "alice".into(),
+            supplemental_groups: vec![4000],
+            supplemental_groups_policy: SupplementalGroupsPolicy::Strict as i32,
+            ..Default::default()
+        };
+        assert_eq!(ids(&resolve(Some(&sc), None, rootfs().path()).unwrap()), (1000, 1000, vec![1000, 4000]));
+    }
+
+    #[test]
+    fn run_as_group_without_a_user_is_refused() {
+        let sc = LinuxContainerSecurityContext { run_as_group: Some(Int64Value { value: 5 }), ..Default::default() };
+        let err = resolve(Some(&sc), Some("alice"), rootfs().path()).unwrap_err();
+        assert!(matches!(&err, SpecError::InvalidArgument { field, .. } if field == RUN_AS_GROUP), "{err}");
+    }
+
+    #[test]
+    fn negative_ids_are_refused() {
+        let sc = LinuxContainerSecurityContext { run_as_user: Some(Int64Value { value: -1 }), ..Default::default() };
+        let err = resolve(Some(&sc), None, rootfs().path()).unwrap_err();
+        assert!(matches!(&err, SpecError::InvalidArgument { field, .. } if field == RUN_AS_USER), "{err}");
+    }
+
+    #[test]
+    fn scratch_image_without_etc_runs_numeric_users() {
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(ids(&resolve(None, Some("65534"), empty.path()).unwrap()), (65534, 0, vec![0]));
+        assert!(resolve(None, Some("nobody"), empty.path()).is_err());
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_rootfs() {
+        let root = rootfs();
+        std::fs::rename(root.path().join("etc"), root.path().join("real-etc")).unwrap();
+        // An absolute link restarts at the rootfs, not at the host's `/`.
+        std::os::unix::fs::symlink("/real-etc", root.path().join("etc")).unwrap();
+        assert_eq!(
+            resolve_in_root(root.path(), Path::new("/etc/passwd")).unwrap(),
+            root.path().join("real-etc/passwd")
+        );
+        assert_eq!(ids(&resolve(None, Some("alice"), root.path()).unwrap()).0, 1000);
+        // `..` stops at the rootfs.
+        std::os::unix::fs::symlink("../../../../etc/hostname", root.path().join("escape")).unwrap();
+        assert_eq!(resolve_in_root(root.path(), Path::new("escape")).unwrap(), root.path().join("real-etc/hostname"));
+    }
+}

@@ -1,0 +1,140 @@
+//! What berth asks of an OCI runtime, whatever drives it (today the command line of a
+//! runc-compatible binary, [`super::OciCli`]).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+pub use nix::sys::signal::Signal;
+use oci_spec::runtime::{LinuxResources, Process};
+use serde::{Deserialize, Serialize};
+
+use super::cli::ExecHandle;
+use super::error::RuntimeError;
+
+/// The lifecycle of one container in an OCI runtime. Container IDs are the runtime's:
+/// unique per runtime root.
+#[tonic::async_trait]
+pub trait OciRuntime: Send + Sync {
+    /// Creates the container from `bundle` (its `config.json` and rootfs): its process
+    /// waits, in all its namespaces and cgroups, for [`OciRuntime::start`].
+    async fn create(&self, id: &str, bundle: &Path, io: CreateIo) -> Result<(), RuntimeError>;
+    /// Runs the container's process (`process.args` of its spec).
+    async fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    /// A NotFound error when the runtime does not know `id`.
+    async fn state(&self, id: &str) -> Result<ContainerState, RuntimeError>;
+    /// Signals the container's init process, or with `all` every process in it.
+    async fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<(), RuntimeError>;
+    /// Deletes a stopped container (any container with `force`, killing it). Deleting
+    /// an ID the runtime does not know succeeds: a retried delete is not an error.
+    async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
+    /// Starts `process` in the running container; the handle waits for its exit code.
+    async fn exec(&self, id: &str, process: &Process, io: ExecIo) -> Result<ExecHandle, RuntimeError>;
+    /// Changes the container's cgroup limits to `resources`.
+    async fn update(&self, id: &str, resources: &LinuxResources) -> Result<(), RuntimeError>;
+    /// Freezes every process of the container.
+    async fn pause(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn resume(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Every container the runtime knows under its root.
+    async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError>;
+}
+
+/// What `state` and `list` say of a container: the OCI runtime spec's state, plus
+/// `paused`, which runc reports though the spec has no such status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub status: ContainerStatus,
+    /// The init process, as the host sees it; 0 once it has stopped.
+    #[serde(default)]
+    pub pid: i32,
+    pub bundle: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<PathBuf>,
+    /// RFC 3339, as the runtime wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerStatus {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+    /// A status this version of berth does not know; treat it as broken.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The container process's stdio and the files `create` is asked to write.
+///
+/// Without a terminal the process inherits the three streams as given (files, pipes,
+/// `/dev/null`: anything a [`Stdio`] holds, e.g. `Stdio::from(OwnedFd)`), so they must
+/// not be pipes berth reads to the end while the container may still run.
+#[derive(Debug)]
+pub struct CreateIo {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    /// For `process.terminal`: the AF_UNIX socket the runtime sends the pty master to.
+    pub console_socket: Option<PathBuf>,
+    /// Where the runtime writes the init process's PID once created.
+    pub pid_file: Option<PathBuf>,
+}
+
+impl CreateIo {
+    /// All three streams on `/dev/null`, no console, no PID file.
+    pub fn null() -> Self {
+        CreateIo {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::null(),
+            console_socket: None,
+            pid_file: None,
+        }
+    }
+}
+
+/// An exec'd process's stdio: as for [`CreateIo`], and `Stdio::piped()` works too, its
+/// ends being taken from the [`ExecHandle`].
+#[derive(Debug)]
+pub struct ExecIo {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    /// For `process.terminal`: the AF_UNIX socket the runtime sends the pty master to.
+    pub console_socket: Option<PathBuf>,
+}
+
+impl ExecIo {
+    /// All three streams on `/dev/null`, no console.
+    pub fn null() -> Self {
+        ExecIo { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null(), console_socket: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_state_json_parses() {
+        let json = r#"{"ociVersion":"1.0.2-dev","id":"x1","pid":19532,"status":"running",
+            "bundle":"/tmp/b","rootfs":"/tmp/b/rootfs","created":"2024-11-23T08:01:30.5Z","owner":"root"}"#;
+        let state: ContainerState = serde_json::from_str(json).unwrap();
+        assert_eq!(state.id, "x1");
+        assert_eq!(state.status, ContainerStatus::Running);
+        assert_eq!(state.pid, 19532);
+        assert_eq!(state.bundle, PathBuf::from("/tmp/b"));
+        assert_eq!(state.rootfs, Some(PathBuf::from("/tmp/b/rootfs")));
+    }
+
+    #[test]
+    fn unknown_statuses_do_not_fail_parsing() {
+        let state: ContainerState = serde_json::from_str(r#"{"id":"x","status":"hibernating","bundle":"/b"}"#).unwrap();
+        assert_eq!(state.status, ContainerStatus::Unknown);
+        assert_eq!(state.pid, 0);
+    }
+}
