@@ -34,6 +34,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         pid_file: std::path::PathBuf,
     },
+    /// The per-container monitor (started by berth; see `monitor::spawn`).
+    #[command(hide = true)]
+    Monitor {
+        #[command(flatten)]
+        args: crate::monitor::MonitorArgs,
+    },
 }
 
 /// Each flag sets the config key named in its help.

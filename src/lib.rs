@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod images;
 pub mod logging;
+pub mod monitor;
 pub mod network;
 pub mod runtime;
 pub mod sandbox;

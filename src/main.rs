@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use berth::cli::{Cli, Command};
-use berth::{cmd, config, logging};
+use berth::{cmd, config, logging, monitor};
 
 /// Exit codes operators and unit files can tell apart.
 const EXIT_FAILURE: u8 = 1;
@@ -19,6 +19,13 @@ fn main() -> ExitCode {
                 eprintln!("berth pause: {e}");
                 ExitCode::from(EXIT_FAILURE)
             }
+        };
+    }
+    // Nor does the container monitor, which must stay small and synchronous.
+    if let Command::Monitor { args } = &cli.command {
+        return match monitor::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(EXIT_FAILURE),
         };
     }
     let config = match config::load(&cli.config_sources()) {
@@ -39,7 +46,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILURE)
             }
         },
-        Command::Pause { .. } => ExitCode::SUCCESS,
+        Command::Pause { .. } | Command::Monitor { .. } => ExitCode::SUCCESS,
         Command::Serve => {
             logging::init(&config.log);
             // The runtime is built here, not by #[tokio::main], so that later

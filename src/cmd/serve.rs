@@ -44,7 +44,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Recovery (temp layers, orphan snapshots, sandboxes whose namespaces are
     // gone) finishes before the socket exists: a client that can connect is
     // never answered from half-recovered state.
-    let daemon = Daemon::open(config)?;
+    let daemon = Daemon::open(config).await?;
     let listener = server::bind(&socket)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let in_flight = InFlight::default();

@@ -38,13 +38,13 @@ pub enum StartError {
 
 impl Daemon {
     /// Opens the state under `state_root`, recovering from whatever a crash left.
-    pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
+    pub async fn open(config: Config) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.metadata_db())?);
         let images = Arc::new(ImageService::open(config.clone(), store.clone())?);
         let handlers = RuntimeHandlers::from_config(&config);
         let network = Arc::new(Network::new(&config.cni, config.state_root.join("cni-cache")));
-        let sandboxes = SandboxService::open(config.clone(), store, network.clone(), handlers.clone())?;
+        let sandboxes = SandboxService::open(config.clone(), store, network.clone(), handlers.clone()).await?;
         Ok(Arc::new(Daemon { config, handlers, network, images, sandboxes }))
     }
 

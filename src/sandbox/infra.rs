@@ -80,6 +80,20 @@ pub fn is_running(infra: &InfraProcess) -> bool {
     start_time(infra.pid) == Some(infra.start_time)
 }
 
+/// Kills the infra process named by a pod's pid file, for a pod whose record
+/// was never saved; only if that pid is still a `berth pause` for this pod.
+pub fn stop_recorded(run_dir: &Path) {
+    let pid_file = run_dir.join("infra.pid");
+    let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok()) else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let ours = String::from_utf8_lossy(&cmdline).contains(&pid_file.display().to_string());
+    if ours {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
 /// Kills the infra process if it is still the one berth started.
 pub fn stop(infra: &InfraProcess) {
     if is_running(infra) {

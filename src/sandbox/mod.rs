@@ -49,20 +49,21 @@ pub struct SandboxService {
 }
 
 impl SandboxService {
-    pub fn open(
+    pub async fn open(
         config: Arc<Config>,
         store: Arc<Store>,
         network: Arc<Network>,
         handlers: RuntimeHandlers,
     ) -> Result<Self, SandboxError> {
         let service = SandboxService { config, store, network, handlers, locks: Mutex::new(HashMap::new()) };
-        service.recover()?;
+        service.recover_readiness()?;
+        service.recover_half_made().await?;
         Ok(service)
     }
 
     /// After a reboot the run root is empty: sandboxes whose namespaces are
     /// gone are no longer ready (kubelet will stop, remove and recreate them).
-    fn recover(&self) -> Result<(), SandboxError> {
+    fn recover_readiness(&self) -> Result<(), SandboxError> {
         for mut sandbox in record::list(&self.store)? {
             let lost = [&sandbox.namespaces.net, &sandbox.namespaces.ipc, &sandbox.namespaces.uts]
                 .into_iter()
@@ -75,6 +76,50 @@ impl SandboxService {
             }
         }
         Ok(())
+    }
+
+    /// A crash during RunPodSandbox leaves a reserved name, directories, pins,
+    /// maybe a CNI attachment and an infra process, but no record. Left alone,
+    /// kubelet's retry with the same name would be refused forever.
+    async fn recover_half_made(&self) -> Result<(), SandboxError> {
+        let known: std::collections::HashSet<String> = record::list(&self.store)?.into_iter().map(|s| s.id).collect();
+        let mut orphans: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for (key, id) in record::orphan_names(&self.store)? {
+            record::release_name_key(&self.store, &key)?;
+            orphans.insert(id);
+        }
+        for root in [self.config.run_root.join("pods"), self.config.state_root.join("pods")] {
+            for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                if !known.contains(&id) {
+                    orphans.insert(id);
+                }
+            }
+        }
+        for id in orphans {
+            tracing::info!(sandbox = %id, "cleaning up a pod sandbox left half-made by a crash");
+            self.clean_half_made(&id).await;
+        }
+        Ok(())
+    }
+
+    async fn clean_half_made(&self, id: &str) {
+        let ns = self.run_dir(id).join("ns");
+        let pins = record::PodNamespaces {
+            net: Some(ns.join("net")),
+            ipc: Some(ns.join("ipc")),
+            uts: Some(ns.join("uts")),
+            shm: Some(ns.join("shm")),
+        };
+        let netns = pins.net.as_deref().filter(|p| namespaces::is_pinned(p));
+        if let Err(e) = self.network.detach(id, netns).await {
+            tracing::warn!(sandbox = %id, error = %e, "network teardown of a half-made sandbox failed");
+        }
+        infra::stop_recorded(&self.run_dir(id));
+        namespaces::release(&pins);
+        for dir in [self.run_dir(id), self.state_dir(id)] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {

@@ -159,6 +159,34 @@ pub fn reserve_name(store: &Store, metadata: &Metadata, id: &str) -> Result<(), 
     Ok(())
 }
 
+/// Reserved names whose sandbox has no record: what a crash in the middle of
+/// RunPodSandbox leaves (the name is reserved first, the record saved last).
+pub fn orphan_names(store: &Store) -> Result<Vec<(String, String)>, SandboxError> {
+    let txn = store.read()?;
+    let names = match txn.open_table(NAMES) {
+        Ok(table) => table,
+        Err(e) => return open_error(e).map_or(Ok(Vec::new()), Err),
+    };
+    let mut orphans = Vec::new();
+    for row in names.iter().map_err(StoreError::from)? {
+        let (key, id) = row.map_err(StoreError::from)?;
+        if get(store, id.value())?.is_none() {
+            orphans.push((key.value().to_string(), id.value().to_string()));
+        }
+    }
+    Ok(orphans)
+}
+
+pub fn release_name_key(store: &Store, key: &str) -> Result<(), SandboxError> {
+    let txn = store.write()?;
+    {
+        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
+        names.remove(key).map_err(StoreError::from)?;
+    }
+    txn.commit().map_err(StoreError::from)?;
+    Ok(())
+}
+
 pub fn release_name(store: &Store, metadata: &Metadata) -> Result<(), SandboxError> {
     let txn = store.write()?;
     {

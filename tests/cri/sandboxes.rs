@@ -486,3 +486,54 @@ async fn bandwidth_annotations_shape_the_pod_traffic() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("egress-bandwidth"), "{}", err.message());
 }
+
+#[tokio::test]
+async fn a_crash_during_run_pod_sandbox_leaves_no_wedged_name() {
+    // A plugin that hangs on ADD holds RunPodSandbox after the name, the
+    // directories and the pins exist: then berth is killed.
+    let plugins = tempfile::tempdir().unwrap();
+    let hang = plugins.path().join("hang");
+    let pid_file = plugins.path().join("hang.pid");
+    let script =
+        format!("#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\necho $$ > {}\nexec sleep 3600\n", pid_file.display());
+    std::fs::write(&hang, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _reap = KillOnDrop(pid_file.clone());
+    let hanging = r#"{"cniVersion":"1.0.0","name":"hang","plugins":[{"type":"hang"}]}"#;
+    let mut berth = Berth::builder().cni_bin_dir(plugins.path()).cni_conflist(hanging).start().await;
+
+    let mut client = berth.runtime().await;
+    let request = RunPodSandboxRequest { config: Some(pod_config("crashy")), runtime_handler: String::new() };
+    let call = tokio::spawn(async move { client.run_pod_sandbox(request).await });
+    let pods = berth.paths.run_root.join("pods");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !pid_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "the plugin never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let half_made = std::fs::read_dir(&pods).unwrap().next().unwrap().unwrap().path();
+    assert!(pod_mounts(&half_made.file_name().unwrap().to_string_lossy()) > 0, "pins exist mid-run");
+    berth.kill();
+    let _ = call.await;
+    drop(_reap);
+
+    let network = TestNetwork::new();
+    std::fs::write(berth.paths.cni_conf_dir.join("10-test.conflist"), network.conflist()).unwrap();
+    berth.restart().await;
+    assert!(!half_made.exists(), "the half-made pod's directory is gone");
+    assert_eq!(pod_mounts(&half_made.file_name().unwrap().to_string_lossy()), 0, "its pins are gone");
+    let id = run(&berth, pod_config("crashy")).await.expect("the same pod can be created again");
+    remove(&berth, &id).await;
+}
+
+/// Kills the process whose pid the file holds, on drop.
+struct KillOnDrop(std::path::PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}

@@ -38,6 +38,7 @@ pub const LOOPBACK_CONFLIST: &str = r#"{"cniVersion":"1.0.0","name":"berth-test-
 pub struct BerthBuilder {
     extra_config: String,
     cni_conflist: Option<String>,
+    extra_cni_bin_dirs: Vec<PathBuf>,
     args: Vec<String>,
 }
 
@@ -56,6 +57,12 @@ impl BerthBuilder {
         self
     }
 
+    /// Looks for CNI plugins in `dir` before Debian's (for fake plugins).
+    pub fn cni_bin_dir(mut self, dir: &Path) -> Self {
+        self.extra_cni_bin_dirs.push(dir.to_path_buf());
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
         self
@@ -68,9 +75,17 @@ impl BerthBuilder {
         if let Some(conflist) = &self.cni_conflist {
             std::fs::write(paths.cni_conf_dir.join("10-test.conflist"), conflist).expect("write conflist");
         }
+        let mut bin_dirs: Vec<String> =
+            self.extra_cni_bin_dirs.iter().map(|d| format!("{:?}", d.display().to_string())).collect();
+        bin_dirs.push(format!("{CNI_BIN_DIR:?}"));
         let config = format!(
-            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{:?}]\n",
-            paths.state_root, paths.run_root, paths.socket, self.extra_config, paths.cni_conf_dir, CNI_BIN_DIR,
+            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{}]\n",
+            paths.state_root,
+            paths.run_root,
+            paths.socket,
+            self.extra_config,
+            paths.cni_conf_dir,
+            bin_dirs.join(", "),
         );
         std::fs::write(&paths.config, config).expect("write config");
         let mut berth = Berth { dir, paths, args: self.args, child: None };
@@ -225,6 +240,9 @@ impl Berth {
 impl Drop for Berth {
     fn drop(&mut self) {
         self.stop();
+        // Whatever the test did (a failed assertion, a killed berth mid-call),
+        // nothing it mounted under its directory may outlive it.
+        unmount_everything_under(self.dir.path());
         if std::thread::panicking() {
             eprintln!("---- berth log ({}) ----\n{}", self.paths.log.display(), self.log());
         }
@@ -247,4 +265,16 @@ pub async fn connect(socket: &Path) -> Channel {
 /// Runs the berth binary to completion with `args`.
 pub fn run_berth(args: &[&str]) -> Output {
     Command::new(berth_binary()).args(args).output().expect("run berth")
+}
+
+/// Detaches every mount below `dir`, deepest first.
+pub fn unmount_everything_under(dir: &Path) {
+    let prefix = dir.display().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> =
+        mountinfo.lines().filter_map(|l| l.split_whitespace().nth(4)).filter(|p| p.starts_with(&prefix)).collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+    }
 }

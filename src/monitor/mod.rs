@@ -1,0 +1,131 @@
+//! The per-container monitor (`berth monitor`), berth's conmon: one small synchronous
+//! process per container that outlives berth. It creates the container through the
+//! runtime with pipes (or a pty) as its stdio, writes the output to the CRI log file,
+//! serves attach clients and control commands on unix sockets, reaps the container's
+//! init as a child subreaper, and records its exit in a file berth reads back.
+//!
+//! The library side ([`spawn`]) starts a monitor and waits for its first word on a
+//! sync pipe (fd 3 of the monitor): `ok <container pid> <monitor pid>`, `error
+//! <runtime's message>` (the runtime refused to create the container) or `failed
+//! <message>` (the monitor itself could not set up). The monitor side ([`run`]) is
+//! what `berth monitor` runs; it starts no async runtime and no threads.
+
+mod attach;
+mod console;
+mod control;
+mod exit;
+mod log;
+mod output;
+mod process;
+mod spawn;
+mod sys;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub use exit::{ExitRecord, read_exit_file};
+pub use log::rfc3339_nano;
+pub use process::run;
+pub use spawn::{Monitor, MonitorError, spawn};
+
+/// Attach frames: 1 byte stream id, 4-byte big-endian payload length, payload.
+/// Client to monitor: bytes for the container's stdin.
+pub const STREAM_STDIN: u8 = 0;
+/// Monitor to client: the container's stdout (everything, with a tty).
+pub const STREAM_STDOUT: u8 = 1;
+/// Monitor to client: the container's stderr.
+pub const STREAM_STDERR: u8 = 2;
+/// Client to monitor, empty payload: close the container's stdin.
+pub const STREAM_CLOSE_STDIN: u8 = 3;
+/// The attach socket's name in `--socket-dir`.
+pub const ATTACH_SOCKET: &str = "attach.sock";
+/// The control socket's name in `--socket-dir`: line commands `reopen` and
+/// `resize <rows> <cols>`, each answered with `ok` or `error <message>`.
+pub const CONTROL_SOCKET: &str = "control.sock";
+/// The fd the monitor finds its sync pipe on.
+const SYNC_FD: i32 = 3;
+
+/// What one container's monitor needs; also the flags of `berth monitor`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MonitorArgs {
+    /// The container ID the runtime knows it by.
+    #[arg(long)]
+    pub id: String,
+    /// The OCI bundle (config.json and rootfs).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: PathBuf,
+    /// The runc-compatible runtime binary.
+    #[arg(long, value_name = "PATH")]
+    pub runtime: PathBuf,
+    /// The runtime's state directory (`--root`).
+    #[arg(long, value_name = "DIR")]
+    pub runtime_root: PathBuf,
+    #[arg(long)]
+    pub systemd_cgroup: bool,
+    /// The CRI log file the container's output goes to.
+    #[arg(long, value_name = "FILE")]
+    pub log_path: PathBuf,
+    /// Where the exit record is written (JSON, atomically) when the container exits.
+    #[arg(long, value_name = "FILE")]
+    pub exit_file: PathBuf,
+    /// Where `attach.sock` and `control.sock` are created.
+    #[arg(long, value_name = "DIR")]
+    pub socket_dir: PathBuf,
+    #[arg(long)]
+    pub tty: bool,
+    /// Keep the container's stdin open for attach clients.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Close the container's stdin when the first attach client leaves.
+    #[arg(long)]
+    pub stdin_once: bool,
+    /// The berth binary to run as the monitor; `/proc/self/exe` when unset (tests
+    /// set it: their own executable is the test harness).
+    #[arg(skip)]
+    pub berth_binary: Option<PathBuf>,
+}
+
+impl MonitorArgs {
+    /// The `berth monitor` command line for these arguments.
+    fn command_line(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["monitor".into(), "--id".into(), self.id.clone().into()];
+        let paths = [
+            ("--bundle", &self.bundle),
+            ("--runtime", &self.runtime),
+            ("--runtime-root", &self.runtime_root),
+            ("--log-path", &self.log_path),
+            ("--exit-file", &self.exit_file),
+            ("--socket-dir", &self.socket_dir),
+        ];
+        for (flag, path) in paths {
+            args.extend([flag.into(), path.into()]);
+        }
+        let switches = [
+            ("--systemd-cgroup", self.systemd_cgroup),
+            ("--tty", self.tty),
+            ("--stdin", self.stdin),
+            ("--stdin-once", self.stdin_once),
+        ];
+        args.extend(switches.into_iter().filter(|(_, on)| *on).map(|(flag, _)| flag.into()));
+        args
+    }
+
+    /// The runtime driver for these arguments: the very command lines berth uses.
+    fn oci_cli(&self) -> crate::runtime::OciCli {
+        let handler = crate::runtime::RuntimeHandler {
+            name: self.runtime_name(),
+            kind: crate::config::RuntimeKind::Oci,
+            binary: self.runtime.clone(),
+            root: self.runtime_root.clone(),
+            systemd_cgroup: self.systemd_cgroup,
+        };
+        crate::runtime::OciCli::new(&handler)
+    }
+
+    /// The name errors give the runtime: its binary's file name.
+    fn runtime_name(&self) -> String {
+        self.runtime
+            .file_name()
+            .map_or_else(|| self.runtime.display().to_string(), |n| n.to_string_lossy().into_owned())
+    }
+}

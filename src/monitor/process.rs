@@ -1,0 +1,547 @@
+//! `berth monitor`: creates the container and watches it until it exits.
+//!
+//! It runs in a fresh single-threaded process and forks once more at start so that
+//! it is no child of berth (berth may restart; the monitor stays). It is the child
+//! subreaper of the container's init, whose parent (runc) exits after `create`.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::libc;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+use super::attach::{AttachClient, Request};
+use super::console::ConsoleSocket;
+use super::control::{self, ControlClient};
+use super::exit::{self, ExitRecord};
+use super::log::{CriLog, Stream};
+use super::output::{Output, Read1, STDIN_BACKLOG, Stdin};
+use super::{ATTACH_SOCKET, CONTROL_SOCKET, MonitorArgs, STREAM_STDERR, STREAM_STDOUT, SYNC_FD, sys};
+use crate::runtime::RuntimeError;
+
+/// How the monitor failed before the container ran: the runtime refused (its
+/// message goes back as `error`), or the monitor's own setup failed (`failed`).
+enum Failure {
+    Runtime(String),
+    Setup(String),
+}
+
+fn setup(what: &str) -> impl FnOnce(std::io::Error) -> Failure + '_ {
+    move |e| Failure::Setup(format!("{what}: {e}"))
+}
+
+/// The monitor's main: returns once the container has exited and its exit is
+/// recorded, or with why the container could not be created.
+pub fn run(args: &MonitorArgs) -> Result<(), String> {
+    if !sys::is_open(SYNC_FD) {
+        return Err("no sync pipe on fd 3: the monitor is started by berth".into());
+    }
+    // SAFETY: fd 3 is open (checked above), and spawn() placed the sync pipe there
+    // for this process; nothing else in it owns fd 3.
+    let mut sync = unsafe { File::from_raw_fd(SYNC_FD) };
+    // The runtime and the container must not hold it: berth waits for its end.
+    sys::set_cloexec(SYNC_FD).map_err(|e| format!("sync pipe: {e}"))?;
+    detach()?;
+    match Session::start(args) {
+        Ok(mut session) => {
+            let _ = writeln!(sync, "ok {} {}", session.container_pid, std::process::id());
+            drop(sync);
+            session.serve();
+            Ok(())
+        }
+        Err(Failure::Runtime(message)) => {
+            let _ = writeln!(sync, "error {}", one_line(&message));
+            Err(message)
+        }
+        Err(Failure::Setup(message)) => {
+            let _ = writeln!(sync, "failed {}", one_line(&message));
+            Err(message)
+        }
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message.replace(['\n', '\r'], " ")
+}
+
+/// Forks and lets the parent exit, so the monitor is reparented away from berth
+/// (which waits for that parent). spawn() already made the parent a session leader;
+/// the child is not one, so it can never acquire a controlling terminal.
+fn detach() -> Result<(), String> {
+    // SAFETY: this process is single-threaded (no runtime, no threads started), so
+    // the child may run any code after fork.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => Ok(()),
+    }
+}
+
+/// One polled fd and what it stands for.
+#[derive(Clone, Copy)]
+enum Slot {
+    Signals,
+    Output(usize),
+    Stdin,
+    AttachListener,
+    Attach(usize),
+    ControlListener,
+    Control(usize),
+}
+
+/// The container's process and stdio, as `create` left them.
+struct Created {
+    pid: Pid,
+    outputs: Vec<Output>,
+    stdin: Option<Stdin>,
+    pty: Option<OwnedFd>,
+}
+
+struct Session {
+    container_pid: Pid,
+    signals: SignalFd,
+    outputs: Vec<Output>,
+    stdin: Option<Stdin>,
+    /// The pty master (`--tty`): resize goes to it.
+    pty: Option<OwnedFd>,
+    log: CriLog,
+    attach: UnixListener,
+    clients: Vec<AttachClient>,
+    control: UnixListener,
+    controls: Vec<ControlClient>,
+    stdin_once: bool,
+    /// A first attach client has left (stdin_once closes stdin then).
+    first_detached: bool,
+    sockets: [PathBuf; 2],
+    exit_file: PathBuf,
+    oom_counter: Option<PathBuf>,
+    exit: Option<(i32, i64)>,
+    buffer: Vec<u8>,
+}
+
+impl Session {
+    fn start(args: &MonitorArgs) -> Result<Session, Failure> {
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| Failure::Setup(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
+        // Blocked before the runtime starts, so no exit is missed: a SIGCHLD that
+        // comes before the poll loop waits in the signalfd. Command resets the mask
+        // for its children, so neither runc nor the container inherits the block.
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block().map_err(|e| Failure::Setup(format!("blocking SIGCHLD: {e}")))?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| Failure::Setup(format!("signalfd: {e}")))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&args.socket_dir)
+            .map_err(setup("creating the socket directory"))?;
+        let sockets = [args.socket_dir.join(ATTACH_SOCKET), args.socket_dir.join(CONTROL_SOCKET)];
+        let attach = listen(&sockets[0]).map_err(setup("binding the attach socket"))?;
+        let control = listen(&sockets[1]).map_err(setup("binding the control socket"))?;
+        let log = CriLog::open(&args.log_path).map_err(setup("opening the log file"))?;
+        let created = create_container(args)?;
+        Ok(Session {
+            container_pid: created.pid,
+            signals,
+            outputs: created.outputs,
+            stdin: created.stdin,
+            pty: created.pty,
+            log,
+            attach,
+            clients: Vec::new(),
+            control,
+            controls: Vec::new(),
+            stdin_once: args.stdin_once,
+            first_detached: false,
+            sockets,
+            exit_file: args.exit_file.clone(),
+            oom_counter: exit::oom_counter(&args.bundle),
+            exit: None,
+            buffer: vec![0; 32 * 1024],
+        })
+    }
+
+    /// The poll loop, until the container's init has exited; then the last output,
+    /// the exit record, and the sockets go.
+    fn serve(&mut self) {
+        while self.exit.is_none() {
+            let (mut fds, slots) = self.poll_set();
+            if sys::poll(&mut fds, -1).is_err() {
+                // Cannot happen with valid fds; waiting blind still records the exit.
+                self.wait_blocking();
+                break;
+            }
+            for (fd, slot) in fds.iter().zip(slots) {
+                if fd.revents != 0 {
+                    self.handle(slot, fd.revents);
+                }
+            }
+            self.drop_closed_clients();
+        }
+        self.finish();
+    }
+
+    fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Slot>) {
+        let mut fds = Vec::new();
+        let mut slots = Vec::new();
+        let mut add = |fd: i32, events: libc::c_short, slot: Slot| {
+            fds.push(libc::pollfd { fd, events, revents: 0 });
+            slots.push(slot);
+        };
+        add(self.signals.as_fd().as_raw_fd(), libc::POLLIN, Slot::Signals);
+        for (i, output) in self.outputs.iter().enumerate().filter(|(_, o)| o.open) {
+            add(output.file.as_raw_fd(), libc::POLLIN, Slot::Output(i));
+        }
+        if let Some(file) = self.stdin.as_ref().filter(|s| s.wants_to_write()).and_then(Stdin::file) {
+            add(file.as_raw_fd(), libc::POLLOUT, Slot::Stdin);
+        }
+        // Stop taking stdin from clients while the container does not read it.
+        let backlog = self.stdin.as_ref().map_or(0, Stdin::backlog);
+        add(self.attach.as_raw_fd(), libc::POLLIN, Slot::AttachListener);
+        for (i, client) in self.clients.iter().enumerate() {
+            let read = if backlog < STDIN_BACKLOG { libc::POLLIN } else { 0 };
+            let write = if client.wants_to_write() { libc::POLLOUT } else { 0 };
+            add(client.stream.as_raw_fd(), read | write, Slot::Attach(i));
+        }
+        add(self.control.as_raw_fd(), libc::POLLIN, Slot::ControlListener);
+        for (i, client) in self.controls.iter().enumerate() {
+            add(client.stream().as_raw_fd(), libc::POLLIN, Slot::Control(i));
+        }
+        (fds, slots)
+    }
+
+    fn handle(&mut self, slot: Slot, revents: libc::c_short) {
+        match slot {
+            Slot::Signals => self.reap(),
+            Slot::Output(i) => self.read_output(i),
+            Slot::Stdin => {
+                if let Some(stdin) = self.stdin.as_mut() {
+                    stdin.flush();
+                }
+            }
+            Slot::AttachListener => self.accept_attach(),
+            Slot::Attach(i) => self.serve_attach(i, revents),
+            Slot::ControlListener => self.accept_control(),
+            Slot::Control(i) => self.serve_control(i),
+        }
+    }
+
+    /// Reaps every exited child; the container's init ends the session. Others are
+    /// orphans reparented to the monitor (it is their subreaper).
+    fn reap(&mut self) {
+        while let Ok(Some(_)) = self.signals.read_signal() {}
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => self.record_if_container(status),
+            }
+        }
+    }
+
+    fn wait_blocking(&mut self) {
+        while self.exit.is_none() {
+            match waitpid(self.container_pid, None) {
+                Ok(status) => self.record_if_container(status),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => self.exit = Some((255, crate::time::now_nanos())),
+            }
+        }
+    }
+
+    fn record_if_container(&mut self, status: WaitStatus) {
+        if status.pid() == Some(self.container_pid)
+            && let Some(code) = exit::exit_code(status)
+        {
+            self.exit = Some((code, crate::time::now_nanos()));
+        }
+    }
+
+    /// One read of an output stream: to the log and to every attach client.
+    fn read_output(&mut self, i: usize) {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        match self.outputs[i].read(&mut buffer) {
+            Read1::Data(n) => {
+                self.outputs[i].log(&mut self.log, &buffer[..n]);
+                let id = if self.outputs[i].stream == Stream::Stdout { STREAM_STDOUT } else { STREAM_STDERR };
+                for client in &mut self.clients {
+                    client.send(id, &buffer[..n]);
+                }
+            }
+            Read1::Idle => {}
+            Read1::End => self.outputs[i].finish(&mut self.log),
+        }
+        self.buffer = buffer;
+    }
+
+    fn accept_attach(&mut self) {
+        while let Ok((stream, _)) = self.attach.accept() {
+            if let Ok(client) = AttachClient::new(stream) {
+                self.clients.push(client);
+            }
+        }
+    }
+
+    fn serve_attach(&mut self, i: usize, revents: libc::c_short) {
+        if revents & libc::POLLOUT != 0 {
+            self.clients[i].flush();
+        }
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+            return;
+        }
+        for request in self.clients[i].receive() {
+            match request {
+                Request::Stdin(data) => self.stdin.iter_mut().for_each(|s| s.push(&data)),
+                Request::CloseStdin => self.close_stdin(),
+            }
+        }
+    }
+
+    fn close_stdin(&mut self) {
+        let pty = self.pty.is_some();
+        if let Some(stdin) = self.stdin.as_mut() {
+            stdin.close(pty);
+        }
+    }
+
+    /// Forgets clients that left; the first to leave closes stdin with stdin_once.
+    fn drop_closed_clients(&mut self) {
+        let before = self.clients.len();
+        self.clients.retain(|client| !client.closed);
+        if self.clients.len() < before && self.stdin_once && !self.first_detached {
+            self.first_detached = true;
+            self.close_stdin();
+        }
+        self.controls.retain(|client| !client.closed);
+    }
+
+    fn accept_control(&mut self) {
+        while let Ok((stream, _)) = self.control.accept() {
+            if let Ok(client) = ControlClient::new(stream) {
+                self.controls.push(client);
+            }
+        }
+    }
+
+    fn serve_control(&mut self, i: usize) {
+        for line in self.controls[i].receive() {
+            let answer = match control::parse(&line).and_then(|command| self.execute(command)) {
+                Ok(()) => "ok".to_string(),
+                Err(message) => format!("error {message}"),
+            };
+            self.controls[i].reply(&answer);
+        }
+    }
+
+    fn execute(&mut self, command: control::Command) -> Result<(), String> {
+        match command {
+            control::Command::Reopen => self.log.reopen().map_err(|e| format!("reopening the log: {e}")),
+            control::Command::Resize { rows, cols } => {
+                let pty = self.pty.as_ref().ok_or("the container has no terminal")?;
+                sys::set_window_size(pty.as_fd(), rows, cols).map_err(|e| format!("resize: {e}"))
+            }
+        }
+    }
+
+    /// The init exited: what it wrote before is in the pipes; log it, record the
+    /// exit, and leave nothing behind.
+    fn finish(&mut self) {
+        for i in 0..self.outputs.len() {
+            self.drain(i);
+        }
+        let Some((exit_code, exited_at)) = self.exit else { return };
+        let oom_killed = exit::oom_killed(self.oom_counter.as_deref());
+        let record = ExitRecord { exit_code, exited_at, oom_killed };
+        // Nobody is left to tell if this fails: berth finds no exit file and
+        // reports the container's state from the runtime instead.
+        let _ = exit::write_exit_file(&self.exit_file, &record);
+        self.clients.clear();
+        self.controls.clear();
+        for socket in &self.sockets {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+
+    /// Reads an output stream until it has nothing more (without waiting).
+    fn drain(&mut self, i: usize) {
+        while self.outputs[i].open {
+            let mut buffer = std::mem::take(&mut self.buffer);
+            let result = self.outputs[i].read(&mut buffer);
+            self.buffer = buffer;
+            match result {
+                Read1::Idle => break,
+                Read1::Data(_) | Read1::End => {}
+            }
+            // Re-handle through the common path: log, clients, end of stream.
+            self.replay(i, result);
+        }
+        if self.outputs[i].open {
+            self.outputs[i].finish(&mut self.log);
+        }
+    }
+
+    fn replay(&mut self, i: usize, result: Read1) {
+        match result {
+            Read1::Data(n) => {
+                let data = self.buffer[..n].to_vec();
+                self.outputs[i].log(&mut self.log, &data);
+                let id = if self.outputs[i].stream == Stream::Stdout { STREAM_STDOUT } else { STREAM_STDERR };
+                for client in &mut self.clients {
+                    client.send(id, &data);
+                }
+            }
+            Read1::End => self.outputs[i].finish(&mut self.log),
+            Read1::Idle => {}
+        }
+    }
+}
+
+fn listen(path: &Path) -> std::io::Result<UnixListener> {
+    // A socket left by an earlier monitor of this container (a crash) is stale.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Runs `runtime create` with the container's stdio, and returns its init's pid.
+fn create_container(args: &MonitorArgs) -> Result<Created, Failure> {
+    let cli = args.oci_cli();
+    let runtime_log = cli.scratch_file(".berth-log-", b"").map_err(setup("creating the runtime log"))?;
+    let pid_file = args.socket_dir.join("container.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    let console = if args.tty {
+        Some(ConsoleSocket::bind(&args.socket_dir.join("console.sock")).map_err(setup("binding the console socket"))?)
+    } else {
+        None
+    };
+    let stdio = ContainerStdio::new(args)?;
+    let mut command = Command::new(cli.program());
+    command.args(cli.create_args(
+        &runtime_log,
+        &args.id,
+        &args.bundle,
+        Some(&pid_file),
+        console.as_ref().map(|c| c.path()),
+    ));
+    let pipes = stdio.attach_to(&mut command);
+    let status = command.status();
+    // Our copies of the container's ends must go, or its output would never end.
+    drop(command);
+    let status = status.map_err(|e| Failure::Setup(format!("running {}: {e}", cli.program().display())))?;
+    if !status.success() {
+        let log = std::fs::read_to_string(&runtime_log).unwrap_or_default();
+        let stderr = read_available(&pipes.stderr);
+        let error = RuntimeError::failed(cli.call("create", &args.id), status, &log, &stderr);
+        return Err(Failure::Runtime(match error {
+            RuntimeError::Failed { message, .. } => message,
+            other => other.to_string(),
+        }));
+    }
+    let pid = read_pid(&pid_file)?;
+    match console {
+        Some(console) => terminal(&console, args.stdin, pid),
+        None => Ok(pipes.into_created(pid)),
+    }
+}
+
+/// With `--tty`: output and stdin both go through the pty master runc sent.
+fn terminal(console: &ConsoleSocket, with_stdin: bool, pid: Pid) -> Result<Created, Failure> {
+    let master = console.receive_master().map_err(setup("receiving the pty master"))?;
+    sys::set_nonblocking(master.as_fd()).map_err(setup("pty master"))?;
+    let dup = || master.try_clone().map_err(setup("duplicating the pty master"));
+    let outputs = vec![Output::new(dup()?, Stream::Stdout)];
+    let stdin = if with_stdin { Some(Stdin::new(dup()?)) } else { None };
+    Ok(Created { pid, outputs, stdin, pty: Some(master) })
+}
+
+fn read_pid(pid_file: &Path) -> Result<Pid, Failure> {
+    let text = std::fs::read_to_string(pid_file).map_err(setup("reading the runtime's pid file"))?;
+    let _ = std::fs::remove_file(pid_file);
+    let pid = text.trim().parse::<i32>().map_err(|e| Failure::Setup(format!("pid file {text:?}: {e}")))?;
+    Ok(Pid::from_raw(pid))
+}
+
+/// The pipes made for the container's stdio, before the runtime gets its ends.
+struct ContainerStdio {
+    stdin: Option<(OwnedFd, OwnedFd)>,
+    stdout: Option<(OwnedFd, OwnedFd)>,
+    stderr: (OwnedFd, OwnedFd),
+}
+
+/// The monitor's ends once the runtime has the others.
+struct Pipes {
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: OwnedFd,
+}
+
+impl ContainerStdio {
+    /// Without a tty, the container gets stdout and stderr pipes (and stdin with
+    /// `--stdin`), through the runtime, which passes its own stdio on. With one, only
+    /// the runtime's stderr is piped, for its error message.
+    fn new(args: &MonitorArgs) -> Result<ContainerStdio, Failure> {
+        let pipe = || sys::pipe().map_err(setup("creating a pipe"));
+        let piped = !args.tty;
+        Ok(ContainerStdio {
+            stdin: if piped && args.stdin { Some(pipe()?) } else { None },
+            stdout: if piped { Some(pipe()?) } else { None },
+            stderr: pipe()?,
+        })
+    }
+
+    /// Gives the runtime its ends; returns the monitor's.
+    fn attach_to(self, command: &mut Command) -> Pipes {
+        let (stdin, stdin_end) = match self.stdin {
+            Some((read, write)) => (Stdio::from(read), Some(write)),
+            None => (Stdio::null(), None),
+        };
+        let (stdout, stdout_end) = match self.stdout {
+            Some((read, write)) => (Stdio::from(write), Some(read)),
+            None => (Stdio::null(), None),
+        };
+        let (stderr_read, stderr_write) = self.stderr;
+        command.stdin(stdin).stdout(stdout).stderr(Stdio::from(stderr_write));
+        // Never blocks: after a failed create the pipe may still have a writer (a
+        // leftover `runc init`), and the monitor must answer anyway.
+        let _ = sys::set_nonblocking(stderr_read.as_fd());
+        Pipes { stdin: stdin_end, stdout: stdout_end, stderr: stderr_read }
+    }
+}
+
+/// What a non-blocking pipe holds now, up to 64 KiB.
+fn read_available(fd: &OwnedFd) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while bytes.len() < 64 * 1024 {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+        }
+    }
+    bytes
+}
+
+impl Pipes {
+    fn into_created(self, pid: Pid) -> Created {
+        let mut outputs = Vec::new();
+        for (fd, stream) in [(self.stdout, Stream::Stdout), (Some(self.stderr), Stream::Stderr)] {
+            if let Some(fd) = fd {
+                let _ = sys::set_nonblocking(fd.as_fd());
+                outputs.push(Output::new(fd, stream));
+            }
+        }
+        let stdin = self.stdin.map(|fd| {
+            let _ = sys::set_nonblocking(fd.as_fd());
+            Stdin::new(fd)
+        });
+        Created { pid, outputs, stdin, pty: None }
+    }
+}

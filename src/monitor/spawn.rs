@@ -1,0 +1,127 @@
+//! Starting a monitor from berth: `berth monitor ...` in a new session, its stdio on
+//! /dev/null and a sync pipe on fd 3, then one line back from it.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::libc;
+
+use super::{MonitorArgs, SYNC_FD, sys};
+use crate::error::{Classify, ErrorKind};
+use crate::runtime::{Call, DEFAULT_TIMEOUT, RuntimeError};
+
+/// How long the monitor may take to answer: the runtime's own deadline for
+/// `create`, and a margin for the monitor's setup.
+const ANSWER_TIMEOUT: Duration = DEFAULT_TIMEOUT.saturating_add(Duration::from_secs(10));
+
+/// A running monitor and the container it created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Monitor {
+    pub pid: i32,
+    pub container_pid: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("cannot start the container monitor {binary:?}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime refused to create the container.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("container monitor for {id}: {message}")]
+    Setup { id: String, message: String },
+    #[error("container monitor for {id} gave no answer within {timeout:?}")]
+    TimedOut { id: String, timeout: Duration },
+}
+
+impl Classify for MonitorError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            MonitorError::Runtime(e) => e.kind(),
+            MonitorError::Spawn { .. } | MonitorError::Setup { .. } => ErrorKind::Internal,
+            MonitorError::TimedOut { .. } => ErrorKind::DeadlineExceeded,
+        }
+    }
+}
+
+/// Starts a monitor for `args.id`, which creates the container, and returns once
+/// the container is created (or refused). Blocks the calling thread for as long
+/// as `runtime create` takes: async callers run it with `spawn_blocking`.
+pub fn spawn(args: &MonitorArgs) -> Result<Monitor, MonitorError> {
+    let binary = args.berth_binary.clone().unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    let spawn_error = |source| MonitorError::Spawn { binary: binary.clone(), source };
+    let (read, write) = sys::pipe().map_err(spawn_error)?;
+    let mut command = Command::new(&binary);
+    command.args(args.command_line()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let sync = write.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (setsid, dup2, fcntl) on fds it does not free.
+    unsafe {
+        command.pre_exec(move || child_setup(sync));
+    }
+    let mut child = command.spawn().map_err(spawn_error)?;
+    drop(write);
+    drop(command);
+    // The first process forks the monitor and exits at once; reaping it leaves no zombie.
+    let _ = child.wait();
+    let line = read_answer(File::from(read), &args.id)?;
+    parse_answer(&line, args)
+}
+
+/// In the child: a new session (no signal from berth's terminal or process group
+/// reaches it) and the sync pipe on fd 3, inheritable.
+fn child_setup(sync: i32) -> std::io::Result<()> {
+    // SAFETY: setsid takes no arguments and only changes this process's session.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // dup2 onto itself would keep close-on-exec; clear the flag instead.
+    // SAFETY: fcntl and dup2 on fds this process holds, with no pointers involved.
+    let result =
+        unsafe { if sync == SYNC_FD { libc::fcntl(SYNC_FD, libc::F_SETFD, 0) } else { libc::dup2(sync, SYNC_FD) } };
+    if result < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// The monitor's one line, or why there is none.
+fn read_answer(pipe: File, id: &str) -> Result<String, MonitorError> {
+    let timeout_ms = i32::try_from(ANSWER_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+    let mut fds = [libc::pollfd { fd: pipe.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+    let setup = |message: String| MonitorError::Setup { id: id.to_string(), message };
+    if sys::poll(&mut fds, timeout_ms).map_err(|e| setup(format!("waiting for its answer: {e}")))? == 0 {
+        return Err(MonitorError::TimedOut { id: id.to_string(), timeout: ANSWER_TIMEOUT });
+    }
+    // The monitor writes its line in one write, or exits: this does not block long.
+    let mut line = String::new();
+    BufReader::new(pipe).read_line(&mut line).map_err(|e| setup(format!("reading its answer: {e}")))?;
+    Ok(line.trim_end().to_string())
+}
+
+fn parse_answer(line: &str, args: &MonitorArgs) -> Result<Monitor, MonitorError> {
+    let setup = |message: String| MonitorError::Setup { id: args.id.clone(), message };
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match word {
+        "ok" => {
+            let pids: Vec<i32> = rest.split(' ').filter_map(|p| p.parse().ok()).collect();
+            match pids.as_slice() {
+                [container_pid, pid] => Ok(Monitor { pid: *pid, container_pid: *container_pid }),
+                _ => Err(setup(format!("unexpected answer {line:?}"))),
+            }
+        }
+        "error" => Err(MonitorError::Runtime(RuntimeError::Failed {
+            call: Call::new(&args.runtime_name(), "create", &args.id),
+            message: rest.to_string(),
+        })),
+        "failed" => Err(setup(rest.to_string())),
+        "" => Err(setup("exited without an answer".into())),
+        _ => Err(setup(format!("unexpected answer {line:?}"))),
+    }
+}
