@@ -147,7 +147,11 @@ impl Session {
         let attach = listen(&sockets[0]).map_err(setup("binding the attach socket"))?;
         let control = listen(&sockets[1]).map_err(setup("binding the control socket"))?;
         let log = CriLog::open(&args.log_path).map_err(setup("opening the log file"))?;
-        let created = create_container(args)?;
+        let created = create_container(args).inspect_err(|_| {
+            for socket in &sockets {
+                let _ = std::fs::remove_file(socket);
+            }
+        })?;
         Ok(Session {
             container_pid: created.pid,
             signals,

@@ -48,7 +48,14 @@ pub(super) struct ResultCache {
 }
 
 impl ResultCache {
+    /// Opens the cache, removing temp files a crash mid-write left behind
+    /// (the entry they were meant to replace is still whole).
     pub fn new(dir: PathBuf) -> Self {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         ResultCache { dir }
     }
 
@@ -138,6 +145,16 @@ mod tests {
             "IgnoreUnknown=1".into(),
             Map::new(),
         )
+    }
+
+    #[test]
+    fn temp_files_from_a_crash_are_swept_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".tmp-abc123"), "half").unwrap();
+        std::fs::write(dir.path().join("keep.json"), "{}").unwrap();
+        ResultCache::new(dir.path().to_path_buf());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["keep.json"]);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ mod config_cli;
 mod daemon_lifecycle;
 mod image_resilience;
 mod images;
+mod monitor;
 mod oci_runtime;
 mod runtime_info;
 mod sandboxes;
