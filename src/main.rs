@@ -25,7 +25,11 @@ fn main() -> ExitCode {
     if let Command::Monitor { args } = &cli.command {
         return match monitor::run(args) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(_) => ExitCode::from(EXIT_FAILURE),
+            Err(e) => {
+                // Seen only when run by hand: berth gives the monitor /dev/null.
+                eprintln!("berth monitor: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
         };
     }
     let config = match config::load(&cli.config_sources()) {

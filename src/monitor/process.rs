@@ -54,6 +54,7 @@ pub fn run(args: &MonitorArgs) -> Result<(), String> {
         Ok(mut session) => {
             let _ = writeln!(sync, "ok {} {}", session.container_pid, std::process::id());
             drop(sync);
+            sys::release_file_pages();
             session.serve();
             Ok(())
         }
@@ -225,7 +226,9 @@ impl Session {
     fn handle(&mut self, slot: Slot, revents: libc::c_short) {
         match slot {
             Slot::Signals => self.reap(),
-            Slot::Output(i) => self.read_output(i),
+            Slot::Output(i) => {
+                self.read_output(i);
+            }
             Slot::Stdin => {
                 if let Some(stdin) = self.stdin.as_mut() {
                     stdin.flush();
@@ -269,9 +272,10 @@ impl Session {
     }
 
     /// One read of an output stream: to the log and to every attach client.
-    fn read_output(&mut self, i: usize) {
+    fn read_output(&mut self, i: usize) -> Read1 {
         let mut buffer = std::mem::take(&mut self.buffer);
-        match self.outputs[i].read(&mut buffer) {
+        let result = self.outputs[i].read(&mut buffer);
+        match result {
             Read1::Data(n) => {
                 self.outputs[i].log(&mut self.log, &buffer[..n]);
                 let id = if self.outputs[i].stream == Stream::Stdout { STREAM_STDOUT } else { STREAM_STDERR };
@@ -283,6 +287,7 @@ impl Session {
             Read1::End => self.outputs[i].finish(&mut self.log),
         }
         self.buffer = buffer;
+        result
     }
 
     fn accept_attach(&mut self) {
@@ -373,36 +378,16 @@ impl Session {
         }
     }
 
-    /// Reads an output stream until it has nothing more (without waiting).
+    /// Reads an output stream until it has nothing more (without waiting), then
+    /// ends it: a writer left (an exec'd process) no longer counts.
     fn drain(&mut self, i: usize) {
         while self.outputs[i].open {
-            let mut buffer = std::mem::take(&mut self.buffer);
-            let result = self.outputs[i].read(&mut buffer);
-            self.buffer = buffer;
-            match result {
-                Read1::Idle => break,
-                Read1::Data(_) | Read1::End => {}
+            if let Read1::Idle = self.read_output(i) {
+                break;
             }
-            // Re-handle through the common path: log, clients, end of stream.
-            self.replay(i, result);
         }
         if self.outputs[i].open {
             self.outputs[i].finish(&mut self.log);
-        }
-    }
-
-    fn replay(&mut self, i: usize, result: Read1) {
-        match result {
-            Read1::Data(n) => {
-                let data = self.buffer[..n].to_vec();
-                self.outputs[i].log(&mut self.log, &data);
-                let id = if self.outputs[i].stream == Stream::Stdout { STREAM_STDOUT } else { STREAM_STDERR };
-                for client in &mut self.clients {
-                    client.send(id, &data);
-                }
-            }
-            Read1::End => self.outputs[i].finish(&mut self.log),
-            Read1::Idle => {}
         }
     }
 }

@@ -101,3 +101,42 @@ fn first_passed_fd(message: &libc::msghdr) -> Option<OwnedFd> {
     // Dropping the rest closes them: a runtime passes one.
     fds.into_iter().next()
 }
+
+/// Lets go of the file pages this process has mapped but no longer needs: the
+/// start-up code of the (large) berth binary and of libc, faulted in with the
+/// kernel's fault-around. They stay in the page cache, shared with berth; only
+/// this process's resident set shrinks, and the poll loop faults back the little
+/// it runs. Only mappings that hold nothing of their own are dropped: read-only,
+/// file-backed, and without anonymous (copy-on-write) pages, such as relocated
+/// data, which would be lost.
+pub fn release_file_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    let mut candidate: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        if let Some(range) = mapping_range(line) {
+            candidate = range;
+        } else if let Some(kib) = line.strip_prefix("Anonymous:") {
+            let own_pages = kib.trim().trim_end_matches("kB").trim() != "0";
+            if let (Some((start, end)), false) = (candidate.take(), own_pages) {
+                // SAFETY: [start, end) is one whole mapping of this process that is
+                // read-only, backed by a file, and has no private pages: dropping
+                // its pages loses nothing, later accesses refault them from the file.
+                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+            }
+        }
+    }
+}
+
+/// For a mapping's header line of smaps (`start-end perms offset dev inode path`):
+/// `Some(Some(range))` if it may be released, `Some(None)` if not, `None` for
+/// the other lines.
+fn mapping_range(line: &str) -> Option<Option<(usize, usize)>> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let perms = fields.next()?;
+    let inode = fields.nth(2)?;
+    let releasable = perms.starts_with('r') && perms.as_bytes().get(1) == Some(&b'-') && inode != "0";
+    Some(releasable.then_some((start, end)))
+}

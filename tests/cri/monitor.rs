@@ -186,7 +186,13 @@ fn memory_of(pid: i32) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let fields = ["VmRSS:", "RssAnon:", "RssFile:"];
     let lines = status.lines().filter(|line| fields.iter().any(|f| line.starts_with(f)));
-    lines.map(|line| line.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join(", ")
+    let mut fields: Vec<String> = lines.map(|line| line.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    // File pages are the berth binary's, shared with berth and every other monitor;
+    // Pss charges them out among those processes.
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let pss = rollup.lines().find(|line| line.starts_with("Pss:"));
+    fields.extend(pss.map(|line| line.split_whitespace().collect::<Vec<_>>().join(" ")));
+    fields.join(", ")
 }
 
 fn vm_rss_kib(pid: i32) -> u64 {
@@ -206,7 +212,8 @@ struct Entry {
 
 fn entries(path: &Path) -> Vec<Entry> {
     let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
+    // Not `lines()`: it would strip the `\r` a terminal puts before `\n`.
+    text.split_terminator('\n')
         .map(|line| {
             let mut parts = line.splitn(4, ' ');
             let mut next = || parts.next().unwrap().to_string();

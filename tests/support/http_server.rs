@@ -36,6 +36,9 @@ use tokio::task::JoinSet;
 /// drop returns.
 pub struct BackgroundServer {
     addr: SocketAddr,
+    /// Set by the server thread as it ends: a test's proof that drop stopped
+    /// it (a port number is no proof: a parallel test may bind it again).
+    stopped: Arc<std::sync::atomic::AtomicBool>,
     /// Dropping it ends the serving loop.
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
@@ -62,6 +65,11 @@ impl BackgroundServer {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// True once the server thread has ended.
+    pub fn stopped_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.stopped)
     }
 }
 
@@ -90,6 +98,8 @@ impl BoundListener {
         let BoundListener { name, listener, addr } = self;
         let handler = Arc::new(handler);
         let (shutdown, stopped) = oneshot::channel::<()>();
+        let stopped_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread_stopped = Arc::clone(&stopped_flag);
         let thread_name = format!("{name}-{}", addr.port());
         let thread = thread::Builder::new()
             .name(thread_name.clone())
@@ -107,10 +117,12 @@ impl BoundListener {
                         _ = stopped => {}
                     }
                 });
-                // Dropping the runtime here cancels the connection tasks still open.
+                // Dropping the runtime cancels the connection tasks still open.
+                drop(runtime);
+                thread_stopped.store(true, std::sync::atomic::Ordering::SeqCst);
             })
             .unwrap_or_else(|e| panic!("starting thread {thread_name}: {e}"));
-        BackgroundServer { addr, shutdown: Some(shutdown), thread: Some(thread) }
+        BackgroundServer { addr, stopped: stopped_flag, shutdown: Some(shutdown), thread: Some(thread) }
     }
 }
 

@@ -117,6 +117,11 @@ impl RegistryProxy {
         RegistryProxy { server, shared }
     }
 
+    /// True once the proxy's server thread has ended.
+    pub fn stopped_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.server.stopped_flag()
+    }
+
     /// "127.0.0.1:PORT", as used in image references.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port())

@@ -98,6 +98,11 @@ impl TokenAuthRegistry {
     }
 
     /// "http://127.0.0.1:PORT/token", the `realm` of the registry's challenges.
+    /// True once the token server's thread has ended.
+    pub fn token_server_stopped_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.server.stopped_flag()
+    }
+
     pub fn realm(&self) -> String {
         self.server.realm()
     }
@@ -352,6 +357,10 @@ impl TokenServer {
 
     fn realm(&self) -> String {
         format!("http://127.0.0.1:{}{TOKEN_PATH}", self.server.port())
+    }
+
+    fn stopped_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.server.stopped_flag()
     }
 }
 
