@@ -15,20 +15,17 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::{
-    ImageSpec, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
-};
+use k8s_cri::v1::{ImageSpec, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest};
 use serde_json::Value;
-use support::berth::{Berth, CNI_BIN_DIR};
+use support::berth::{Berth, CNI_BIN_DIR, unmount_everything_under};
 use support::cni::TestNetwork;
 use support::image::{BuiltImage, Compression, ImageBuilder, Layer};
+use support::pods::pod_config;
 use support::registry::Registry;
 use tokio::io::AsyncWriteExt;
 use tonic::transport::Channel;
@@ -230,16 +227,7 @@ impl Drop for Containerd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // containerd leaves no mounts after a pull, but be sure before its root is deleted.
-        unmount_under(&self.root);
-    }
-}
-
-/// Detaches every mount at or below `dir`, innermost first.
-fn unmount_under(dir: &Path) {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let points: Vec<&str> = mounts.lines().filter_map(|line| line.split_whitespace().nth(4)).collect();
-    for point in points.into_iter().rev().filter(|point| Path::new(point).starts_with(dir)) {
-        let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+        unmount_everything_under(&self.root);
     }
 }
 
@@ -265,7 +253,8 @@ async fn pods() {
     let network = TestNetwork::new();
     let conflist = network.conflist();
     let bare = Bare::new(&conflist);
-    let berth = SweptBerth(Berth::builder().cni_conflist(&conflist).start().await);
+    // Berth's drop stops it and detaches whatever a failed cycle left mounted.
+    let berth = Berth::builder().cni_conflist(&conflist).start().await;
     let mut client = berth.runtime().await;
     eprintln!(
         "bench: pod cycles on bridge {} ({}), {POD_WARMUP} warm-up + {POD_CYCLES} each for berth and bare...",
@@ -340,50 +329,6 @@ async fn pod_cycle(client: &mut RuntimeServiceClient<Channel>, name: &str) -> Po
     client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }).await.expect("RemovePodSandbox");
     let removed = Instant::now();
     PodCycle { total: removed - started, run: ran - started, stop: stopped - ran, remove: removed - stopped }
-}
-
-/// As tests/cri/sandboxes.rs makes them, and kubelet sends them: PID namespace
-/// CONTAINER (the CRI's 0, POD, would start an infra process).
-fn pod_config(name: &str) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        labels: [("app".to_string(), name.to_string())].into(),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption { pid: NamespaceMode::Container as i32, ..Default::default() }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// A berth that, when it goes, is stopped and then has every mount left under
-/// its directory (a failed cycle's netns, ipc and uts pins, shm) detached, so
-/// the pods' namespaces, and with them their veths, die and its temp dir can
-/// be removed.
-struct SweptBerth(Berth);
-
-impl Deref for SweptBerth {
-    type Target = Berth;
-
-    fn deref(&self) -> &Berth {
-        &self.0
-    }
-}
-
-impl Drop for SweptBerth {
-    fn drop(&mut self) {
-        self.0.stop();
-        unmount_under(self.0.dir());
-    }
 }
 
 /// The same CNI work by hand, with the same conflist: per cycle, a netns

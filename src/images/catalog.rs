@@ -46,29 +46,11 @@ fn open_error(e: redb::TableError) -> Option<ImageError> {
 }
 
 pub fn get(store: &Store, id: &str) -> Result<Option<ImageRecord>, ImageError> {
-    let txn = store.read()?;
-    let table = match txn.open_table(IMAGES) {
-        Ok(table) => table,
-        Err(e) => return open_error(e).map_or(Ok(None), Err),
-    };
-    match table.get(id).map_err(StoreError::from)? {
-        Some(value) => Ok(Some(decode(id, value.value())?)),
-        None => Ok(None),
-    }
+    Ok(store.get_json(IMAGES, id)?)
 }
 
 pub fn list(store: &Store) -> Result<Vec<ImageRecord>, ImageError> {
-    let txn = store.read()?;
-    let table = match txn.open_table(IMAGES) {
-        Ok(table) => table,
-        Err(e) => return open_error(e).map_or(Ok(Vec::new()), Err),
-    };
-    let mut images = Vec::new();
-    for row in table.iter().map_err(StoreError::from)? {
-        let (key, value) = row.map_err(StoreError::from)?;
-        images.push(decode(key.value(), value.value())?);
-    }
-    Ok(images)
+    Ok(store.list_json(IMAGES)?.into_iter().map(|(_, image)| image).collect())
 }
 
 fn lookup_name(store: &Store, name: &str) -> Result<Option<String>, ImageError> {

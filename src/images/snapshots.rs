@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::ImageError;
-use crate::store::{ReadableTable, Store, StoreError, TableDefinition, decode, encode};
+use crate::store::{ReadableTable, Store, StoreError, TableDefinition, encode};
 
 /// chain ID -> SnapshotRecord
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
@@ -110,31 +110,11 @@ impl Snapshots {
     }
 
     pub fn all(store: &Store) -> Result<HashMap<String, SnapshotRecord>, ImageError> {
-        let txn = store.read()?;
-        let table = match txn.open_table(SNAPSHOTS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
-            Err(e) => return Err(StoreError::from(e).into()),
-        };
-        let mut records = HashMap::new();
-        for row in table.iter().map_err(StoreError::from)? {
-            let (key, value) = row.map_err(StoreError::from)?;
-            records.insert(key.value().to_string(), decode(key.value(), value.value())?);
-        }
-        Ok(records)
+        Ok(store.list_json(SNAPSHOTS)?.into_iter().collect())
     }
 
     pub fn get(&self, store: &Store, chain_id: &str) -> Result<Option<SnapshotRecord>, ImageError> {
-        let txn = store.read()?;
-        let table = match txn.open_table(SNAPSHOTS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(StoreError::from(e).into()),
-        };
-        match table.get(chain_id).map_err(StoreError::from)? {
-            Some(value) => Ok(Some(decode(chain_id, value.value())?)),
-            None => Ok(None),
-        }
+        Ok(store.get_json(SNAPSHOTS, chain_id)?)
     }
 
     /// Keeps `chain` from being collected until the hold is dropped.

@@ -6,7 +6,7 @@
 //! log file has everything) instead of stalling the monitor, and with it the
 //! container, whose writes would block once its pipe filled.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 
 use super::{STREAM_CLOSE_STDIN, STREAM_STDIN};
@@ -74,21 +74,8 @@ impl AttachClient {
     /// Reads what the client sent and returns its complete requests; marks the
     /// client closed at end of stream or on a malformed frame.
     pub fn receive(&mut self) -> Vec<Request> {
-        let mut buffer = [0u8; 8192];
-        loop {
-            match self.stream.read(&mut buffer) {
-                Ok(0) => {
-                    self.closed = true;
-                    break;
-                }
-                Ok(n) => self.received.extend_from_slice(&buffer[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.closed = true;
-                    break;
-                }
-            }
+        if !super::sys::read_available(&mut self.stream, &mut self.received) {
+            self.closed = true;
         }
         self.parse()
     }

@@ -1,6 +1,6 @@
 //! Clients of `control.sock`: one command per line, one answer line per command.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 
 /// A command line may not be longer; a client sending one is dropped.
@@ -46,21 +46,8 @@ impl ControlClient {
 
     /// The complete lines the client sent since the last call.
     pub fn receive(&mut self) -> Vec<String> {
-        let mut buffer = [0u8; 512];
-        loop {
-            match self.stream.read(&mut buffer) {
-                Ok(0) => {
-                    self.closed = true;
-                    break;
-                }
-                Ok(n) => self.received.extend_from_slice(&buffer[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    self.closed = true;
-                    break;
-                }
-            }
+        if !super::sys::read_available(&mut self.stream, &mut self.received) {
+            self.closed = true;
         }
         let mut lines = Vec::new();
         while let Some(end) = self.received.iter().position(|&b| b == b'\n') {

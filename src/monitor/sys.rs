@@ -140,3 +140,18 @@ fn mapping_range(line: &str) -> Option<Option<(usize, usize)>> {
     let releasable = perms.starts_with('r') && perms.as_bytes().get(1) == Some(&b'-') && inode != "0";
     Some(releasable.then_some((start, end)))
 }
+
+/// Appends whatever a non-blocking socket has to `into`; false once the peer
+/// has closed or the socket failed (the caller then drops the client).
+pub fn read_available(stream: &mut impl io::Read, into: &mut Vec<u8>) -> bool {
+    let mut buffer = [0u8; 8192];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return false,
+            Ok(n) => into.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}

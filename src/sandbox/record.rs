@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::error::SandboxError;
-use crate::store::{ReadableTable, Store, StoreError, TableDefinition, decode, encode};
+use crate::store::{ReadableTable, Store, StoreError, TableDefinition, encode};
 
 const SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("sandboxes");
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("sandbox_names");
@@ -113,29 +113,11 @@ fn open_error(e: redb::TableError) -> Option<SandboxError> {
 }
 
 pub fn get(store: &Store, id: &str) -> Result<Option<SandboxRecord>, SandboxError> {
-    let txn = store.read()?;
-    let table = match txn.open_table(SANDBOXES) {
-        Ok(table) => table,
-        Err(e) => return open_error(e).map_or(Ok(None), Err),
-    };
-    match table.get(id).map_err(StoreError::from)? {
-        Some(value) => Ok(Some(decode(id, value.value())?)),
-        None => Ok(None),
-    }
+    Ok(store.get_json(SANDBOXES, id)?)
 }
 
 pub fn list(store: &Store) -> Result<Vec<SandboxRecord>, SandboxError> {
-    let txn = store.read()?;
-    let table = match txn.open_table(SANDBOXES) {
-        Ok(table) => table,
-        Err(e) => return open_error(e).map_or(Ok(Vec::new()), Err),
-    };
-    let mut records = Vec::new();
-    for row in table.iter().map_err(StoreError::from)? {
-        let (key, value) = row.map_err(StoreError::from)?;
-        records.push(decode(key.value(), value.value())?);
-    }
-    Ok(records)
+    Ok(store.list_json(SANDBOXES)?.into_iter().map(|(_, sandbox)| sandbox).collect())
 }
 
 /// Sandbox IDs starting with `prefix`.

@@ -43,6 +43,9 @@ from_redb!(
     redb::CommitError
 );
 
+/// A table of JSON records keyed by string: what every domain table is.
+pub type JsonTable = TableDefinition<'static, &'static str, &'static [u8]>;
+
 pub struct Store {
     db: redb::Database,
 }
@@ -60,6 +63,36 @@ impl Store {
 
     pub fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
         Ok(self.db.begin_write()?)
+    }
+
+    /// The JSON record at `key`, if any (a missing table is an empty one).
+    pub fn get_json<T: DeserializeOwned>(&self, table: JsonTable, key: &str) -> Result<Option<T>, StoreError> {
+        let txn = self.read()?;
+        let table = match txn.open_table(table) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match table.get(key)? {
+            Some(value) => Ok(Some(decode(key, value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every (key, JSON record) of `table`, in key order.
+    pub fn list_json<T: DeserializeOwned>(&self, table: JsonTable) -> Result<Vec<(String, T)>, StoreError> {
+        let txn = self.read()?;
+        let table = match txn.open_table(table) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut rows = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            rows.push((key.value().to_string(), decode(key.value(), value.value())?));
+        }
+        Ok(rows)
     }
 
     /// Keys of `table` starting with `prefix`, by a range scan that decodes no

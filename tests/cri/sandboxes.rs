@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 
 use k8s_cri::v1::{
     DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxState, PodSandboxStateValue,
+    NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxState, PodSandboxStateValue,
     PodSandboxStatusRequest, PortMapping, Protocol, RemovePodSandboxRequest, RunPodSandboxRequest,
     StopPodSandboxRequest,
 };
@@ -16,31 +16,7 @@ use tonic::Code;
 use crate::support::berth::Berth;
 use crate::support::cni::{TestNetwork, iptables_rules_mentioning, nsenter};
 
-pub fn pod_config(name: &str) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        labels: HashMap::from([("app".to_string(), name.to_string())]),
-        // As kubelet sends it: in the CRI, 0 (POD) would mean a shared PID namespace.
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(container_pid()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn container_pid() -> NamespaceOption {
-    NamespaceOption { pid: NamespaceMode::Container as i32, ..Default::default() }
-}
+pub use crate::support::pods::{container_pid, pod_config};
 
 pub async fn berth_with(network: &TestNetwork) -> Berth {
     Berth::builder().cni_conflist(&network.conflist()).start().await

@@ -6,6 +6,7 @@ pub mod berth;
 pub mod cni;
 pub mod http_server;
 pub mod image;
+pub mod pods;
 pub mod proxy;
 pub mod registry;
 pub mod token_auth;
