@@ -6,6 +6,8 @@ pub mod config;
 pub mod container;
 pub mod daemon;
 pub mod error;
+pub mod files;
+pub mod handoff;
 pub mod ids;
 pub mod images;
 pub mod logging;

@@ -11,44 +11,22 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
-use crate::images::snapshots::{SnapshotRecord, Snapshots};
-use crate::store::Store;
-
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("image snapshot {0} is missing (the image was removed?)")]
-    MissingSnapshot(String),
     #[error("{path}: {message}")]
     Host { path: String, message: String },
-    #[error(transparent)]
-    Images(#[from] crate::images::ImageError),
 }
 
 impl crate::error::Classify for RootfsError {
     fn kind(&self) -> crate::error::ErrorKind {
         match self {
-            RootfsError::MissingSnapshot(_) => crate::error::ErrorKind::FailedPrecondition,
             RootfsError::Host { .. } => crate::error::ErrorKind::Internal,
-            RootfsError::Images(e) => e.kind(),
         }
     }
 }
 
 fn host(path: &Path, e: impl std::fmt::Display) -> RootfsError {
     RootfsError::Host { path: path.display().to_string(), message: e.to_string() }
-}
-
-/// The `fs` directories of `top` and its ancestors, top first (overlay's order).
-pub fn lower_dirs(snapshots: &Snapshots, store: &Store, top: &str) -> Result<Vec<PathBuf>, RootfsError> {
-    let mut dirs = Vec::new();
-    let mut next = Some(top.to_string());
-    while let Some(chain_id) = next {
-        let record: SnapshotRecord =
-            snapshots.get(store, &chain_id)?.ok_or_else(|| RootfsError::MissingSnapshot(chain_id.clone()))?;
-        dirs.push(snapshots.fs_dir(&record));
-        next = record.parent;
-    }
-    Ok(dirs)
 }
 
 /// Where a container's writable layer and mount point are.
@@ -105,6 +83,8 @@ fn is_mounted(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::images::snapshots::Snapshots;
+    use crate::store::Store;
 
     /// Unmounts even when an assertion fails, so no overlay outlives the test.
     struct Mounted<'a>(&'a RootfsPaths);
@@ -128,7 +108,7 @@ mod tests {
         };
         layer("sha256:base", None, &[("a", "base"), ("b", "base")]);
         layer("sha256:top", Some("sha256:base"), &[("b", "top")]);
-        let lower = lower_dirs(&snapshots, &store, "sha256:top").unwrap();
+        let lower = snapshots.lower_dirs(&store, "sha256:top").unwrap();
         assert_eq!(lower.len(), 2);
         assert!(lower[0].starts_with(dir.path().join("snapshots")), "top first");
 
@@ -147,6 +127,6 @@ mod tests {
 
         remove_rootfs(&paths).unwrap();
         assert!(!is_mounted(merged) && !paths.layer.exists());
-        assert!(matches!(lower_dirs(&snapshots, &store, "sha256:gone"), Err(RootfsError::MissingSnapshot(_))));
+        assert!(snapshots.lower_dirs(&store, "sha256:gone").is_err());
     }
 }

@@ -2,16 +2,20 @@
 //! `server/` holds an `Arc<Daemon>` and calls one method per CRI RPC; each
 //! RPC's logic lives in the file named after it.
 
+mod pods;
 mod runtime_config;
 mod status;
 mod version;
 
+pub use pods::PodError;
 pub use status::{Condition, ConditionKind, HandlerStatus, NodeStatus};
 pub use version::RuntimeVersion;
 
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::container::{ContainerError, ContainerService};
+use crate::handoff::Handoff;
 use crate::images::{ImageError, ImageService};
 use crate::network::Network;
 use crate::runtime::RuntimeHandlers;
@@ -23,7 +27,11 @@ pub struct Daemon {
     handlers: RuntimeHandlers,
     network: Arc<Network>,
     images: Arc<ImageService>,
-    sandboxes: SandboxService,
+    sandboxes: Arc<SandboxService>,
+    containers: Arc<ContainerService>,
+    /// RunPodSandbox and CreateContainer finishing after kubelet's deadline.
+    pod_creates: Handoff<String, SandboxError>,
+    container_creates: Handoff<String, ContainerError>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +42,8 @@ pub enum StartError {
     Images(#[from] ImageError),
     #[error("pod sandboxes: {0}")]
     Sandboxes(#[from] SandboxError),
+    #[error("containers: {0}")]
+    Containers(#[from] ContainerError),
 }
 
 impl Daemon {
@@ -44,8 +54,19 @@ impl Daemon {
         let images = Arc::new(ImageService::open(config.clone(), store.clone())?);
         let handlers = RuntimeHandlers::from_config(&config);
         let network = Arc::new(Network::new(&config.cni, config.state_root.join("cni-cache")));
-        let sandboxes = SandboxService::open(config.clone(), store, network.clone(), handlers.clone()).await?;
-        Ok(Arc::new(Daemon { config, handlers, network, images, sandboxes }))
+        let sandboxes =
+            Arc::new(SandboxService::open(config.clone(), store.clone(), network.clone(), handlers.clone()).await?);
+        let containers = ContainerService::open(config.clone(), store, images.clone(), handlers.clone()).await?;
+        Ok(Arc::new(Daemon {
+            config,
+            handlers,
+            network,
+            images,
+            sandboxes,
+            containers,
+            pod_creates: Handoff::default(),
+            container_creates: Handoff::default(),
+        }))
     }
 
     pub fn config(&self) -> &Config {
@@ -58,5 +79,9 @@ impl Daemon {
 
     pub fn sandboxes(&self) -> &SandboxService {
         &self.sandboxes
+    }
+
+    pub fn containers(&self) -> &ContainerService {
+        &self.containers
     }
 }

@@ -13,6 +13,7 @@ pub mod content;
 pub mod error;
 mod fs_info;
 mod layer_fetch;
+mod lease;
 mod list;
 pub mod manifest;
 mod pull;
@@ -27,5 +28,6 @@ pub mod unpack;
 
 pub use error::ImageError;
 pub use fs_info::FsUsage;
+pub use lease::LeasedImage;
 pub use registry::Credentials;
 pub use service::ImageService;

@@ -171,6 +171,21 @@ impl Snapshots {
         self.root.join(record.id.to_string()).join("fs")
     }
 
+    /// The `fs` directories of `top` and its ancestors, top first (overlay's
+    /// lowerdir order).
+    pub fn lower_dirs(&self, store: &Store, top: &str) -> Result<Vec<PathBuf>, ImageError> {
+        let mut dirs = Vec::new();
+        let mut next = Some(top.to_string());
+        while let Some(chain_id) = next {
+            let record = self
+                .get(store, &chain_id)?
+                .ok_or_else(|| ImageError::Internal(format!("snapshot {chain_id} is missing from the store")))?;
+            dirs.push(self.fs_dir(&record));
+            next = record.parent;
+        }
+        Ok(dirs)
+    }
+
     /// Records that `holder` (a container) stands on `chain_id`, so the snapshot
     /// outlives the removal of its image.
     pub fn lease(&self, store: &Store, holder: &str, chain_id: &str) -> Result<(), ImageError> {

@@ -129,3 +129,15 @@ impl MonitorArgs {
             .map_or_else(|| self.runtime.display().to_string(), |n| n.to_string_lossy().into_owned())
     }
 }
+
+/// Connects to one of a monitor's sockets (`ATTACH_SOCKET`, `CONTROL_SOCKET`)
+/// through a descriptor of its directory, so the path's length never matters.
+pub fn connect(socket_dir: &std::path::Path, name: &str) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
+        .open(socket_dir)?;
+    std::os::unix::net::UnixStream::connect(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}

@@ -144,7 +144,11 @@ impl Session {
             .mode(0o700)
             .create(&args.socket_dir)
             .map_err(setup("creating the socket directory"))?;
-        let sockets = [args.socket_dir.join(ATTACH_SOCKET), args.socket_dir.join(CONTROL_SOCKET)];
+        // Sockets are bound by name in the socket directory: a unix socket path is
+        // limited to 108 bytes, which a run root plus a 64-hex ID can exceed. The
+        // monitor has no other use for its working directory.
+        std::env::set_current_dir(&args.socket_dir).map_err(setup("entering the socket directory"))?;
+        let sockets = [PathBuf::from(ATTACH_SOCKET), PathBuf::from(CONTROL_SOCKET)];
         let attach = listen(&sockets[0]).map_err(setup("binding the attach socket"))?;
         let control = listen(&sockets[1]).map_err(setup("binding the control socket"))?;
         let log = CriLog::open(&args.log_path).map_err(setup("opening the log file"))?;
@@ -407,19 +411,16 @@ fn create_container(args: &MonitorArgs) -> Result<Created, Failure> {
     let pid_file = args.socket_dir.join("container.pid");
     let _ = std::fs::remove_file(&pid_file);
     let console = if args.tty {
-        Some(ConsoleSocket::bind(&args.socket_dir.join("console.sock")).map_err(setup("binding the console socket"))?)
+        Some(ConsoleSocket::bind(Path::new("console.sock")).map_err(setup("binding the console socket"))?)
     } else {
         None
     };
+    // runc runs in the bundle directory, not in ours (where the socket is bound
+    // by name): it gets a short absolute path through our cwd.
+    let console_path = console.as_ref().map(|c| Path::new(&format!("/proc/{}/cwd", std::process::id())).join(c.path()));
     let stdio = ContainerStdio::new(args)?;
     let mut command = Command::new(cli.program());
-    command.args(cli.create_args(
-        &runtime_log,
-        &args.id,
-        &args.bundle,
-        Some(&pid_file),
-        console.as_ref().map(|c| c.path()),
-    ));
+    command.args(cli.create_args(&runtime_log, &args.id, &args.bundle, Some(&pid_file), console_path.as_deref()));
     let pipes = stdio.attach_to(&mut command);
     let status = command.status();
     // Our copies of the container's ends must go, or its output would never end.

@@ -23,6 +23,9 @@ pub enum SandboxError {
     Host { what: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A RunPodSandbox another caller started failed; its error, shared.
+    #[error("{0}")]
+    Shared(std::sync::Arc<SandboxError>),
 }
 
 impl Classify for SandboxError {
@@ -34,6 +37,7 @@ impl Classify for SandboxError {
             SandboxError::Handler(e) => e.kind(),
             SandboxError::Network(e) => e.kind(),
             SandboxError::Host { .. } | SandboxError::Store(_) => ErrorKind::Internal,
+            SandboxError::Shared(e) => e.kind(),
         }
     }
 }

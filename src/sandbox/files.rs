@@ -35,15 +35,7 @@ pub fn resolv_conf(dns: Option<&DnsConfig>) -> Result<String, SandboxError> {
 
 /// Writes `content` to `path` through a temp file and a rename.
 pub fn write_atomic(path: &Path, content: &str) -> Result<(), SandboxError> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let mut file =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| SandboxError::host(dir.display().to_string(), e))?;
-    file.write_all(content.as_bytes()).map_err(|e| SandboxError::host(path.display().to_string(), e))?;
-    file.as_file().sync_all().map_err(|e| SandboxError::host(path.display().to_string(), e))?;
-    file.persist(path).map_err(|e| SandboxError::host(path.display().to_string(), e.error))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+    crate::files::write_atomic(path, content.as_bytes(), 0o644)
         .map_err(|e| SandboxError::host(path.display().to_string(), e))
 }
 

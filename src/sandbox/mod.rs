@@ -131,6 +131,14 @@ impl SandboxService {
         self.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
+    /// The sandbox `wanted` names (a unique prefix will do).
+    pub fn find(&self, wanted: &str) -> Result<Option<SandboxRecord>, SandboxError> {
+        match self.resolve(wanted)? {
+            Some(id) => record::get(&self.store, &id),
+            None => Ok(None),
+        }
+    }
+
     /// The full ID `wanted` names (a unique prefix will do).
     fn resolve(&self, wanted: &str) -> Result<Option<String>, SandboxError> {
         if wanted.is_empty() {

@@ -17,7 +17,7 @@ impl SandboxService {
 
     /// The work of a stop, for a caller holding the sandbox's lock.
     pub(super) async fn stop_locked(&self, sandbox: &mut SandboxRecord) -> Result<(), SandboxError> {
-        // Containers are stopped here once they exist (containers issue).
+        // The pod's containers were killed before (Daemon::stop_pod_sandbox).
         // The network goes first: CNI DEL wants the netns while it still exists,
         // and a failure is returned so kubelet retries with state intact.
         self.network.detach(&sandbox.id, sandbox.namespaces.net.as_deref()).await?;

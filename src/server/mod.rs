@@ -2,6 +2,7 @@
 //! serves RuntimeService and ImageService on it, and maps domain errors to gRPC
 //! codes in `status_code`.
 
+mod container;
 mod image_service;
 mod listener;
 mod pod;

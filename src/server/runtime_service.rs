@@ -8,9 +8,10 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
-use super::pod;
 use super::status_code::{not_implemented, to_status};
+use super::{container, pod};
 use crate::config::CgroupDriver;
+use crate::container::ContainerError;
 use crate::daemon::Daemon;
 
 type Rpc<T> = Result<Response<T>, Status>;
@@ -24,6 +25,10 @@ impl RuntimeApi {
     pub fn new(daemon: Arc<Daemon>) -> Self {
         RuntimeApi { daemon }
     }
+}
+
+fn invalid_argument(field: &str, reason: &str) -> Status {
+    to_status(ContainerError::invalid(field, reason))
 }
 
 #[tonic::async_trait]
@@ -93,12 +98,12 @@ impl RuntimeService for RuntimeApi {
     async fn run_pod_sandbox(&self, request: Request<cri::RunPodSandboxRequest>) -> Rpc<cri::RunPodSandboxResponse> {
         let request = request.into_inner();
         let spec = pod::pod_spec(request.config, request.runtime_handler)?;
-        let pod_sandbox_id = self.daemon.sandboxes().run(spec).await.map_err(to_status)?;
+        let pod_sandbox_id = self.daemon.run_pod_sandbox(spec).await.map_err(to_status)?;
         Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
     async fn stop_pod_sandbox(&self, request: Request<cri::StopPodSandboxRequest>) -> Rpc<cri::StopPodSandboxResponse> {
-        self.daemon.sandboxes().stop(&request.get_ref().pod_sandbox_id).await.map_err(to_status)?;
+        self.daemon.stop_pod_sandbox(&request.get_ref().pod_sandbox_id).await.map_err(to_status)?;
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -106,7 +111,7 @@ impl RuntimeService for RuntimeApi {
         &self,
         request: Request<cri::RemovePodSandboxRequest>,
     ) -> Rpc<cri::RemovePodSandboxResponse> {
-        self.daemon.sandboxes().remove(&request.get_ref().pod_sandbox_id).await.map_err(to_status)?;
+        self.daemon.remove_pod_sandbox(&request.get_ref().pod_sandbox_id).await.map_err(to_status)?;
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -129,49 +134,88 @@ impl RuntimeService for RuntimeApi {
         Err(not_implemented("GetContainerEvents"))
     }
 
-    // Not built yet: each answers Unimplemented until its issue lands.
-
-    async fn create_container(&self, _: Request<cri::CreateContainerRequest>) -> Rpc<cri::CreateContainerResponse> {
-        Err(not_implemented("CreateContainer"))
+    async fn create_container(
+        &self,
+        request: Request<cri::CreateContainerRequest>,
+    ) -> Rpc<cri::CreateContainerResponse> {
+        let request = request.into_inner();
+        let config = request.config.ok_or_else(|| invalid_argument("config", "must be set"))?;
+        let container_id = self.daemon.create_container(&request.pod_sandbox_id, config).await.map_err(to_status)?;
+        Ok(Response::new(cri::CreateContainerResponse { container_id }))
     }
 
-    async fn start_container(&self, _: Request<cri::StartContainerRequest>) -> Rpc<cri::StartContainerResponse> {
-        Err(not_implemented("StartContainer"))
+    async fn start_container(&self, request: Request<cri::StartContainerRequest>) -> Rpc<cri::StartContainerResponse> {
+        self.daemon.containers().start(&request.get_ref().container_id).await.map_err(to_status)?;
+        Ok(Response::new(cri::StartContainerResponse {}))
     }
 
-    async fn stop_container(&self, _: Request<cri::StopContainerRequest>) -> Rpc<cri::StopContainerResponse> {
-        Err(not_implemented("StopContainer"))
+    async fn stop_container(&self, request: Request<cri::StopContainerRequest>) -> Rpc<cri::StopContainerResponse> {
+        let request = request.get_ref();
+        self.daemon.containers().stop(&request.container_id, request.timeout).await.map_err(to_status)?;
+        Ok(Response::new(cri::StopContainerResponse {}))
     }
 
-    async fn remove_container(&self, _: Request<cri::RemoveContainerRequest>) -> Rpc<cri::RemoveContainerResponse> {
-        Err(not_implemented("RemoveContainer"))
+    async fn remove_container(
+        &self,
+        request: Request<cri::RemoveContainerRequest>,
+    ) -> Rpc<cri::RemoveContainerResponse> {
+        self.daemon.containers().remove(&request.get_ref().container_id).await.map_err(to_status)?;
+        Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
-    async fn list_containers(&self, _: Request<cri::ListContainersRequest>) -> Rpc<cri::ListContainersResponse> {
-        Err(not_implemented("ListContainers"))
+    async fn list_containers(&self, request: Request<cri::ListContainersRequest>) -> Rpc<cri::ListContainersResponse> {
+        let Some(filter) = container::filter(request.into_inner().filter) else {
+            return Ok(Response::new(cri::ListContainersResponse::default()));
+        };
+        let containers = self.daemon.containers().list(&filter).map_err(to_status)?;
+        Ok(Response::new(cri::ListContainersResponse {
+            containers: containers.into_iter().map(container::container).collect(),
+        }))
     }
 
-    async fn container_status(&self, _: Request<cri::ContainerStatusRequest>) -> Rpc<cri::ContainerStatusResponse> {
-        Err(not_implemented("ContainerStatus"))
+    async fn container_status(
+        &self,
+        request: Request<cri::ContainerStatusRequest>,
+    ) -> Rpc<cri::ContainerStatusResponse> {
+        let request = request.get_ref();
+        let status = self.daemon.containers().status(&request.container_id, request.verbose).map_err(to_status)?;
+        Ok(Response::new(container::container_status(status)))
     }
 
     async fn update_container_resources(
         &self,
-        _: Request<cri::UpdateContainerResourcesRequest>,
+        request: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Rpc<cri::UpdateContainerResourcesResponse> {
-        Err(not_implemented("UpdateContainerResources"))
+        let request = request.into_inner();
+        let resources = request.linux.ok_or_else(|| invalid_argument("linux", "must be set"))?;
+        self.daemon.containers().update_resources(&request.container_id, resources).await.map_err(to_status)?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(
         &self,
-        _: Request<cri::ReopenContainerLogRequest>,
+        request: Request<cri::ReopenContainerLogRequest>,
     ) -> Rpc<cri::ReopenContainerLogResponse> {
-        Err(not_implemented("ReopenContainerLog"))
+        self.daemon.containers().reopen_log(&request.get_ref().container_id).await.map_err(to_status)?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
-    async fn exec_sync(&self, _: Request<cri::ExecSyncRequest>) -> Rpc<cri::ExecSyncResponse> {
-        Err(not_implemented("ExecSync"))
+    async fn exec_sync(&self, request: Request<cri::ExecSyncRequest>) -> Rpc<cri::ExecSyncResponse> {
+        let request = request.into_inner();
+        let output = self
+            .daemon
+            .containers()
+            .exec_sync(&request.container_id, request.cmd, request.timeout)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(cri::ExecSyncResponse {
+            stdout: output.stdout,
+            stderr: output.stderr,
+            exit_code: output.exit_code,
+        }))
     }
+
+    // Not built yet: each answers Unimplemented until its issue lands.
 
     async fn exec(&self, _: Request<cri::ExecRequest>) -> Rpc<cri::ExecResponse> {
         Err(not_implemented("Exec"))

@@ -5,6 +5,7 @@
 mod support;
 
 mod config_cli;
+mod containers;
 mod daemon_lifecycle;
 mod image_resilience;
 mod images;

@@ -240,9 +240,17 @@ impl Berth {
 impl Drop for Berth {
     fn drop(&mut self) {
         self.stop();
+        // Containers outlive berth by design: their monitors and runc's
+        // containers are the test's to end, or they would outlive it.
+        let cgroups = container_cgroups(&self.paths);
+        delete_runtime_containers(&self.paths.run_root);
+        kill_processes_mentioning(self.dir.path());
+        // A create that was in flight when its monitor was killed.
+        delete_runtime_containers(&self.paths.run_root);
         // Whatever the test did (a failed assertion, a killed berth mid-call),
         // nothing it mounted under its directory may outlive it.
         unmount_everything_under(self.dir.path());
+        remove_cgroups(&cgroups);
         if std::thread::panicking() {
             eprintln!("---- berth log ({}) ----\n{}", self.paths.log.display(), self.log());
         }
@@ -276,5 +284,88 @@ pub fn unmount_everything_under(dir: &Path) {
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for point in points {
         let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The OCI runtime that manages the containers under a runtime root: crun for
+/// the `crun` handler, runc for every other (wrappers around runc included).
+fn runtime_for_root(root: &Path) -> &'static str {
+    if root.file_name().is_some_and(|name| name == "crun") { "crun" } else { "/usr/sbin/runc" }
+}
+
+/// `runtime --root <root> delete --force` of every container of every runtime
+/// root under `<run_root>/runtimes`.
+pub fn delete_runtime_containers(run_root: &Path) {
+    let roots = std::fs::read_dir(run_root.join("runtimes")).into_iter().flatten().flatten();
+    for root in roots.map(|entry| entry.path()).filter(|path| path.is_dir()) {
+        let runtime = runtime_for_root(&root);
+        let Ok(listed) = Command::new(runtime).arg("--root").arg(&root).args(["list", "-q"]).output() else {
+            continue;
+        };
+        for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+            let _ = Command::new(runtime)
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// SIGKILLs every process but this one whose command line mentions `dir`: the
+/// container monitors, runtime calls in flight, wrappers started by tests.
+pub fn kill_processes_mentioning(dir: &Path) {
+    // With the separator: another test's directory may share this one's prefix.
+    let mut needle = dir.as_os_str().as_encoded_bytes().to_vec();
+    needle.push(b'/');
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline.windows(needle.len()).any(|window| window == needle.as_slice()) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The cgroup paths berth's containers use: each bundle's `linux.cgroupsPath`,
+/// and `/berth/<id>` for every container directory.
+fn container_cgroups(paths: &BerthPaths) -> Vec<PathBuf> {
+    let mut cgroups = Vec::new();
+    for dir in [paths.run_root.join("containers"), paths.state_root.join("containers")] {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            cgroups.push(PathBuf::from("/berth").join(entry.file_name()));
+            let config = std::fs::read(entry.path().join("config.json")).unwrap_or_default();
+            let spec: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
+            if let Some(path) = spec["linux"]["cgroupsPath"].as_str().filter(|p| p.starts_with('/')) {
+                cgroups.push(PathBuf::from(path));
+            }
+        }
+    }
+    cgroups.sort();
+    cgroups.dedup();
+    cgroups
+}
+
+/// Removes `cgroups` from every hierarchy (a cgroup is removable once its last
+/// process is reaped: a few tries).
+fn remove_cgroups(cgroups: &[PathBuf]) {
+    let hierarchies: Vec<PathBuf> =
+        std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|entry| entry.path()).collect();
+    for cgroup in cgroups {
+        for hierarchy in &hierarchies {
+            let dir = hierarchy.join(cgroup.strip_prefix("/").unwrap_or(cgroup));
+            for _ in 0..50 {
+                if !dir.exists() || std::fs::remove_dir(&dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 }

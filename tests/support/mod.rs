@@ -4,6 +4,7 @@
 
 pub mod berth;
 pub mod cni;
+pub mod containers;
 pub mod http_server;
 pub mod image;
 pub mod pods;

@@ -46,5 +46,12 @@ pub fn sandbox() -> SandboxRecord {
 }
 
 pub fn host() -> HostFacts {
-    HostFacts { cgroup_driver: CgroupDriver::Cgroupfs, min_oom_score_adj: -1000, apparmor: false, selinux: false }
+    HostFacts {
+        cgroup_driver: CgroupDriver::Cgroupfs,
+        min_oom_score_adj: -1000,
+        capabilities: u64::MAX,
+        max_nofile: u64::MAX,
+        apparmor: false,
+        selinux: false,
+    }
 }

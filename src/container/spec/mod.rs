@@ -42,15 +42,28 @@ pub struct HostFacts {
     /// unprivileged writer, so asking for one would fail the container's start
     /// (containerd's `restrict_oom_score_adj` clamps the same way).
     pub min_oom_score_adj: i64,
+    /// berth's effective capabilities (kernel bit mask): the most a container can be given.
+    pub capabilities: u64,
+    /// The highest RLIMIT_NOFILE berth can give a container: its own hard limit, unless it
+    /// holds CAP_SYS_RESOURCE (which lets the runtime raise it).
+    pub max_nofile: u64,
     pub apparmor: bool,
     pub selinux: bool,
 }
 
 impl HostFacts {
     pub fn detect(cgroup_driver: CgroupDriver) -> HostFacts {
+        let capabilities = effective_capabilities();
         HostFacts {
             cgroup_driver,
-            min_oom_score_adj: detect_min_oom_score_adj(),
+            min_oom_score_adj: detect_min_oom_score_adj(capabilities),
+            capabilities,
+            max_nofile: if capabilities & (1 << CAP_SYS_RESOURCE) != 0 {
+                u64::MAX
+            } else {
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .map_or(1024, |(_, hard)| hard)
+            },
             apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
                 .is_ok_and(|enabled| enabled.starts_with('Y')),
             // selinuxfs is mounted exactly when SELinux is enabled.
@@ -59,15 +72,20 @@ impl HostFacts {
     }
 }
 
-/// `-1000` with CAP_SYS_RESOURCE, else berth's own value (0 if unreadable).
-fn detect_min_oom_score_adj() -> i64 {
-    const CAP_SYS_RESOURCE: u32 = 24;
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// `CapEff` of `/proc/self/status` (none if unreadable).
+fn effective_capabilities() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let effective = status
+    status
         .lines()
         .find_map(|line| line.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// `-1000` with CAP_SYS_RESOURCE, else berth's own value (0 if unreadable).
+fn detect_min_oom_score_adj(effective: u64) -> i64 {
     if effective & (1 << CAP_SYS_RESOURCE) != 0 {
         return -1000;
     }
@@ -125,6 +143,14 @@ impl Classify for SpecError {
             SpecError::Io { .. } | SpecError::Oci(_) => ErrorKind::Internal,
         }
     }
+}
+
+/// The cgroup limits of `resources`, as UpdateContainerResources applies them
+/// to a running container.
+pub fn linux_resources(
+    resources: &k8s_cri::v1::LinuxContainerResources,
+) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
+    resources::build(Some(resources), &resources::CgroupFacts::host())
 }
 
 /// The OCI spec for one container of a pod.

@@ -38,7 +38,7 @@ pub(super) fn build(
         .set_no_new_privileges(Some(security.no_new_privileges))
         .set_apparmor_profile(security.apparmor_profile.clone())
         .set_selinux_label(security.selinux_label.clone())
-        .set_rlimits(Some(vec![nofile_rlimit()?]))
+        .set_rlimits(Some(vec![nofile_rlimit(input.host.max_nofile)?]))
         .set_oom_score_adj(oom_score_adj(resources, input.host.min_oom_score_adj)?);
     Ok(process)
 }
@@ -103,8 +103,11 @@ pub(super) fn cwd(working_dir: &str, image: Option<&ImageConfig>) -> Result<Path
     }
 }
 
-fn nofile_rlimit() -> Result<PosixRlimit, SpecError> {
-    let limit = PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(NOFILE_LIMIT).soft(NOFILE_LIMIT);
+/// containerd's limit, lowered to what berth may grant: a runtime cannot raise a
+/// hard limit above its own without CAP_SYS_RESOURCE, and would fail the container.
+fn nofile_rlimit(max: u64) -> Result<PosixRlimit, SpecError> {
+    let value = NOFILE_LIMIT.min(max);
+    let limit = PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(value).soft(value);
     Ok(limit.build()?)
 }
 

@@ -29,52 +29,61 @@ pub(super) const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::AuditWrite,
 ];
 
-/// Every capability oci-spec knows: what `ALL` and privileged containers get. (oci-spec offers
-/// no iterator; a test fails to compile when it grows a variant this list lacks.) A capability
-/// the running kernel predates is skipped by the OCI runtime.
+/// Every capability oci-spec knows, in the kernel's numbering: a capability's index is its bit
+/// in `/proc/<pid>/status`'s masks. (oci-spec offers no iterator; a test fails to compile when it
+/// grows a variant this list lacks.) A capability the running kernel predates is skipped by the
+/// OCI runtime.
 const ALL_CAPABILITIES: &[Capability] = &[
-    Capability::AuditControl,
-    Capability::AuditRead,
-    Capability::AuditWrite,
-    Capability::BlockSuspend,
-    Capability::Bpf,
-    Capability::CheckpointRestore,
     Capability::Chown,
     Capability::DacOverride,
     Capability::DacReadSearch,
     Capability::Fowner,
     Capability::Fsetid,
-    Capability::IpcLock,
-    Capability::IpcOwner,
     Capability::Kill,
-    Capability::Lease,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setpcap,
     Capability::LinuxImmutable,
-    Capability::MacAdmin,
-    Capability::MacOverride,
-    Capability::Mknod,
-    Capability::NetAdmin,
     Capability::NetBindService,
     Capability::NetBroadcast,
+    Capability::NetAdmin,
     Capability::NetRaw,
-    Capability::Perfmon,
-    Capability::Setgid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::Setuid,
+    Capability::IpcLock,
+    Capability::IpcOwner,
+    Capability::SysModule,
+    Capability::SysRawio,
+    Capability::SysChroot,
+    Capability::SysPtrace,
+    Capability::SysPacct,
     Capability::SysAdmin,
     Capability::SysBoot,
-    Capability::SysChroot,
-    Capability::SysModule,
     Capability::SysNice,
-    Capability::SysPacct,
-    Capability::SysPtrace,
-    Capability::SysRawio,
     Capability::SysResource,
     Capability::SysTime,
     Capability::SysTtyConfig,
+    Capability::Mknod,
+    Capability::Lease,
+    Capability::AuditWrite,
+    Capability::AuditControl,
+    Capability::Setfcap,
+    Capability::MacOverride,
+    Capability::MacAdmin,
     Capability::Syslog,
     Capability::WakeAlarm,
+    Capability::BlockSuspend,
+    Capability::AuditRead,
+    Capability::Perfmon,
+    Capability::Bpf,
+    Capability::CheckpointRestore,
 ];
+
+/// Every capability berth itself holds (`host.capabilities`, a kernel bit mask): what `ALL` and
+/// privileged containers get. berth cannot grant what it lacks; on a host that withholds one (these
+/// VMs withhold CAP_SYS_RESOURCE) asking for it would fail every such container in the runtime.
+/// containerd gives privileged containers its current capabilities the same way.
+fn all_held(host: &HostFacts) -> impl Iterator<Item = Capability> + '_ {
+    ALL_CAPABILITIES.iter().enumerate().filter(|(bit, _)| host.capabilities & (1u64 << bit) != 0).map(|(_, c)| *c)
+}
 
 /// Files in /proc and /sys that leak host information or reach host-wide kernel state.
 const DEFAULT_MASKED_PATHS: &[&str] = &[
@@ -122,10 +131,10 @@ pub fn security(sc: Option<&LinuxContainerSecurityContext>, host: &HostFacts) ->
     let unset = LinuxContainerSecurityContext::default();
     let sc = sc.unwrap_or(&unset);
     if sc.privileged {
-        return Ok(privileged(sc));
+        return Ok(privileged(sc, host));
     }
     // Capabilities first: the default seccomp profile depends on them.
-    let sets = capability_sets(sc.capabilities.as_ref())?;
+    let sets = capability_sets(sc.capabilities.as_ref(), host)?;
     Ok(Security {
         seccomp: seccomp::seccomp(sc, &sets.granted)?,
         capabilities: sets.into_oci(),
@@ -141,8 +150,8 @@ pub fn security(sc: Option<&LinuxContainerSecurityContext>, host: &HostFacts) ->
 /// What privileged implies, per the CRI: every capability, nothing masked or read-only, no
 /// seccomp filter, no AppArmor or SELinux confinement. The rest of the context is ignored (the
 /// proto allows that), so it is not validated either.
-fn privileged(sc: &LinuxContainerSecurityContext) -> Security {
-    let sets = CapabilitySets { granted: ALL_CAPABILITIES.iter().copied().collect(), ambient: Capabilities::new() };
+fn privileged(sc: &LinuxContainerSecurityContext, host: &HostFacts) -> Security {
+    let sets = CapabilitySets { granted: all_held(host).collect(), ambient: Capabilities::new() };
     Security {
         capabilities: sets.into_oci(),
         seccomp: None,
@@ -181,7 +190,7 @@ impl CapabilitySets {
 /// containerd's order: `ALL` in add starts from every capability, `ALL` in drop from none (drop
 /// wins over add); then the named additions, ambient ones included (the proto puts them in every
 /// set); then the named drops, from every set (a dropped capability cannot stay ambient).
-fn capability_sets(cri: Option<&CriCapabilities>) -> Result<CapabilitySets, SpecError> {
+fn capability_sets(cri: Option<&CriCapabilities>, host: &HostFacts) -> Result<CapabilitySets, SpecError> {
     let Some(cri) = cri else {
         return Ok(CapabilitySets {
             granted: DEFAULT_CAPABILITIES.iter().copied().collect(),
@@ -192,14 +201,13 @@ fn capability_sets(cri: Option<&CriCapabilities>) -> Result<CapabilitySets, Spec
     let drop = parse_list("drop_capabilities", &cri.drop_capabilities, true)?;
     let ambient = parse_list("add_ambient_capabilities", &cri.add_ambient_capabilities, false)?;
 
-    let start = if drop.all {
-        &[][..]
+    let mut granted: Capabilities = if drop.all {
+        Capabilities::new()
     } else if add.all {
-        ALL_CAPABILITIES
+        all_held(host).collect()
     } else {
-        DEFAULT_CAPABILITIES
+        DEFAULT_CAPABILITIES.iter().copied().collect()
     };
-    let mut granted: Capabilities = start.iter().copied().collect();
     granted.extend(add.named.iter().chain(&ambient.named));
     let mut ambient: Capabilities = ambient.named.into_iter().collect();
     for capability in &drop.named {
@@ -355,10 +363,9 @@ mod tests {
     use k8s_cri::v1::SecurityProfile;
 
     use super::*;
-    use crate::config::CgroupDriver;
 
     fn host(apparmor: bool, selinux: bool) -> HostFacts {
-        HostFacts { cgroup_driver: CgroupDriver::Cgroupfs, min_oom_score_adj: 0, apparmor, selinux }
+        HostFacts { apparmor, selinux, ..crate::container::spec::fixtures::host() }
     }
 
     fn plain_host() -> HostFacts {
@@ -658,5 +665,22 @@ mod tests {
         let label = secure(&selinux("", "", "", "s0:c1,c2"), &host(false, true)).selinux_label;
         assert_eq!(label.as_deref(), Some("system_u:system_r:container_t:s0:c1,c2"));
         assert_eq!(secure(&selinux("", "", "", ""), &host(false, true)).selinux_label, None);
+    }
+
+    #[test]
+    fn all_and_privileged_get_only_what_berth_holds() {
+        const CAP_SYS_RESOURCE: u64 = 24;
+        let host = HostFacts { capabilities: !(1 << CAP_SYS_RESOURCE), ..plain_host() };
+        let privileged = LinuxContainerSecurityContext { privileged: true, ..Default::default() };
+        let granted = secure(&privileged, &host).capabilities.bounding().clone().unwrap();
+        assert!(!granted.contains(&Capability::SysResource) && granted.contains(&Capability::SysAdmin));
+        let all = LinuxContainerSecurityContext {
+            capabilities: Some(CriCapabilities { add_capabilities: vec!["ALL".into()], ..Default::default() }),
+            ..Default::default()
+        };
+        let granted = secure(&all, &host).capabilities.effective().clone().unwrap();
+        assert_eq!(granted.len(), ALL_CAPABILITIES.len() - 1);
+        assert_eq!(ALL_CAPABILITIES[CAP_SYS_RESOURCE as usize], Capability::SysResource, "kernel order");
+        assert_eq!(ALL_CAPABILITIES[40], Capability::CheckpointRestore);
     }
 }

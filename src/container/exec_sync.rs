@@ -1,0 +1,96 @@
+//! The `ExecSync` RPC: a command run to completion in a running container, its
+//! output captured (kubelet's exec probes use it every few seconds).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use oci_spec::runtime::Spec;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::record::ContainerState;
+use super::{ContainerError, ContainerService};
+use crate::runtime::ExecIo;
+
+/// Output kept per stream; the rest is read and dropped, so the process never
+/// blocks on a full pipe (cri-o and containerd cap it the same way).
+const MAX_OUTPUT: usize = 16 * 1024 * 1024;
+/// How long output is still read after the process exited: a background child
+/// that inherited the pipes would otherwise hold the call open forever.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+impl ContainerService {
+    /// Runs `cmd` with the container's environment, user and limits; past
+    /// `timeout` seconds (0: none) the process is killed and the error is
+    /// DeadlineExceeded, which kubelet counts as a failed probe.
+    pub async fn exec_sync(&self, wanted: &str, cmd: Vec<String>, timeout: i64) -> Result<ExecOutput, ContainerError> {
+        if cmd.is_empty() {
+            return Err(ContainerError::invalid("cmd", "must not be empty"));
+        }
+        if timeout < 0 {
+            return Err(ContainerError::invalid("timeout", "must not be negative"));
+        }
+        let container = self.current(self.find(wanted)?);
+        if container.state != ContainerState::Running {
+            return Err(ContainerError::WrongState {
+                id: container.id,
+                state: container.state.as_str(),
+                reason: "commands run only in a running container",
+            });
+        }
+        let spec_path = self.run_dir(&container.id).join("config.json");
+        let spec = Spec::load(&spec_path).map_err(|e| ContainerError::host(spec_path.display().to_string(), e))?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_args(Some(cmd)).set_terminal(Some(false)).set_console_size(None);
+
+        let io = ExecIo { stdin: Stdio::null(), stdout: Stdio::piped(), stderr: Stdio::piped(), console_socket: None };
+        let mut handle = self.runtime_for(&container)?.exec(&container.id, &process, io).await?;
+        let stdout = handle.stdout().map(capture);
+        let stderr = handle.stderr().map(capture);
+        let exit_code = if timeout > 0 {
+            handle.wait_timeout(Duration::from_secs(timeout.unsigned_abs())).await?
+        } else {
+            handle.wait().await?
+        };
+        Ok(ExecOutput { stdout: drained(stdout).await, stderr: drained(stderr).await, exit_code })
+    }
+}
+
+type Captured = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// Reads `stream` to its end into a buffer shared with the caller, who takes
+/// what is there when it stops waiting.
+fn capture(mut stream: impl AsyncRead + Unpin + Send + 'static) -> (Captured, tokio::task::JoinHandle<()>) {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let reader = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let mut kept = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    let room = MAX_OUTPUT.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buffer[..n.min(room)]);
+                }
+            }
+        }
+    });
+    (captured, reader)
+}
+
+/// What a stream's reader captured, once it reached the end or `DRAIN_AFTER_EXIT`
+/// passed (a background process still holding the pipe is not waited for).
+async fn drained(capture: Option<(Captured, tokio::task::JoinHandle<()>)>) -> Vec<u8> {
+    let Some((captured, mut reader)) = capture else { return Vec::new() };
+    if tokio::time::timeout(DRAIN_AFTER_EXIT, &mut reader).await.is_err() {
+        reader.abort();
+    }
+    std::mem::take(&mut *captured.lock().unwrap_or_else(|p| p.into_inner()))
+}

@@ -1,0 +1,86 @@
+//! Kubelet's mounts: host directories read-write and read-only, missing host
+//! paths made as directories, and host-to-container propagation.
+
+use k8s_cri::v1::{ContainerState, Mount, MountPropagation};
+
+use crate::support::containers::{Bed, Mounts, log_lines, sh, wait_for_line};
+
+fn mount(container_path: &str, host_path: &std::path::Path, readonly: bool) -> Mount {
+    Mount {
+        container_path: container_path.into(),
+        host_path: host_path.display().to_string(),
+        readonly,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn host_directories_read_write_read_only_and_made_when_missing() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("mounts").await;
+    let rw = bed.berth.dir().join("rw");
+    let ro = bed.berth.dir().join("ro");
+    let missing = bed.berth.dir().join("missing/deep");
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("existing"), "from the host\n").unwrap();
+    let script = "echo hello > /rw/file && echo rw-ok; \
+        if echo x > /ro/existing; then echo ro-writable; else echo ro-refused; fi; cat /ro/existing; \
+        test -d /new && touch /new/inside && echo new-ok";
+    let mut config = sh("mounts", &bed.busybox, script);
+    config.mounts = vec![mount("/rw", &rw, false), mount("/ro", &ro, true), mount("/new", &missing, false)];
+    let log = pod.log_path(&config);
+    let exited = bed.run_to_exit(&pod, config).await;
+    assert_eq!(exited.exit_code, 0, "{exited:?}");
+    assert_eq!(log_lines(&log), ["rw-ok", "ro-refused", "from the host", "new-ok"]);
+    assert_eq!(std::fs::read_to_string(rw.join("file")).unwrap(), "hello\n");
+    assert_eq!(std::fs::read_to_string(ro.join("existing")).unwrap(), "from the host\n");
+    assert!(missing.is_dir(), "the missing host path was made as a directory");
+    assert!(missing.join("inside").exists(), "and is what the container wrote to");
+}
+
+#[tokio::test]
+async fn host_to_container_propagation_shows_later_host_mounts() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("propagation").await;
+    let mut mounts = Mounts::default();
+    // `/` is private on the test VMs: the volume is made a shared mount of its own,
+    // as kubelet's directories are on a shared root.
+    let volume = bed.berth.dir().join("shared-volume");
+    std::fs::create_dir_all(volume.join("sub")).unwrap();
+    mounts.shared_bind(&volume);
+
+    let script = "echo up; while [ ! -e /volume/sub/marker ]; do usleep 100000; done; cat /volume/sub/marker";
+    let mut config = sh("slave", &bed.busybox, script);
+    config.mounts = vec![Mount {
+        propagation: MountPropagation::PropagationHostToContainer as i32,
+        ..mount("/volume", &volume, false)
+    }];
+    let log = pod.log_path(&config);
+    let id = bed.run(&pod, config).await;
+    wait_for_line(&log, "up").await;
+    assert_eq!(bed.status(&id).await.state(), ContainerState::ContainerRunning);
+
+    // The marker lives in a tmpfs mounted after the container started: the
+    // container sees it only if the mount propagated.
+    mounts.tmpfs(&volume.join("sub"));
+    std::fs::write(volume.join("sub/marker"), "propagated\n").unwrap();
+    let exited = bed.wait_exited(&id).await;
+    assert_eq!(exited.exit_code, 0, "{exited:?}");
+    assert_eq!(log_lines(&log), ["up", "propagated"]);
+
+    // A private mount of the same volume does not see a later host mount.
+    std::fs::create_dir_all(volume.join("other")).unwrap();
+    let script = "echo up; sleep 1000";
+    let mut config = sh("private", &bed.busybox, script);
+    config.mounts = vec![mount("/volume", &volume, false)];
+    let log = pod.log_path(&config);
+    let private = bed.run(&pod, config).await;
+    wait_for_line(&log, "up").await;
+    mounts.tmpfs(&volume.join("other"));
+    std::fs::write(volume.join("other/marker"), "host only\n").unwrap();
+    let pid = bed.pid(&private).await;
+    let inside = std::path::PathBuf::from(format!("/proc/{pid}/root/volume/other/marker"));
+    assert!(!inside.exists(), "a private mount saw a later host mount");
+    drop(mounts);
+}

@@ -1,0 +1,73 @@
+//! Cgroup limits: memory and CPU in the container's cgroup files, changed by
+//! UpdateContainerResources, and a memory hog killed by the OOM killer.
+
+use k8s_cri::v1::{LinuxContainerResources, UpdateContainerResourcesRequest};
+
+use crate::support::containers::{Bed, cgroup_file, log_lines, read_trimmed, sh, wait_for_line};
+
+const MIB: i64 = 1024 * 1024;
+
+#[tokio::test]
+async fn memory_and_cpu_limits_are_in_the_cgroup_and_can_be_updated() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("limits").await;
+    // cgroup v1 without a cgroup namespace: runc mounts the container's own
+    // cgroup at /sys/fs/cgroup/<controller>.
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; echo ready; sleep 1000";
+    let mut config = sh("limited", &bed.busybox, script);
+    config.linux.get_or_insert_with(Default::default).resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 64 * MIB,
+        cpu_shares: 512,
+        cpu_quota: 50_000,
+        cpu_period: 100_000,
+        ..Default::default()
+    });
+    let log = pod.log_path(&config);
+    let id = bed.run(&pod, config).await;
+    wait_for_line(&log, "ready").await;
+    assert_eq!(log_lines(&log)[0], (64 * MIB).to_string(), "the limit seen from inside");
+
+    let path = bed.cgroups_path(&id).await;
+    assert!(path.contains(&id), "{path}");
+    let memory = cgroup_file(&path, "memory.limit_in_bytes");
+    assert_eq!(read_trimmed(&memory), (64 * MIB).to_string());
+    assert_eq!(read_trimmed(&cgroup_file(&path, "cpu.shares")), "512");
+    assert_eq!(read_trimmed(&cgroup_file(&path, "cpu.cfs_quota_us")), "50000");
+    assert_eq!(read_trimmed(&cgroup_file(&path, "cpu.cfs_period_us")), "100000");
+    let pid = bed.pid(&id).await;
+    let procs = read_trimmed(&cgroup_file(&path, "cgroup.procs"));
+    assert!(procs.lines().any(|p| p == pid.to_string()), "pid {pid} in the cgroup: {procs}");
+
+    let request = UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 128 * MIB,
+            cpu_shares: 256,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    bed.berth.runtime().await.update_container_resources(request).await.unwrap();
+    assert_eq!(read_trimmed(&memory), (128 * MIB).to_string());
+    assert_eq!(read_trimmed(&cgroup_file(&path, "cpu.shares")), "256");
+    let status = bed.status(&id).await;
+    let reported = status.resources.and_then(|r| r.linux).map(|l| l.memory_limit_in_bytes);
+    assert_eq!(reported, Some(128 * MIB), "ContainerStatus reports the new limit");
+
+    bed.stop(&id, 0).await.unwrap();
+    bed.remove(&id).await.unwrap();
+    assert!(!memory.parent().unwrap().exists(), "the cgroup is removed with the container");
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_oom_killed() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("oom").await;
+    // dd reads 64 MiB from /dev/zero into one buffer: far over a 16 MiB limit.
+    let mut config = sh("hog", &bed.busybox, "dd if=/dev/zero of=/dev/null bs=64M count=4");
+    config.linux.get_or_insert_with(Default::default).resources =
+        Some(LinuxContainerResources { memory_limit_in_bytes: 16 * MIB, ..Default::default() });
+    let exited = bed.run_to_exit(&pod, config).await;
+    assert_eq!(exited.reason, "OOMKilled", "{exited:?}");
+    assert_eq!(exited.exit_code, 137, "{exited:?}");
+}

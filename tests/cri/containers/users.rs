@@ -1,0 +1,105 @@
+//! Who the container's process runs as: run_as_username, run_as_user and
+//! run_as_group, the image's User, supplemental groups and the groups of
+//! /etc/group, as busybox `id` prints them inside the container.
+
+use std::collections::BTreeSet;
+
+use k8s_cri::v1::{ContainerConfig, Int64Value};
+
+use crate::support::containers::{Bed, Pod, security_context, sh};
+use crate::support::image::{Compression, ImageBuilder, Layer};
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+    alice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
+    bob:x:1001:1001:Bob:/home/bob:/bin/sh\n";
+const GROUP: &str = "root:x:0:\nalice:x:1000:\nbob:x:1001:\nwheel:x:10:alice,bob\nstaff:x:50:alice\n";
+
+fn image() -> ImageBuilder {
+    ImageBuilder::busybox().layer(Layer::files_etc_passwd(PASSWD, GROUP), Compression::Gzip)
+}
+
+/// What `id` says: uid, gid, every group, user name.
+#[derive(Debug, PartialEq)]
+struct Id {
+    uid: u32,
+    gid: u32,
+    groups: BTreeSet<u32>,
+    name: String,
+}
+
+fn id(uid: u32, gid: u32, groups: &[u32], name: &str) -> Id {
+    Id { uid, gid, groups: groups.iter().copied().collect(), name: name.into() }
+}
+
+async fn id_of(bed: &Bed, pod: &Pod, config: ContainerConfig) -> Id {
+    let log = pod.log_path(&config);
+    let name = config.metadata.as_ref().unwrap().name.clone();
+    let exited = bed.run_to_exit(pod, config).await;
+    let lines = crate::support::containers::log_lines(&log);
+    assert_eq!(exited.exit_code, 0, "{name}: {exited:?} {lines:?}");
+    let number = |line: &str| line.parse::<u32>().unwrap_or_else(|e| panic!("{name}: {line:?}: {e} in {lines:?}"));
+    Id {
+        uid: number(&lines[0]),
+        gid: number(&lines[1]),
+        groups: lines[2].split_whitespace().map(number).collect(),
+        // busybox prints the number when the uid has no name.
+        name: lines[3].clone(),
+    }
+}
+
+// `id -un` fails (printing the number) for a uid /etc/passwd does not name.
+const ID: &str = "id -u; id -g; id -G; id -un || true";
+
+#[tokio::test]
+async fn users_and_groups_come_from_the_config_and_the_images_files() {
+    let bed = Bed::bare().await;
+    let plain = bed.image("users", image()).await;
+    let as_bob = bed.image("users-bob", image().user("bob")).await;
+    let numeric = bed.image("users-numeric", image().user("1002:1003")).await;
+    let pod = bed.pod("users").await;
+
+    // The image's default user: root, with root's groups.
+    assert_eq!(id_of(&bed, &pod, sh("default", &plain, ID)).await, id(0, 0, &[0], "root"));
+
+    // A name: uid and primary gid from /etc/passwd, its groups from /etc/group.
+    let mut config = sh("by-name", &plain, ID);
+    security_context(&mut config).run_as_username = "alice".into();
+    assert_eq!(id_of(&bed, &pod, config).await, id(1000, 1000, &[1000, 10, 50], "alice"));
+
+    // A uid and a gid: the gid replaces the passwd one; bob's /etc/group memberships stay.
+    let mut config = sh("by-uid", &plain, ID);
+    let sc = security_context(&mut config);
+    sc.run_as_user = Some(Int64Value { value: 1001 });
+    sc.run_as_group = Some(Int64Value { value: 2001 });
+    assert_eq!(id_of(&bed, &pod, config).await, id(1001, 2001, &[2001, 10], "bob"));
+
+    // The image's User, by name.
+    assert_eq!(id_of(&bed, &pod, sh("image-user", &as_bob, ID)).await, id(1001, 1001, &[1001, 10], "bob"));
+
+    // The image's User as uid:gid that /etc/passwd does not know.
+    assert_eq!(id_of(&bed, &pod, sh("image-numeric", &numeric, ID)).await, id(1002, 1003, &[1003], "1002"));
+
+    // run_as_user wins over the image's User.
+    let mut config = sh("override", &as_bob, ID);
+    security_context(&mut config).run_as_user = Some(Int64Value { value: 1000 });
+    assert_eq!(id_of(&bed, &pod, config).await, id(1000, 1000, &[1000, 10, 50], "alice"));
+
+    // Supplemental groups are added to the user's own.
+    let mut config = sh("supplemental", &plain, ID);
+    let sc = security_context(&mut config);
+    sc.run_as_user = Some(Int64Value { value: 1000 });
+    sc.supplemental_groups = vec![5000, 6000];
+    assert_eq!(id_of(&bed, &pod, config).await, id(1000, 1000, &[1000, 10, 50, 5000, 6000], "alice"));
+}
+
+#[tokio::test]
+async fn an_unknown_user_name_is_refused_at_create() {
+    let bed = Bed::bare().await;
+    let plain = bed.image("users", image()).await;
+    let pod = bed.pod("nobody").await;
+    let mut config = sh("nobody", &plain, ID);
+    security_context(&mut config).run_as_username = "mallory".into();
+    let err = bed.create(&pod, config).await.unwrap_err();
+    assert!(err.message().contains("mallory"), "{err:?}");
+    assert!(bed.list_all().await.is_empty(), "nothing left by a refused create");
+}
