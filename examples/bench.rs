@@ -8,12 +8,21 @@
 //! private bridge network, berth vs the bare floor of the same CNI work done by
 //! hand (a pinned netns, the conflist's plugins exec'd directly), and berth's RSS.
 //!
+//! `bench containers`: pod + container cycles of a busybox `sleep 3600` on a
+//! private bridge network, berth vs the same container run by bare runc; berth's
+//! and its monitors' RSS with 50 pods running a container each
+//! (`bench/containers.rs`).
+//!
 //! `bench all` runs each in turn. Whatever a benchmark made (containerd, registry,
-//! berth, pods' mounts, netns pins, the bridge) is undone when it fails midway
+//! berth, pods' mounts, netns pins, the bridge, containers and their monitors,
+//! runc's containers) is undone when it fails midway
 //! and on SIGINT / SIGTERM: its future is dropped, and the guards' Drop run.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+#[path = "bench/containers.rs"]
+mod containers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,7 +45,7 @@ const RUNS: usize = 3;
 const POD_CYCLES: usize = 30;
 /// Cycles run first and not counted: the bridge is created, caches are warm.
 const POD_WARMUP: usize = 3;
-const BENCHMARKS: [&str; 2] = ["images", "pods"];
+const BENCHMARKS: [&str; 3] = ["images", "pods", "containers"];
 
 #[tokio::main]
 async fn main() {
@@ -56,7 +65,8 @@ async fn main() {
             }
             match *name {
                 "images" => images().await,
-                _ => pods().await,
+                "pods" => pods().await,
+                _ => containers::containers().await,
             }
         }
     };

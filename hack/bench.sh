@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Prints berth's figures next to the floor of the same work done by reference
-# tools, measured in the same run. Usage: hack/bench.sh [images|pods|all]
+# tools, measured in the same run. Usage: hack/bench.sh [images|pods|containers|all]
 #   images (the default): cold pulls, berth vs containerd's ctr
 #   pods: RunPodSandbox + StopPodSandbox + RemovePodSandbox on a private bridge,
 #         berth vs the CNI plugins run by hand; berth's RSS
+#   containers: RunPodSandbox + Create/Start/Stop/RemoveContainer + StopPodSandbox +
+#         RemovePodSandbox of a busybox `sleep 3600` on a private bridge, berth vs
+#         bare `runc run -d` / kill / delete; berth's and its monitors' RSS with 50 pods
 #   all: each of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-images}
 case "$what" in
-  images | pods | all) ;;
-  *) echo "bench: unknown benchmark '$what' (known: images, pods, all)" >&2; exit 2 ;;
+  images | pods | containers | all) ;;
+  *) echo "bench: unknown benchmark '$what' (known: images, pods, containers, all)" >&2; exit 2 ;;
 esac
 
 hack/setup.sh
 
-if [[ $what == pods || $what == all ]] && [[ $EUID -ne 0 ]]; then
-  echo "bench: $what makes network namespaces, veths and a bridge: run it as root" >&2
+if [[ $what != images ]] && [[ $EUID -ne 0 ]]; then
+  echo "bench: $what makes network namespaces, veths, a bridge and containers: run it as root" >&2
   exit 1
 fi
 if [[ $what == images || $what == all ]]; then

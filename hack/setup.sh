@@ -12,6 +12,7 @@ packages=(
   docker-registry              # the tests' local registry
   apache2-utils                # htpasswd, for the registry's basic-auth tests
   busybox-static               # the content of the tests' images
+  apparmor                     # apparmor_parser: the test that berth's default profile compiles
   ca-certificates
 )
 

@@ -7,6 +7,7 @@
 //! Beneath them: `record` (what is stored), `exits` (watching monitors and
 //! folding exits into records), `recover` (start-up), `spec`, `rootfs`.
 
+pub mod apparmor;
 mod create;
 pub mod error;
 mod exec_sync;
@@ -36,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::ids::{self, Lookup};
+use crate::ids::Lookup;
 use crate::images::ImageService;
 use crate::runtime::RuntimeHandlers;
 use crate::store::Store;
@@ -72,6 +73,11 @@ impl ContainerService {
                 "berth lacks CAP_SYS_RESOURCE: container oom_score_adj below berth's own is raised to it"
             );
         }
+        if host.apparmor
+            && let Err(e) = apparmor::ensure_default_profile()
+        {
+            tracing::error!(error = %e, "cannot load berth's AppArmor profile: containers asking for the runtime default will fail");
+        }
         let service = Arc::new(ContainerService {
             config,
             store,
@@ -97,11 +103,7 @@ impl ContainerService {
 
     /// The full ID `wanted` names (a unique prefix will do).
     fn resolve(&self, wanted: &str) -> Result<Option<String>, ContainerError> {
-        if wanted.is_empty() {
-            return Ok(None);
-        }
-        let candidates = record::ids_with_prefix(&self.store, wanted)?;
-        match ids::resolve(wanted, candidates.iter().map(String::as_str)) {
+        match record::resolve(&self.store, wanted)? {
             Lookup::Found(id) => Ok(Some(id)),
             Lookup::NotFound => Ok(None),
             Lookup::Ambiguous(count) => Err(ContainerError::Ambiguous { prefix: wanted.to_string(), count }),

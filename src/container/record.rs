@@ -14,8 +14,9 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::error::ContainerError;
+use crate::ids::Lookup;
 use crate::monitor::ExitRecord;
-use crate::store::{ReadableTable, Store, StoreError, TableDefinition, encode};
+use crate::store::{Named, Store, TableDefinition};
 
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("container_names");
@@ -178,12 +179,7 @@ pub fn name_key(sandbox_id: &str, metadata: &Metadata) -> String {
     format!("{sandbox_id}/{}/{}", metadata.name, metadata.attempt)
 }
 
-fn open_error(e: redb::TableError) -> Option<ContainerError> {
-    match e {
-        redb::TableError::TableDoesNotExist(_) => None,
-        e => Some(StoreError::from(e).into()),
-    }
-}
+const TABLES: Named = Named { records: CONTAINERS, names: NAMES };
 
 pub fn get(store: &Store, id: &str) -> Result<Option<ContainerRecord>, ContainerError> {
     Ok(store.get_json(CONTAINERS, id)?)
@@ -193,90 +189,35 @@ pub fn list(store: &Store) -> Result<Vec<ContainerRecord>, ContainerError> {
     Ok(store.list_json(CONTAINERS)?.into_iter().map(|(_, container)| container).collect())
 }
 
-pub fn ids_with_prefix(store: &Store, prefix: &str) -> Result<Vec<String>, ContainerError> {
-    Ok(store.keys_with_prefix(CONTAINERS, prefix)?)
-}
-
-/// The ID holding `key`, if any.
-pub fn name_holder(store: &Store, key: &str) -> Result<Option<String>, ContainerError> {
-    let txn = store.read()?;
-    let names = match txn.open_table(NAMES) {
-        Ok(table) => table,
-        Err(e) => return open_error(e).map_or(Ok(None), Err),
-    };
-    Ok(names.get(key).map_err(StoreError::from)?.map(|v| v.value().to_string()))
+/// The container ID `wanted` names, fully or by a unique prefix.
+pub fn resolve(store: &Store, wanted: &str) -> Result<Lookup, ContainerError> {
+    Ok(store.resolve_id(CONTAINERS, wanted)?)
 }
 
 /// Claims `key` for `id`; fails if another container holds it.
 pub fn reserve_name(store: &Store, key: &str, id: &str) -> Result<(), ContainerError> {
-    let txn = store.write()?;
-    {
-        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
-        let holder = names.get(key).map_err(StoreError::from)?.map(|v| v.value().to_string());
-        if let Some(holder) = holder {
-            return Err(ContainerError::NameTaken { name: key.to_string(), id: holder });
-        }
-        names.insert(key, id).map_err(StoreError::from)?;
+    match store.reserve_name(NAMES, key, id)? {
+        None => Ok(()),
+        Some(holder) => Err(ContainerError::NameTaken { name: key.to_string(), id: holder }),
     }
-    txn.commit().map_err(StoreError::from)?;
-    Ok(())
 }
 
 pub fn release_name(store: &Store, key: &str, id: &str) -> Result<(), ContainerError> {
-    let txn = store.write()?;
-    {
-        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
-        let ours = names.get(key).map_err(StoreError::from)?.is_some_and(|v| v.value() == id);
-        if ours {
-            names.remove(key).map_err(StoreError::from)?;
-        }
-    }
-    txn.commit().map_err(StoreError::from)?;
-    Ok(())
+    Ok(store.release_name(NAMES, key, id)?)
 }
 
 /// Reserved names whose container has no record (a crash mid-create).
 pub fn orphan_names(store: &Store) -> Result<Vec<(String, String)>, ContainerError> {
-    let txn = store.read()?;
-    let names = match txn.open_table(NAMES) {
-        Ok(table) => table,
-        Err(e) => return open_error(e).map_or(Ok(Vec::new()), Err),
-    };
-    let mut orphans = Vec::new();
-    for row in names.iter().map_err(StoreError::from)? {
-        let (key, id) = row.map_err(StoreError::from)?;
-        if get(store, id.value())?.is_none() {
-            orphans.push((key.value().to_string(), id.value().to_string()));
-        }
-    }
-    Ok(orphans)
+    Ok(store.orphan_names(TABLES)?)
 }
 
 pub fn save(store: &Store, record: &ContainerRecord) -> Result<(), ContainerError> {
-    let txn = store.write()?;
-    {
-        let mut table = txn.open_table(CONTAINERS).map_err(StoreError::from)?;
-        table.insert(record.id.as_str(), encode(record).as_slice()).map_err(StoreError::from)?;
-    }
-    txn.commit().map_err(StoreError::from)?;
-    Ok(())
+    Ok(store.put_json(CONTAINERS, &record.id, record)?)
 }
 
 /// Deletes the record and frees its name, in one transaction.
 pub fn delete(store: &Store, record: &ContainerRecord) -> Result<(), ContainerError> {
-    let txn = store.write()?;
-    {
-        let mut table = txn.open_table(CONTAINERS).map_err(StoreError::from)?;
-        table.remove(record.id.as_str()).map_err(StoreError::from)?;
-        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
-        let key = record.name_key();
-        let ours = names.get(key.as_str()).map_err(StoreError::from)?.is_some_and(|v| v.value() == record.id);
-        if ours {
-            names.remove(key.as_str()).map_err(StoreError::from)?;
-        }
-    }
-    txn.commit().map_err(StoreError::from)?;
-    Ok(())
+    Ok(store.delete_named(TABLES, &record.id, &record.name_key())?)
 }
 
 #[cfg(test)]
@@ -305,7 +246,7 @@ mod tests {
         assert!(orphan_names(&store).unwrap().is_empty());
         assert_eq!(get(&store, "c1").unwrap().unwrap().config().command, vec!["sleep".to_string()]);
         delete(&store, &c).unwrap();
-        assert_eq!(name_holder(&store, "pod1/app/2").unwrap(), None);
+        reserve_name(&store, "pod1/app/2", "c3").unwrap();
         assert!(get(&store, "c1").unwrap().is_none());
     }
 

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
-use crate::ids::{self, Lookup};
+use crate::ids::Lookup;
 use crate::network::Network;
 use crate::runtime::RuntimeHandlers;
 use crate::store::Store;
@@ -85,7 +85,7 @@ impl SandboxService {
         let known: std::collections::HashSet<String> = record::list(&self.store)?.into_iter().map(|s| s.id).collect();
         let mut orphans: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for (key, id) in record::orphan_names(&self.store)? {
-            record::release_name_key(&self.store, &key)?;
+            record::release_name(&self.store, &key, &id)?;
             orphans.insert(id);
         }
         for root in [self.config.run_root.join("pods"), self.config.state_root.join("pods")] {
@@ -141,11 +141,7 @@ impl SandboxService {
 
     /// The full ID `wanted` names (a unique prefix will do).
     fn resolve(&self, wanted: &str) -> Result<Option<String>, SandboxError> {
-        if wanted.is_empty() {
-            return Ok(None);
-        }
-        let candidates = record::ids_with_prefix(&self.store, wanted)?;
-        match ids::resolve(wanted, candidates.iter().map(String::as_str)) {
+        match record::resolve(&self.store, wanted)? {
             Lookup::Found(id) => Ok(Some(id)),
             Lookup::NotFound => Ok(None),
             Lookup::Ambiguous(count) => Err(SandboxError::Ambiguous { prefix: wanted.to_string(), count }),

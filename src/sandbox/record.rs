@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::error::SandboxError;
-use crate::store::{ReadableTable, Store, StoreError, TableDefinition, encode};
+use crate::ids::Lookup;
+use crate::store::{Named, Store, TableDefinition};
 
 const SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("sandboxes");
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("sandbox_names");
@@ -105,12 +106,7 @@ pub struct SandboxRecord {
     pub infra_cgroups: Vec<PathBuf>,
 }
 
-fn open_error(e: redb::TableError) -> Option<SandboxError> {
-    match e {
-        redb::TableError::TableDoesNotExist(_) => None,
-        e => Some(StoreError::from(e).into()),
-    }
-}
+const TABLES: Named = Named { records: SANDBOXES, names: NAMES };
 
 pub fn get(store: &Store, id: &str) -> Result<Option<SandboxRecord>, SandboxError> {
     Ok(store.get_json(SANDBOXES, id)?)
@@ -120,88 +116,35 @@ pub fn list(store: &Store) -> Result<Vec<SandboxRecord>, SandboxError> {
     Ok(store.list_json(SANDBOXES)?.into_iter().map(|(_, sandbox)| sandbox).collect())
 }
 
-/// Sandbox IDs starting with `prefix`.
-pub fn ids_with_prefix(store: &Store, prefix: &str) -> Result<Vec<String>, SandboxError> {
-    Ok(store.keys_with_prefix(SANDBOXES, prefix)?)
+/// The sandbox ID `wanted` names, fully or by a unique prefix.
+pub fn resolve(store: &Store, wanted: &str) -> Result<Lookup, SandboxError> {
+    Ok(store.resolve_id(SANDBOXES, wanted)?)
 }
 
 /// Claims the pod's identity for `id`; fails if another sandbox holds it.
 pub fn reserve_name(store: &Store, metadata: &Metadata, id: &str) -> Result<(), SandboxError> {
     let key = metadata.key();
-    let txn = store.write()?;
-    {
-        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
-        let holder = names.get(key.as_str()).map_err(StoreError::from)?.map(|v| v.value().to_string());
-        if let Some(holder) = holder {
-            return Err(SandboxError::NameTaken { name: key, id: holder });
-        }
-        names.insert(key.as_str(), id).map_err(StoreError::from)?;
+    match store.reserve_name(NAMES, &key, id)? {
+        None => Ok(()),
+        Some(holder) => Err(SandboxError::NameTaken { name: key, id: holder }),
     }
-    txn.commit().map_err(StoreError::from)?;
-    Ok(())
 }
 
 /// Reserved names whose sandbox has no record: what a crash in the middle of
 /// RunPodSandbox leaves (the name is reserved first, the record saved last).
 pub fn orphan_names(store: &Store) -> Result<Vec<(String, String)>, SandboxError> {
-    let txn = store.read()?;
-    let names = match txn.open_table(NAMES) {
-        Ok(table) => table,
-        Err(e) => return open_error(e).map_or(Ok(Vec::new()), Err),
-    };
-    let mut orphans = Vec::new();
-    for row in names.iter().map_err(StoreError::from)? {
-        let (key, id) = row.map_err(StoreError::from)?;
-        if get(store, id.value())?.is_none() {
-            orphans.push((key.value().to_string(), id.value().to_string()));
-        }
-    }
-    Ok(orphans)
+    Ok(store.orphan_names(TABLES)?)
 }
 
-pub fn release_name_key(store: &Store, key: &str) -> Result<(), SandboxError> {
-    let txn = store.write()?;
-    {
-        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
-        names.remove(key).map_err(StoreError::from)?;
-    }
-    txn.commit().map_err(StoreError::from)?;
-    Ok(())
-}
-
-pub fn release_name(store: &Store, metadata: &Metadata) -> Result<(), SandboxError> {
-    let txn = store.write()?;
-    {
-        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
-        names.remove(metadata.key().as_str()).map_err(StoreError::from)?;
-    }
-    txn.commit().map_err(StoreError::from)?;
-    Ok(())
+pub fn release_name(store: &Store, key: &str, id: &str) -> Result<(), SandboxError> {
+    Ok(store.release_name(NAMES, key, id)?)
 }
 
 pub fn save(store: &Store, record: &SandboxRecord) -> Result<(), SandboxError> {
-    let txn = store.write()?;
-    {
-        let mut table = txn.open_table(SANDBOXES).map_err(StoreError::from)?;
-        table.insert(record.id.as_str(), encode(record).as_slice()).map_err(StoreError::from)?;
-    }
-    txn.commit().map_err(StoreError::from)?;
-    Ok(())
+    Ok(store.put_json(SANDBOXES, &record.id, record)?)
 }
 
 /// Deletes the record and frees its name, in one transaction.
 pub fn delete(store: &Store, record: &SandboxRecord) -> Result<(), SandboxError> {
-    let txn = store.write()?;
-    {
-        let mut table = txn.open_table(SANDBOXES).map_err(StoreError::from)?;
-        table.remove(record.id.as_str()).map_err(StoreError::from)?;
-        let mut names = txn.open_table(NAMES).map_err(StoreError::from)?;
-        let key = record.metadata.key();
-        let ours = names.get(key.as_str()).map_err(StoreError::from)?.is_some_and(|v| v.value() == record.id);
-        if ours {
-            names.remove(key.as_str()).map_err(StoreError::from)?;
-        }
-    }
-    txn.commit().map_err(StoreError::from)?;
-    Ok(())
+    Ok(store.delete_named(TABLES, &record.id, &record.metadata.key())?)
 }

@@ -172,7 +172,7 @@ impl SandboxService {
             }
         }
         if made.name
-            && let Err(e) = record::release_name(&self.store, &spec.metadata)
+            && let Err(e) = record::release_name(&self.store, &spec.metadata.key(), id)
         {
             tracing::warn!(sandbox = %id, error = %e, "undo: cannot release the pod's name");
         }

@@ -9,6 +9,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Classify, ErrorKind};
 
+mod named;
+pub use named::{NameTable, Named};
+
 pub use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,7 @@ use oci_spec::runtime::Spec;
 use tempfile::TempDir;
 
 use crate::support::berth::berth_binary;
+use crate::support::containers::is_rfc3339_nano;
 
 const RUNC: &str = "/usr/sbin/runc";
 const CGROUP_PARENT: &str = "berth-test";
@@ -222,23 +223,6 @@ fn entries(path: &Path) -> Vec<Entry> {
         .collect()
 }
 
-/// `2026-11-23T08:15:32.123456789Z`: UTC, nine fractional digits.
-fn assert_rfc3339_nano(time: &str) {
-    let bytes = time.as_bytes();
-    assert_eq!(bytes.len(), 30, "{time}");
-    for (i, &b) in bytes.iter().enumerate() {
-        let expected = match i {
-            4 | 7 => b == b'-',
-            10 => b == b'T',
-            13 | 16 => b == b':',
-            19 => b == b'.',
-            29 => b == b'Z',
-            _ => b.is_ascii_digit(),
-        };
-        assert!(expected, "{time} at {i}");
-    }
-}
-
 fn wait_for_log(path: &Path, content: &str) {
     let deadline = Instant::now() + WAIT;
     while !std::fs::read_to_string(path).unwrap_or_default().contains(content) {
@@ -279,7 +263,7 @@ fn output_is_logged_and_the_exit_recorded() {
     assert_eq!(lines.len(), 2, "{entries:?}");
     assert!(lines.contains(&("stdout", "F", "out")), "{entries:?}");
     assert!(lines.contains(&("stderr", "F", "err")), "{entries:?}");
-    entries.iter().for_each(|e| assert_rfc3339_nano(&e.time));
+    assert!(entries.iter().all(|e| is_rfc3339_nano(&e.time)), "{entries:?}");
     wait_gone(monitor.pid);
     assert!(!bed.path("sockets").join(monitor::ATTACH_SOCKET).exists());
     assert!(!bed.path("sockets").join(monitor::CONTROL_SOCKET).exists());

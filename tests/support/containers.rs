@@ -297,6 +297,20 @@ pub struct LogEntry {
     pub content: String,
 }
 
+/// `2026-11-23T08:15:32.123456789Z`: UTC, nine fractional digits.
+pub fn is_rfc3339_nano(time: &str) -> bool {
+    let bytes = time.as_bytes();
+    bytes.len() == 30
+        && bytes.iter().enumerate().all(|(i, &b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            19 => b == b'.',
+            29 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
+}
+
 /// Every entry of the log at `path` (none if it does not exist).
 pub fn log_entries(path: &Path) -> Vec<LogEntry> {
     let text = std::fs::read_to_string(path).unwrap_or_default();

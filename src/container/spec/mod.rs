@@ -31,6 +31,7 @@ use oci_spec::runtime::{Linux, LinuxNamespaceType, Root, Spec};
 use crate::config::CgroupDriver;
 use crate::error::{Classify, ErrorKind};
 use crate::sandbox::SandboxRecord;
+pub use security::DEFAULT_APPARMOR_PROFILE;
 use security::{Security, security};
 
 /// What the host allows, found once when berth starts (see [`HostFacts::detect`]).

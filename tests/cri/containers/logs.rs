@@ -3,21 +3,7 @@
 
 use k8s_cri::v1::{Mount, ReopenContainerLogRequest};
 
-use crate::support::containers::{Bed, log_entries, log_lines, log_lines_of, sh, wait_for_line};
-
-/// `2026-11-23T08:15:32.123456789Z`: UTC, nine fractional digits.
-fn is_rfc3339_nano(time: &str) -> bool {
-    let bytes = time.as_bytes();
-    bytes.len() == 30
-        && bytes.iter().enumerate().all(|(i, &b)| match i {
-            4 | 7 => b == b'-',
-            10 => b == b'T',
-            13 | 16 => b == b':',
-            19 => b == b'.',
-            29 => b == b'Z',
-            _ => b.is_ascii_digit(),
-        })
-}
+use crate::support::containers::{Bed, is_rfc3339_nano, log_entries, log_lines, log_lines_of, sh, wait_for_line};
 
 #[tokio::test]
 async fn stdout_stderr_and_long_lines_are_logged_in_the_cri_format() {
@@ -74,4 +60,20 @@ async fn reopen_after_rotation_sends_new_lines_to_a_new_file() {
     let request = ReopenContainerLogRequest { container_id: id.clone() };
     let reopened = bed.berth.runtime().await.reopen_container_log(request).await;
     assert!(reopened.is_err(), "a stopped container has no log to reopen: {reopened:?}");
+}
+
+/// A tty container's output comes through its pty, all of it on stdout; the
+/// test berth's run root is long enough that socket paths alone would not fit.
+#[tokio::test]
+async fn a_tty_containers_output_is_logged_as_stdout() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("tty").await;
+    let mut config = sh("tty", &bed.busybox, "echo out; echo err >&2; [ -t 1 ] && echo is-a-tty");
+    config.tty = true;
+    let log = pod.log_path(&config);
+    assert_eq!(bed.run_to_exit(&pod, config).await.exit_code, 0);
+    let lines: Vec<String> =
+        log_lines_of(&log, "stdout").iter().map(|l| l.trim_end_matches('\r').to_string()).collect();
+    assert_eq!(lines, ["out", "err", "is-a-tty"]);
+    assert!(log_lines_of(&log, "stderr").is_empty());
 }
