@@ -16,5 +16,6 @@ pub mod network;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod time;

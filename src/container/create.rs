@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use k8s_cri::v1::ContainerConfig;
 
+use super::events::EventKind;
 use super::record::{self, ContainerRecord, ImageUsed, Metadata, ProcessUser};
 use super::rootfs::{self, RootfsPaths};
 use super::spec::{SpecInput, build_spec};
@@ -49,6 +50,7 @@ impl ContainerService {
             Ok(container) => {
                 tracing::info!(container = %id, sandbox = %sandbox.id, name = %container.metadata.name, "container created");
                 self.watch(&container);
+                self.events.publish(&id, &sandbox.id, EventKind::Created);
                 Ok(id)
             }
             Err(e) => {
@@ -158,6 +160,12 @@ impl ContainerService {
             started.container_pid,
         );
         container.user = user.unwrap_or_default();
+        container.cgroup = spec
+            .linux()
+            .as_ref()
+            .and_then(|linux| linux.cgroups_path().as_ref())
+            .map(|path| crate::stats::cgroup::hierarchy_path(&path.to_string_lossy()))
+            .unwrap_or_default();
         record::save(&self.store, &container)?;
         Ok(container)
     }

@@ -10,6 +10,7 @@ use nix::libc;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
+use super::events::EventKind;
 use super::record::{self, ContainerRecord, ContainerState};
 use super::{ContainerError, ContainerService, is_monitor_of};
 use crate::monitor::{ExitRecord, read_exit_file};
@@ -100,6 +101,7 @@ impl ContainerService {
             record::save(&self.store, &container)?;
             let exit_code = container.exit.map(|exit| exit.exit_code).unwrap_or_default();
             tracing::info!(container = %id, exit_code, reason = %container.exit_reason(), "container exited");
+            self.events.publish(id, &container.sandbox_id, EventKind::Stopped);
         }
         // The runtime keeps a stopped container's state (and cgroup) until deleted.
         // Forced: with the monitor lost, the container may still run, unwatched.

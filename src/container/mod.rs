@@ -10,6 +10,7 @@
 pub mod apparmor;
 mod create;
 pub mod error;
+pub mod events;
 mod exec_sync;
 mod exits;
 mod list;
@@ -20,14 +21,17 @@ mod reopen_log;
 pub mod rootfs;
 pub mod spec;
 mod start;
+mod stats;
 mod status;
 mod stop;
 mod update;
 
 pub use error::ContainerError;
+pub use events::{ContainerEvent, EventKind, Subscription};
 pub use exec_sync::ExecOutput;
 pub use list::ContainerFilter;
 pub use record::{ContainerRecord, ContainerState};
+pub use stats::ContainerUsage;
 pub use status::ContainerStatus;
 
 use std::collections::HashMap;
@@ -57,6 +61,10 @@ pub struct ContainerService {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Per watched container: becomes true when its monitor is gone (the exit recorded).
     exits: Mutex<HashMap<String, watch::Receiver<bool>>>,
+    events: events::Events,
+    hierarchy: crate::stats::Hierarchy,
+    cpu_rates: crate::stats::CpuRates,
+    layer_usage: stats::LayerUsageCache,
 }
 
 impl ContainerService {
@@ -86,6 +94,10 @@ impl ContainerService {
             host,
             locks: Mutex::new(HashMap::new()),
             exits: Mutex::new(HashMap::new()),
+            events: events::Events::default(),
+            hierarchy: crate::stats::Hierarchy::detect(),
+            cpu_rates: crate::stats::CpuRates::default(),
+            layer_usage: stats::LayerUsageCache::default(),
         });
         service.recover().await?;
         Ok(service)
@@ -97,6 +109,7 @@ impl ContainerService {
     }
 
     fn forget(&self, id: &str) {
+        self.forget_usage(id);
         self.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         self.exits.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
@@ -137,6 +150,11 @@ impl ContainerService {
 
     fn runtime_for(&self, container: &ContainerRecord) -> Result<Arc<dyn crate::runtime::OciRuntime>, ContainerError> {
         Ok(self.handlers.get(&container.runtime_handler)?.runtime())
+    }
+
+    /// Container lifecycle events from now on.
+    pub fn subscribe(&self) -> Subscription {
+        self.events.subscribe()
     }
 
     /// Every container of a pod.

@@ -84,6 +84,9 @@ pub struct ContainerRecord {
     /// The monitor and the container's init, as the host sees them.
     pub monitor_pid: i32,
     pub pid: i32,
+    /// The container's cgroup, as a path in the cgroup hierarchy.
+    #[serde(default)]
+    pub cgroup: String,
     /// The identity the container's process starts with, as resolved in its image.
     #[serde(default)]
     pub user: ProcessUser,
@@ -127,6 +130,7 @@ impl ContainerRecord {
             annotations: config.annotations.clone().into_iter().collect(),
             monitor_pid,
             pid,
+            cgroup: String::new(),
             user: ProcessUser::default(),
             exit: None,
             reason: String::new(),

@@ -1,6 +1,7 @@
 //! The `RemoveContainer` RPC: idempotent, and succeeds for an unknown ID.
 
 use super::create::lease_holder;
+use super::events::EventKind;
 use super::record::{self, ContainerRecord};
 use super::rootfs;
 use super::{ContainerError, ContainerService};
@@ -36,6 +37,7 @@ impl ContainerService {
         self.images.release_lease(&lease_holder(id)).await?;
         record::delete(&self.store, container)?;
         tracing::info!(container = %id, "container removed");
+        self.events.publish(id, &container.sandbox_id, EventKind::Deleted);
         Ok(())
     }
 }

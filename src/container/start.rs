@@ -1,5 +1,6 @@
 //! The `StartContainer` RPC.
 
+use super::events::EventKind;
 use super::record::{self, ContainerState};
 use super::{ContainerError, ContainerService};
 use crate::monitor::ExitRecord;
@@ -32,6 +33,7 @@ impl ContainerService {
                 container.started_at = started_at;
                 record::save(&self.store, &container)?;
                 tracing::info!(container = %id, "container started");
+                self.events.publish(&id, &container.sandbox_id, EventKind::Started);
                 Ok(())
             }
             Err(e) => {
@@ -42,6 +44,7 @@ impl ContainerService {
                 };
                 container.record_exit(exit, "StartError", &e.to_string());
                 record::save(&self.store, &container)?;
+                self.events.publish(&id, &container.sandbox_id, EventKind::Stopped);
                 if let Err(delete) = runtime.delete(&id, true).await {
                     tracing::warn!(container = %id, error = %delete, "cannot delete a container that failed to start");
                 }

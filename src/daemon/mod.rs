@@ -4,10 +4,12 @@
 
 mod pods;
 mod runtime_config;
+mod stats;
 mod status;
 mod version;
 
 pub use pods::PodError;
+pub use stats::PodUsage;
 pub use status::{Condition, ConditionKind, HandlerStatus, NodeStatus};
 pub use version::RuntimeVersion;
 
@@ -32,6 +34,8 @@ pub struct Daemon {
     /// RunPodSandbox and CreateContainer finishing after kubelet's deadline.
     pod_creates: Handoff<String, SandboxError>,
     container_creates: Handoff<String, ContainerError>,
+    hierarchy: crate::stats::Hierarchy,
+    pod_cpu_rates: crate::stats::CpuRates,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,8 @@ impl Daemon {
             containers,
             pod_creates: Handoff::default(),
             container_creates: Handoff::default(),
+            hierarchy: crate::stats::Hierarchy::detect(),
+            pod_cpu_rates: crate::stats::CpuRates::default(),
         }))
     }
 

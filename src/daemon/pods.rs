@@ -61,7 +61,9 @@ impl Daemon {
         for container in self.containers.in_sandbox(&sandbox.id)? {
             self.containers.remove(&container.id).await?;
         }
-        Ok(self.sandboxes.remove(&sandbox.id).await?)
+        self.sandboxes.remove(&sandbox.id).await?;
+        self.pod_cpu_rates.retain(|id| id != sandbox.id);
+        Ok(())
     }
 
     pub async fn create_container(&self, sandbox: &str, config: ContainerConfig) -> Result<String, ContainerError> {

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_cri::v1 as cri;
 
-use crate::container::{ContainerFilter, ContainerRecord, ContainerState, ContainerStatus};
+use super::pod;
+use crate::container::{ContainerEvent, ContainerFilter, ContainerRecord, ContainerState, ContainerStatus, EventKind};
+use crate::daemon::Daemon;
 
 fn state(state: ContainerState) -> i32 {
     match state {
@@ -99,4 +101,32 @@ pub fn filter(filter: Option<cri::ContainerFilter>) -> Option<ContainerFilter> {
         sandbox_id: (!f.pod_sandbox_id.is_empty()).then_some(f.pod_sandbox_id),
         labels: f.label_selector.into_iter().collect(),
     })
+}
+
+/// An event as the evented PLEG wants it: with the pod's status and the statuses
+/// of all its containers as they are now.
+pub fn event(daemon: &Daemon, event: ContainerEvent) -> cri::ContainerEventResponse {
+    let container_event_type = match event.kind {
+        EventKind::Created => cri::ContainerEventType::ContainerCreatedEvent,
+        EventKind::Started => cri::ContainerEventType::ContainerStartedEvent,
+        EventKind::Stopped => cri::ContainerEventType::ContainerStoppedEvent,
+        EventKind::Deleted => cri::ContainerEventType::ContainerDeletedEvent,
+    };
+    let pod_sandbox_status =
+        daemon.sandboxes().status(&event.sandbox_id, false).ok().and_then(|status| pod::pod_status(status).status);
+    let containers = daemon.containers();
+    let containers_statuses = containers
+        .in_sandbox(&event.sandbox_id)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| containers.status(&c.id, false).ok())
+        .filter_map(|status| container_status(status).status)
+        .collect();
+    cri::ContainerEventResponse {
+        container_id: event.container_id,
+        container_event_type: container_event_type as i32,
+        created_at: event.at,
+        pod_sandbox_status,
+        containers_statuses,
+    }
 }

@@ -8,6 +8,7 @@ mod listener;
 mod pod;
 mod rpc_layer;
 mod runtime_service;
+mod stats;
 pub mod status_code;
 
 pub use listener::{ListenError, bind};

@@ -9,7 +9,7 @@ use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
 use super::status_code::{not_implemented, to_status};
-use super::{container, pod};
+use super::{container, pod, stats};
 use crate::config::CgroupDriver;
 use crate::container::ContainerError;
 use crate::daemon::Daemon;
@@ -131,7 +131,14 @@ impl RuntimeService for RuntimeApi {
     }
 
     async fn get_container_events(&self, _: Request<cri::GetEventsRequest>) -> Rpc<EventStream> {
-        Err(not_implemented("GetContainerEvents"))
+        let subscription = self.daemon.containers().subscribe();
+        let events =
+            futures::stream::unfold((subscription, self.daemon.clone()), |(mut subscription, daemon)| async move {
+                let event = subscription.next().await?;
+                let response = container::event(&daemon, event);
+                Some((Ok(response), (subscription, daemon)))
+            });
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn create_container(
@@ -229,26 +236,39 @@ impl RuntimeService for RuntimeApi {
         Err(not_implemented("PortForward"))
     }
 
-    async fn container_stats(&self, _: Request<cri::ContainerStatsRequest>) -> Rpc<cri::ContainerStatsResponse> {
-        Err(not_implemented("ContainerStats"))
+    async fn container_stats(&self, request: Request<cri::ContainerStatsRequest>) -> Rpc<cri::ContainerStatsResponse> {
+        let usage = self.daemon.containers().stats(&request.get_ref().container_id).map_err(to_status)?;
+        Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats::container_stats(usage)) }))
     }
 
     async fn list_container_stats(
         &self,
-        _: Request<cri::ListContainerStatsRequest>,
+        request: Request<cri::ListContainerStatsRequest>,
     ) -> Rpc<cri::ListContainerStatsResponse> {
-        Err(not_implemented("ListContainerStats"))
+        let filter = stats::container_filter(request.into_inner().filter);
+        let usages = self.daemon.containers().list_stats(&filter).map_err(to_status)?;
+        Ok(Response::new(cri::ListContainerStatsResponse {
+            stats: usages.into_iter().map(stats::container_stats).collect(),
+        }))
     }
 
-    async fn pod_sandbox_stats(&self, _: Request<cri::PodSandboxStatsRequest>) -> Rpc<cri::PodSandboxStatsResponse> {
-        Err(not_implemented("PodSandboxStats"))
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<cri::PodSandboxStatsRequest>,
+    ) -> Rpc<cri::PodSandboxStatsResponse> {
+        let usage = self.daemon.pod_stats(&request.get_ref().pod_sandbox_id).map_err(to_status)?;
+        Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(stats::pod_stats(usage)) }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<cri::ListPodSandboxStatsRequest>,
+        request: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Rpc<cri::ListPodSandboxStatsResponse> {
-        Err(not_implemented("ListPodSandboxStats"))
+        let filter = stats::pod_filter(request.into_inner().filter);
+        let usages = self.daemon.list_pod_stats(&filter).map_err(to_status)?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse {
+            stats: usages.into_iter().map(stats::pod_stats).collect(),
+        }))
     }
 
     async fn checkpoint_container(

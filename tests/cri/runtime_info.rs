@@ -1,7 +1,7 @@
 //! Version, Status, RuntimeConfig and UpdateRuntimeConfig; Unimplemented for the rest.
 
 use k8s_cri::v1::{
-    CgroupDriver, ListContainerStatsRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest, StatusRequest,
+    CgroupDriver, ListMetricDescriptorsRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest, StatusRequest,
     UpdateRuntimeConfigRequest, VersionRequest,
 };
 
@@ -121,7 +121,7 @@ async fn runtime_config_reports_the_cgroup_driver() {
 #[tokio::test]
 async fn rpcs_not_built_yet_answer_unimplemented() {
     let berth = Berth::start().await;
-    let err = berth.runtime().await.list_container_stats(ListContainerStatsRequest::default()).await.unwrap_err();
+    let err = berth.runtime().await.list_metric_descriptors(ListMetricDescriptorsRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("ListContainerStats"), "{}", err.message());
+    assert!(err.message().contains("ListMetricDescriptors"), "{}", err.message());
 }

@@ -11,6 +11,7 @@
 //! test bed's `Berth` drop removes containers, monitors, mounts and cgroups even
 //! when a test fails.
 
+mod events;
 mod exec;
 mod handlers;
 mod images;
@@ -23,5 +24,6 @@ mod process;
 mod resources;
 mod restart;
 mod security;
+mod stats;
 mod stop;
 mod users;
