@@ -13,6 +13,11 @@
 //! and its monitors' RSS with 50 pods running a container each
 //! (`bench/containers.rs`).
 //!
+//! `bench stats`: ListContainerStats, ListPodSandboxStats and ContainerStats
+//! latency with 50 pods running a busybox `sleep 3600` each, and berth's RSS
+//! after them (`bench/stats.rs`). The containers benchmarks share their stage
+//! (`bench/shared.rs`).
+//!
 //! `bench all` runs each in turn. Whatever a benchmark made (containerd, registry,
 //! berth, pods' mounts, netns pins, the bridge, containers and their monitors,
 //! runc's containers) is undone when it fails midway
@@ -23,6 +28,10 @@ mod support;
 
 #[path = "bench/containers.rs"]
 mod containers;
+#[path = "bench/shared.rs"]
+mod shared;
+#[path = "bench/stats.rs"]
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,7 +54,7 @@ const RUNS: usize = 3;
 const POD_CYCLES: usize = 30;
 /// Cycles run first and not counted: the bridge is created, caches are warm.
 const POD_WARMUP: usize = 3;
-const BENCHMARKS: [&str; 3] = ["images", "pods", "containers"];
+const BENCHMARKS: [&str; 4] = ["images", "pods", "containers", "stats"];
 
 #[tokio::main]
 async fn main() {
@@ -66,7 +75,8 @@ async fn main() {
             match *name {
                 "images" => images().await,
                 "pods" => pods().await,
-                _ => containers::containers().await,
+                "containers" => containers::containers().await,
+                _ => stats::stats().await,
             }
         }
     };

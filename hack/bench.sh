@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Prints berth's figures next to the floor of the same work done by reference
-# tools, measured in the same run. Usage: hack/bench.sh [images|pods|containers|all]
+# tools, measured in the same run. Usage: hack/bench.sh [images|pods|containers|stats|all]
 #   images (the default): cold pulls, berth vs containerd's ctr
 #   pods: RunPodSandbox + StopPodSandbox + RemovePodSandbox on a private bridge,
 #         berth vs the CNI plugins run by hand; berth's RSS
 #   containers: RunPodSandbox + Create/Start/Stop/RemoveContainer + StopPodSandbox +
 #         RemovePodSandbox of a busybox `sleep 3600` on a private bridge, berth vs
 #         bare `runc run -d` / kill / delete; berth's and its monitors' RSS with 50 pods
+#   stats: with 50 pods running a busybox `sleep 3600` each, median and p95 latency of
+#         ListContainerStats, ListPodSandboxStats (no filter) and ContainerStats; berth's RSS
 #   all: each of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-images}
 case "$what" in
-  images | pods | containers | all) ;;
-  *) echo "bench: unknown benchmark '$what' (known: images, pods, containers, all)" >&2; exit 2 ;;
+  images | pods | containers | stats | all) ;;
+  *) echo "bench: unknown benchmark '$what' (known: images, pods, containers, stats, all)" >&2; exit 2 ;;
 esac
 
 hack/setup.sh

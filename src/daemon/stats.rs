@@ -2,6 +2,8 @@
 //! containers' when it has no cgroup parent), its network counters and process
 //! count, and every container's stats.
 
+use std::collections::HashMap;
+
 use super::{Daemon, PodError};
 use crate::container::{ContainerFilter, ContainerUsage};
 use crate::sandbox::{NamespaceMode, SandboxError, SandboxFilter, SandboxRecord, SandboxState};
@@ -21,18 +23,30 @@ pub struct PodUsage {
 impl Daemon {
     pub fn pod_stats(&self, wanted: &str) -> Result<PodUsage, PodError> {
         let sandbox = self.sandboxes.find(wanted)?.ok_or_else(|| SandboxError::NotFound(wanted.to_string()))?;
-        self.pod_usage(sandbox)
-    }
-
-    /// Stats of the ready pods `filter` selects.
-    pub fn list_pod_stats(&self, filter: &SandboxFilter) -> Result<Vec<PodUsage>, PodError> {
-        let pods = self.sandboxes.list(filter)?;
-        pods.into_iter().filter(|pod| pod.state == SandboxState::Ready).map(|pod| self.pod_usage(pod)).collect()
-    }
-
-    fn pod_usage(&self, sandbox: SandboxRecord) -> Result<PodUsage, PodError> {
         let filter = ContainerFilter { sandbox_id: Some(sandbox.id.clone()), ..Default::default() };
         let containers = self.containers.list_stats(&filter)?;
+        Ok(self.pod_usage(sandbox, containers))
+    }
+
+    /// Stats of the ready pods `filter` selects. The containers are listed once
+    /// for all pods, not once per pod.
+    pub fn list_pod_stats(&self, filter: &SandboxFilter) -> Result<Vec<PodUsage>, PodError> {
+        let pods = self.sandboxes.list(filter)?;
+        let mut by_pod: HashMap<String, Vec<ContainerUsage>> = HashMap::new();
+        for usage in self.containers.list_stats(&ContainerFilter::default())? {
+            by_pod.entry(usage.container.sandbox_id.clone()).or_default().push(usage);
+        }
+        Ok(pods
+            .into_iter()
+            .filter(|pod| pod.state == SandboxState::Ready)
+            .map(|pod| {
+                let containers = by_pod.remove(&pod.id).unwrap_or_default();
+                self.pod_usage(pod, containers)
+            })
+            .collect())
+    }
+
+    fn pod_usage(&self, sandbox: SandboxRecord, containers: Vec<ContainerUsage>) -> PodUsage {
         let timestamp = crate::time::now_nanos();
         let mut usage = if sandbox.cgroup_parent.is_empty() {
             sum(containers.iter().map(|c| &c.cgroup))
@@ -48,7 +62,7 @@ impl Daemon {
             Some(pid) if sandbox.namespace_modes.network != NamespaceMode::Node => network::interfaces_of(pid),
             _ => Vec::new(),
         };
-        Ok(PodUsage { sandbox, timestamp, cgroup: usage, nano_cores, interfaces, containers })
+        PodUsage { sandbox, timestamp, cgroup: usage, nano_cores, interfaces, containers }
     }
 }
 

@@ -246,7 +246,8 @@ impl RuntimeService for RuntimeApi {
         request: Request<cri::ListContainerStatsRequest>,
     ) -> Rpc<cri::ListContainerStatsResponse> {
         let filter = stats::container_filter(request.into_inner().filter);
-        let usages = self.daemon.containers().list_stats(&filter).map_err(to_status)?;
+        // File reads for every container: let tokio move other tasks off this thread.
+        let usages = tokio::task::block_in_place(|| self.daemon.containers().list_stats(&filter)).map_err(to_status)?;
         Ok(Response::new(cri::ListContainerStatsResponse {
             stats: usages.into_iter().map(stats::container_stats).collect(),
         }))
@@ -265,7 +266,7 @@ impl RuntimeService for RuntimeApi {
         request: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Rpc<cri::ListPodSandboxStatsResponse> {
         let filter = stats::pod_filter(request.into_inner().filter);
-        let usages = self.daemon.list_pod_stats(&filter).map_err(to_status)?;
+        let usages = tokio::task::block_in_place(|| self.daemon.list_pod_stats(&filter)).map_err(to_status)?;
         Ok(Response::new(cri::ListPodSandboxStatsResponse {
             stats: usages.into_iter().map(stats::pod_stats).collect(),
         }))
