@@ -239,6 +239,17 @@ pub fn host_pod_config(name: &str) -> PodSandboxConfig {
     config
 }
 
+/// The pod's network and IPC, a PID namespace per container: kubelet's options
+/// for a container of a pod on the pod network.
+pub fn pod_network_options() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
 /// The node's network, the pod's IPC, a PID namespace per container: kubelet's
 /// options for a hostNetwork pod and each of its containers.
 pub fn host_namespace_options() -> NamespaceOption {

@@ -5,15 +5,15 @@
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::{
-    ContainerFilter, ContainerState, NamespaceMode, NamespaceOption, PodSandboxStatusRequest, RemovePodSandboxRequest,
-    StopPodSandboxRequest,
+    ContainerFilter, ContainerState, PodSandboxStatusRequest, RemovePodSandboxRequest, StopPodSandboxRequest,
 };
 use tonic::Code;
 
 use crate::support::berth::Berth;
 use crate::support::cni::TestNetwork;
 use crate::support::containers::{
-    Bed, WAIT, log_lines, mounts_mentioning, process_alive, security_context, sh, wait_for_line, wait_gone,
+    Bed, WAIT, log_lines, mounts_mentioning, pod_network_options, process_alive, security_context, sh, wait_for_line,
+    wait_gone,
 };
 
 #[tokio::test]
@@ -87,12 +87,7 @@ async fn a_container_joins_its_pods_network_and_hostname() {
 
     let script = "hostname; ip -o -4 addr show eth0; echo ready; echo hello from the container | nc -l -p 8080";
     let mut config = sh("server", &bed.busybox, script);
-    security_context(&mut config).namespace_options = Some(NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
-    });
+    security_context(&mut config).namespace_options = Some(pod_network_options());
     let log = pod.log_path(&config);
     let id = bed.run(&pod, config).await;
     wait_for_line(&log, "ready").await;

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use k8s_cri::v1::{
     ContainerStats, ContainerStatsFilter, ContainerStatsRequest, ListContainerStatsRequest, ListPodSandboxStatsRequest,
-    NamespaceMode, NamespaceOption, PodSandboxStatsRequest, PodSandboxStatusRequest,
+    PodSandboxStatsRequest, PodSandboxStatusRequest,
 };
 
 use crate::support::berth::Berth;
 use crate::support::cni::TestNetwork;
-use crate::support::containers::{Bed, security_context, sh, wait_for_line};
+use crate::support::containers::{Bed, pod_network_options, security_context, sh, wait_for_line};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -100,12 +100,7 @@ async fn pod_stats_carry_network_traffic_processes_and_containers() {
     let ip = bed.berth.runtime().await.pod_sandbox_status(request).await.unwrap().into_inner();
     let ip = ip.status.unwrap().network.expect("a pod IP").ip;
     let mut config = sh("server", &bed.busybox, "echo ready; while :; do echo pong | nc -l -p 8080; done");
-    security_context(&mut config).namespace_options = Some(NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
-    });
+    security_context(&mut config).namespace_options = Some(pod_network_options());
     let log = pod.log_path(&config);
     bed.run(&pod, config).await;
     wait_for_line(&log, "ready").await;
