@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_cri::v1::ContainerConfig;
 
 use super::Daemon;
-use crate::container::ContainerError;
+use crate::container::{ContainerError, record};
 use crate::error::{Classify, ErrorKind};
 use crate::sandbox::{PodSpec, SandboxError};
 
@@ -69,7 +69,7 @@ impl Daemon {
     pub async fn create_container(&self, sandbox: &str, config: ContainerConfig) -> Result<String, ContainerError> {
         let sandbox = self.sandboxes.find(sandbox)?.ok_or_else(|| SandboxError::NotFound(sandbox.to_string()))?;
         let metadata = config.metadata.clone().unwrap_or_default();
-        let key = format!("{}/{}/{}", sandbox.id, metadata.name, metadata.attempt);
+        let key = record::name_key(&sandbox.id, &record::Metadata { name: metadata.name, attempt: metadata.attempt });
         let containers = self.containers.clone();
         self.container_creates
             .run(key, move || async move { containers.create(&sandbox, config).await })

@@ -44,10 +44,15 @@ impl ImageService {
     }
 
     /// Ends `holder`'s lease, and collects the snapshots nothing stands on any more
-    /// (those of an image removed while the container used it).
+    /// (those of an image removed while the container used it). A chain some image
+    /// still has is left alone without a collection: the usual case, on every
+    /// RemoveContainer.
     pub async fn release_lease(&self, holder: &str) -> Result<(), ImageError> {
         let _catalog = self.catalog_lock.lock().await;
-        self.snapshots.release(&self.store, holder)?;
+        let Some(chain) = self.snapshots.release(&self.store, holder)? else { return Ok(()) };
+        if catalog::list(&self.store)?.iter().any(|image| image.chain_ids.contains(&chain)) {
+            return Ok(());
+        }
         tokio::task::block_in_place(|| self.collect_garbage())
     }
 }

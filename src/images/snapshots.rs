@@ -198,14 +198,15 @@ impl Snapshots {
         Ok(())
     }
 
-    pub fn release(&self, store: &Store, holder: &str) -> Result<(), ImageError> {
+    /// Ends `holder`'s lease; returns the chain ID it stood on, if it had one.
+    pub fn release(&self, store: &Store, holder: &str) -> Result<Option<String>, ImageError> {
         let txn = store.write()?;
-        {
+        let released = {
             let mut table = txn.open_table(LEASES).map_err(StoreError::from)?;
-            table.remove(holder).map_err(StoreError::from)?;
-        }
+            table.remove(holder).map_err(StoreError::from)?.map(|chain| chain.value().to_string())
+        };
         txn.commit().map_err(StoreError::from)?;
-        Ok(())
+        Ok(released)
     }
 
     fn leased(&self, store: &Store) -> Result<Vec<String>, ImageError> {

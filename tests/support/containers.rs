@@ -253,12 +253,7 @@ pub fn pod_network_options() -> NamespaceOption {
 /// The node's network, the pod's IPC, a PID namespace per container: kubelet's
 /// options for a hostNetwork pod and each of its containers.
 pub fn host_namespace_options() -> NamespaceOption {
-    NamespaceOption {
-        network: NamespaceMode::Node as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
-    }
+    NamespaceOption { network: NamespaceMode::Node as i32, ..pod_network_options() }
 }
 
 /// A container named `name` running `image`'s own command, logging to `<name>/0.log`
