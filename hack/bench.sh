@@ -8,7 +8,8 @@
 #         RemovePodSandbox of a busybox `sleep 3600` on a private bridge, berth vs
 #         bare `runc run -d` / kill / delete; berth's and its monitors' RSS with 50 pods
 #   stats: with 50 pods running a busybox `sleep 3600` each, median and p95 latency of
-#         ListContainerStats, ListPodSandboxStats (no filter) and ContainerStats; berth's RSS
+#         ListContainerStats, ListPodSandboxStats (no filter), ContainerStats and
+#         ListPodSandboxMetrics; berth's RSS
 #   all: each of them
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,6 +13,7 @@ packages=(
   apache2-utils                # htpasswd, for the registry's basic-auth tests
   busybox-static               # the content of the tests' images
   apparmor                     # apparmor_parser: the test that berth's default profile compiles
+  python3-prometheus-client    # the official OpenMetrics parser, for the metrics endpoint test
   ca-certificates
 )
 

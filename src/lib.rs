@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod ids;
 pub mod images;
 pub mod logging;
+pub mod metrics;
 pub mod monitor;
 pub mod network;
 pub mod runtime;

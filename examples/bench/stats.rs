@@ -12,7 +12,8 @@
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::{
-    ContainerStats, ContainerStatsRequest, ListContainerStatsRequest, ListPodSandboxStatsRequest, PodSandboxStats,
+    ContainerStats, ContainerStatsRequest, ListContainerStatsRequest, ListPodSandboxMetricsRequest,
+    ListPodSandboxStatsRequest, PodSandboxStats,
 };
 use prost::Message;
 
@@ -45,7 +46,8 @@ pub async fn stats() {
     let one = running[0].container.clone();
 
     eprintln!(
-        "bench: {CALLS} calls each of ListContainerStats, ListPodSandboxStats and ContainerStats, interleaved..."
+        "bench: {CALLS} calls each of ListContainerStats, ListPodSandboxStats, ContainerStats and \
+         ListPodSandboxMetrics, interleaved..."
     );
     let client = &mut bench.client;
     let list_containers = ListContainerStatsRequest { filter: None };
@@ -57,7 +59,8 @@ pub async fn stats() {
     let first_call = started.elapsed();
     check_containers(&first.stats, "the first ListContainerStats");
     let (mut containers_runs, mut pods_runs, mut one_runs) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut containers_bytes, mut pods_bytes) = (0, 0);
+    let mut metrics_runs = Vec::new();
+    let (mut containers_bytes, mut pods_bytes, mut metrics_bytes) = (0, 0, 0);
     let mut last_one = None;
     for _ in 0..CALLS {
         let at = Instant::now();
@@ -70,10 +73,19 @@ pub async fn stats() {
         let at = Instant::now();
         let stats = client.container_stats(container.clone()).await.expect("ContainerStats").into_inner().stats;
         one_runs.push(at.elapsed());
+        let at = Instant::now();
+        let metrics = client
+            .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+            .await
+            .expect("ListPodSandboxMetrics")
+            .into_inner();
+        metrics_runs.push(at.elapsed());
         // Outside the timed calls: each answer lists what is running.
         assert_eq!(listed.stats.len(), PODS, "ListContainerStats lists every running container");
         assert_eq!(pods.stats.len(), PODS, "ListPodSandboxStats lists every ready pod");
-        (containers_bytes, pods_bytes) = (listed.encoded_len(), pods.encoded_len());
+        assert_eq!(metrics.pod_metrics.len(), PODS, "ListPodSandboxMetrics lists every ready pod");
+        (containers_bytes, pods_bytes, metrics_bytes) =
+            (listed.encoded_len(), pods.encoded_len(), metrics.encoded_len());
         last_one = Some((listed, pods, stats.expect("ContainerStats has stats")));
     }
     let span = started.elapsed();
@@ -122,7 +134,8 @@ pub async fn stats() {
     row(&format!("ListContainerStats ({PODS} containers)"), containers_runs, containers_bytes);
     row(&format!("ListPodSandboxStats ({PODS} pods)"), pods_runs, pods_bytes);
     row("ContainerStats (one container)", one_runs, one_stats.encoded_len());
-    let calls = 3 * CALLS + 1;
+    row(&format!("ListPodSandboxMetrics ({PODS} pods)"), metrics_runs, metrics_bytes);
+    let calls = 4 * CALLS + 1;
     let cpu_ms = cpu as f64 * 1000.0 / clock_ticks_per_second() as f64;
     println!(
         "berth CPU (user + system) over the {calls} calls {cpu_ms:.0} ms ({:.2} ms a call), wall {:.2} s",

@@ -11,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::metrics::Metrics;
 use crate::server::{self, InFlight, ListenError};
 
 /// How long in-flight calls get to finish after SIGTERM before berth exits anyway.
@@ -30,6 +31,8 @@ pub enum ServeError {
     Start(#[from] crate::daemon::StartError),
     #[error("gRPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::EndpointError),
 }
 
 pub async fn run(config: Config) -> Result<(), ServeError> {
@@ -44,11 +47,21 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     // Recovery (temp layers, orphan snapshots, sandboxes whose namespaces are
     // gone) finishes before the socket exists: a client that can connect is
     // never answered from half-recovered state.
+    let metrics_address = config.metrics.address.clone();
     let daemon = Daemon::open(config).await?;
-    let listener = server::bind(&socket)?;
+    let metrics = Metrics::new(daemon.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_metrics_tx, stop_metrics_rx) = tokio::sync::oneshot::channel::<()>();
+    if !metrics_address.is_empty() {
+        let bound = crate::metrics::serve(&metrics_address, metrics.clone(), async {
+            let _ = stop_metrics_rx.await;
+        })
+        .await?;
+        tracing::info!(address = %bound, "metrics endpoint serving");
+    }
+    let listener = server::bind(&socket)?;
     let in_flight = InFlight::default();
-    let mut serving = tokio::spawn(server::serve(daemon, listener, in_flight.clone(), async {
+    let mut serving = tokio::spawn(server::serve(daemon, listener, in_flight.clone(), metrics, async {
         let _ = stop_rx.await;
     }));
     tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berth serving CRI");
@@ -78,6 +91,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             })
         }
     };
+    let _ = stop_metrics_tx.send(());
     if let Err(e) = std::fs::remove_file(&socket) {
         tracing::warn!(socket = %socket.display(), error = %e, "could not remove socket");
     }

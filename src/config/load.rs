@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
@@ -185,6 +185,9 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
     }
     if config.images.stall_timeout.is_zero() {
         return Err(fail("images.stall_timeout", "must be longer than zero".into()));
+    }
+    if !config.metrics.address.is_empty() && config.metrics.address.parse::<SocketAddr>().is_err() {
+        return Err(fail("metrics.address", format!("not an IP address and port: {:?}", config.metrics.address)));
     }
     if config.streaming.address.parse::<IpAddr>().is_err() {
         return Err(fail("streaming.address", format!("not an IP address: {:?}", config.streaming.address)));

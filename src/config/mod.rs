@@ -37,6 +37,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub images: ImagesConfig,
     pub streaming: StreamingConfig,
+    pub metrics: MetricsConfig,
     /// Per-registry settings keyed by host (`docker.io`, `127.0.0.1:5000`).
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -124,6 +125,13 @@ pub struct StreamingConfig {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` of the Prometheus endpoint (`127.0.0.1:9099`); empty: off.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Endpoints tried in order before the registry itself (`https://mirror.local:5000`).
     pub mirrors: Vec<String>,
@@ -146,6 +154,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             images: ImagesConfig::default(),
             streaming: StreamingConfig::default(),
+            metrics: MetricsConfig::default(),
             registries: BTreeMap::new(),
         }
     }

@@ -70,6 +70,11 @@ impl ContainerService {
         });
     }
 
+    /// The monitors berth watches that have not ended.
+    pub fn live_monitors(&self) -> usize {
+        self.exits.lock().unwrap_or_else(|p| p.into_inner()).values().filter(|gone| !*gone.borrow()).count()
+    }
+
     /// Waits up to `timeout` for the container's monitor to end; true if it has.
     pub(super) async fn wait_exit(&self, container: &ContainerRecord, timeout: Duration) -> bool {
         let exited = self.exits.lock().unwrap_or_else(|p| p.into_inner()).get(&container.id).cloned();

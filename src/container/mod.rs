@@ -30,7 +30,7 @@ pub use error::ContainerError;
 pub use events::{ContainerEvent, EventKind, Subscription};
 pub use exec_sync::ExecOutput;
 pub use list::ContainerFilter;
-pub use record::{ContainerRecord, ContainerState};
+pub use record::{ContainerRecord, ContainerState, ImageUsed};
 pub use stats::ContainerUsage;
 pub use status::ContainerStatus;
 

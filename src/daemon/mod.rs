@@ -2,12 +2,16 @@
 //! `server/` holds an `Arc<Daemon>` and calls one method per CRI RPC; each
 //! RPC's logic lives in the file named after it.
 
+mod figures;
+mod metrics;
 mod pods;
 mod runtime_config;
 mod stats;
 mod status;
 mod version;
 
+pub use figures::DaemonFigures;
+pub use metrics::{ContainerMetrics, MetricDescriptor, MetricKind, PodMetrics, Sample};
 pub use pods::PodError;
 pub use stats::PodUsage;
 pub use status::{Condition, ConditionKind, HandlerStatus, NodeStatus};

@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod content;
 pub mod error;
+mod figures;
 mod fs_info;
 mod layer_fetch;
 mod lease;
@@ -27,6 +28,7 @@ pub mod status;
 pub mod unpack;
 
 pub use error::ImageError;
+pub use figures::PullFigures;
 pub use fs_info::FsUsage;
 pub use lease::LeasedImage;
 pub use registry::Credentials;

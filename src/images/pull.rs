@@ -59,10 +59,13 @@ impl ImageService {
         let key = format!("{}\0{}", image.whole(), credentials.fingerprint());
         let service = self.clone();
         let credentials = credentials.clone();
-        self.pull_flights
+        let pulled = self
+            .pull_flights
             .run(key, move || async move { service.pull_uncached(&image, &credentials).await })
             .await
-            .map_err(ImageError::Shared)
+            .map_err(ImageError::Shared);
+        self.pull_counters.count(pulled.is_ok());
+        pulled
     }
 
     async fn pull_uncached(&self, image: &ImageRef, credentials: &Credentials) -> Result<ImageRecord, ImageError> {
@@ -262,6 +265,7 @@ impl ImageService {
         let total: u64 = missing.iter().map(|&i| layers[i].size()).sum();
         let progress = Arc::new(Progress::default());
         let _reporter = ProgressReporter::start(image.whole(), total, progress.clone());
+        let _counting = self.pull_counters.count_bytes_of(progress.clone());
         futures::stream::iter(missing)
             .map(|i| {
                 let work = LayerWork {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::catalog::{self, ImageRecord};
 use super::content::ContentStore;
 use super::error::ImageError;
+use super::figures::{PullCounters, PullFigures};
 use super::reference::ImageRef;
 use super::single_flight::SingleFlight;
 use super::snapshots::Snapshots;
@@ -27,6 +28,7 @@ pub struct ImageService {
     pub(super) catalog_lock: tokio::sync::Mutex<()>,
     /// The normalised sandbox image tag, always reported pinned.
     pinned_tag: Option<String>,
+    pub(super) pull_counters: PullCounters,
 }
 
 impl ImageService {
@@ -44,6 +46,7 @@ impl ImageService {
             pull_flights: SingleFlight::default(),
             catalog_lock: tokio::sync::Mutex::new(()),
             pinned_tag,
+            pull_counters: PullCounters::default(),
         };
         // A crash may have left snapshots no image records (a pull that
         // never committed): reclaim them now, while no pull is running.
@@ -53,6 +56,10 @@ impl ImageService {
 
     pub fn is_pinned(&self, image: &ImageRecord) -> bool {
         self.pinned_tag.as_ref().is_some_and(|tag| image.repo_tags.contains(tag))
+    }
+
+    pub fn pull_figures(&self) -> PullFigures {
+        self.pull_counters.read()
     }
 
     pub fn snapshots(&self) -> &Snapshots {

@@ -23,16 +23,19 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::daemon::Daemon;
+use crate::metrics::Metrics;
 
 /// kubelet sends image pull secrets and large filters; containerd allows 16 MiB.
 const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
 /// Serves both CRI services on `listener` until `shutdown` resolves; `in_flight`
-/// counts the calls being answered, for the caller to wait on at shutdown.
+/// counts the calls being answered, for the caller to wait on at shutdown, and
+/// `metrics` records their latencies.
 pub async fn serve(
     daemon: Arc<Daemon>,
     listener: UnixListener,
     in_flight: InFlight,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let runtime = RuntimeServiceServer::new(runtime_service::RuntimeApi::new(daemon.clone()))
@@ -42,7 +45,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     tonic::transport::Server::builder()
-        .layer(rpc_layer::RpcLayer::new(in_flight))
+        .layer(rpc_layer::RpcLayer::new(in_flight, metrics))
         .add_service(runtime)
         .add_service(images)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)

@@ -1,6 +1,7 @@
 //! A tower layer around every RPC: logs it at debug level with its duration and
-//! gRPC code, and counts calls in flight so shutdown can wait for exactly those
-//! (not for idle client connections, which kubelet keeps open forever).
+//! gRPC code, records its latency in berth's metrics, and counts calls in flight
+//! so shutdown can wait for exactly those (not for idle client connections,
+//! which kubelet keeps open forever).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +11,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
 use tower::{Layer, Service};
 
 /// The number of RPCs whose handler has not answered yet.
@@ -55,14 +58,15 @@ impl Drop for InFlightGuard {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RpcLayer {
     in_flight: InFlight,
+    metrics: Arc<Metrics>,
 }
 
 impl RpcLayer {
-    pub fn new(in_flight: InFlight) -> Self {
-        RpcLayer { in_flight }
+    pub fn new(in_flight: InFlight, metrics: Arc<Metrics>) -> Self {
+        RpcLayer { in_flight, metrics }
     }
 }
 
@@ -70,14 +74,15 @@ impl<S> Layer<S> for RpcLayer {
     type Service = Rpc<S>;
 
     fn layer(&self, inner: S) -> Rpc<S> {
-        Rpc { inner, in_flight: self.in_flight.clone() }
+        Rpc { inner, in_flight: self.in_flight.clone(), metrics: self.metrics.clone() }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Rpc<S> {
     inner: S,
     in_flight: InFlight,
+    metrics: Arc<Metrics>,
 }
 
 impl<S, B, R> Service<http::Request<B>> for Rpc<S>
@@ -95,7 +100,13 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_string();
         let guard = self.in_flight.enter();
-        RpcFuture { inner: self.inner.call(request), method, started: Instant::now(), _guard: guard }
+        RpcFuture {
+            inner: self.inner.call(request),
+            method,
+            started: Instant::now(),
+            metrics: self.metrics.clone(),
+            _guard: guard,
+        }
     }
 }
 
@@ -105,6 +116,7 @@ pin_project_lite::pin_project! {
         inner: F,
         method: String,
         started: Instant,
+        metrics: Arc<Metrics>,
         _guard: InFlightGuard,
     }
 }
@@ -132,10 +144,35 @@ where
                     .map(tonic::Code::from_i32)
                     .unwrap_or(tonic::Code::Ok);
                 tracing::debug!(rpc = %this.method, ?code, ?elapsed, "rpc");
+                this.metrics.observe_rpc(this.method, code_name(code), elapsed.as_secs_f64());
             }
             Err(_) => tracing::debug!(rpc = %this.method, code = "transport error", ?elapsed, "rpc"),
         }
         Poll::Ready(result)
+    }
+}
+
+/// The code's name as gRPC's own libraries spell it, which dashboards match on.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
     }
 }
 

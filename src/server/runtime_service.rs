@@ -283,13 +283,18 @@ impl RuntimeService for RuntimeApi {
         &self,
         _: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Rpc<cri::ListMetricDescriptorsResponse> {
-        Err(not_implemented("ListMetricDescriptors"))
+        let descriptors = self.daemon.metric_descriptors().iter().map(stats::metric_descriptor).collect();
+        Ok(Response::new(cri::ListMetricDescriptorsResponse { descriptors }))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Rpc<cri::ListPodSandboxMetricsResponse> {
-        Err(not_implemented("ListPodSandboxMetrics"))
+        // Many small cgroup and /proc reads: off the async workers.
+        let pods = tokio::task::block_in_place(|| self.daemon.list_pod_metrics()).map_err(to_status)?;
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse {
+            pod_metrics: pods.into_iter().map(stats::pod_metrics).collect(),
+        }))
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use k8s_cri::v1 as cri;
 
 use crate::container::{ContainerFilter, ContainerUsage};
-use crate::daemon::PodUsage;
+use crate::daemon::{MetricDescriptor, MetricKind, PodMetrics, PodUsage, Sample};
 use crate::sandbox::SandboxFilter;
 use crate::stats::{CgroupUsage, InterfaceUsage};
 
@@ -127,4 +127,42 @@ pub fn pod_filter(filter: Option<cri::PodSandboxStatsFilter>) -> SandboxFilter {
     let Some(f) = filter else { return SandboxFilter::default() };
     let labels: HashMap<String, String> = f.label_selector;
     SandboxFilter { id: (!f.id.is_empty()).then_some(f.id), state: None, labels: labels.into_iter().collect() }
+}
+
+pub fn metric_descriptor(d: &MetricDescriptor) -> cri::MetricDescriptor {
+    cri::MetricDescriptor {
+        name: d.name.to_string(),
+        help: d.help.to_string(),
+        label_keys: d.labels.iter().map(|label| label.to_string()).collect(),
+    }
+}
+
+fn metric(sample: Sample) -> cri::Metric {
+    let metric_type = match sample.kind {
+        MetricKind::Counter => cri::MetricType::Counter,
+        MetricKind::Gauge => cri::MetricType::Gauge,
+    };
+    cri::Metric {
+        name: sample.name.to_string(),
+        // Zero: gathered live, as the CRI asks.
+        timestamp: 0,
+        metric_type: metric_type.into(),
+        label_values: sample.labels,
+        value: value(sample.value),
+    }
+}
+
+pub fn pod_metrics(pod: PodMetrics) -> cri::PodSandboxMetrics {
+    cri::PodSandboxMetrics {
+        pod_sandbox_id: pod.pod_id,
+        metrics: pod.samples.into_iter().map(metric).collect(),
+        container_metrics: pod
+            .containers
+            .into_iter()
+            .map(|c| cri::ContainerMetrics {
+                container_id: c.container_id,
+                metrics: c.samples.into_iter().map(metric).collect(),
+            })
+            .collect(),
+    }
 }

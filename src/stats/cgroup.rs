@@ -84,12 +84,12 @@ impl Hierarchy {
     }
 }
 
-fn number(text: Option<String>) -> Option<u64> {
+pub(super) fn number(text: Option<String>) -> Option<u64> {
     text?.trim().parse().ok()
 }
 
 /// `key value` lines (memory.stat, cpu.stat).
-fn keyed(text: Option<&str>) -> HashMap<&str, u64> {
+pub(super) fn keyed(text: Option<&str>) -> HashMap<&str, u64> {
     text.unwrap_or_default()
         .lines()
         .filter_map(|line| line.split_once(' '))
@@ -97,7 +97,7 @@ fn keyed(text: Option<&str>) -> HashMap<&str, u64> {
         .collect()
 }
 
-fn count_lines(text: Option<String>) -> Option<u64> {
+pub(super) fn count_lines(text: Option<String>) -> Option<u64> {
     text.map(|t| t.lines().filter(|l| !l.trim().is_empty()).count() as u64)
 }
 

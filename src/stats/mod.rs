@@ -2,12 +2,14 @@
 //! CPU and memory, network counters, and CPU rates from the previous sample.
 
 pub mod cgroup;
+pub mod cgroup_detail;
 pub mod network;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 pub use cgroup::{CgroupUsage, Hierarchy, MemoryFigures};
+pub use cgroup_detail::CgroupDetail;
 pub use network::InterfaceUsage;
 
 /// The previous CPU sample per object, for `usage_nano_cores`.

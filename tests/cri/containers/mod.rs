@@ -18,6 +18,7 @@ mod images;
 mod lifecycle;
 mod list;
 mod logs;
+mod metrics;
 mod mounts;
 mod pods;
 mod process;
