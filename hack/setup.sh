@@ -14,6 +14,7 @@ packages=(
   busybox-static               # the content of the tests' images
   apparmor                     # apparmor_parser: the test that berth's default profile compiles
   python3-prometheus-client    # the official OpenMetrics parser, for the metrics endpoint test
+  golang-go golang-github-docker-spdystream-dev  # a Go spdystream peer: the SPDY interop test
   ca-certificates
 )
 

@@ -19,4 +19,5 @@ pub mod sandbox;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod streaming;
 pub mod time;

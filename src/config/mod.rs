@@ -121,6 +121,9 @@ pub struct StreamingConfig {
     /// Address of the Exec/Attach/PortForward server; port 0 picks a free one.
     pub address: String,
     pub port: u16,
+    /// PEM certificate chain and key: the server speaks HTTPS when both are set.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -198,7 +201,7 @@ impl Default for ImagesConfig {
 
 impl Default for StreamingConfig {
     fn default() -> Self {
-        StreamingConfig { address: "127.0.0.1".into(), port: 0 }
+        StreamingConfig { address: "127.0.0.1".into(), port: 0, tls_cert_file: None, tls_key_file: None }
     }
 }
 

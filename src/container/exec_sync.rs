@@ -4,10 +4,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::record::ContainerState;
+use super::record::ContainerRecord;
 use super::{ContainerError, ContainerService};
 use crate::runtime::ExecIo;
 
@@ -26,6 +26,21 @@ pub struct ExecOutput {
 }
 
 impl ContainerService {
+    /// The process spec of a command run in `container`: its own process's
+    /// environment, user, capabilities and limits, with `cmd` and `terminal`.
+    pub(super) fn exec_process(
+        &self,
+        container: &ContainerRecord,
+        cmd: Vec<String>,
+        terminal: bool,
+    ) -> Result<Process, ContainerError> {
+        let spec_path = self.run_dir(&container.id).join("config.json");
+        let spec = Spec::load(&spec_path).map_err(|e| ContainerError::host(spec_path.display().to_string(), e))?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_args(Some(cmd)).set_terminal(Some(terminal)).set_console_size(None);
+        Ok(process)
+    }
+
     /// Runs `cmd` with the container's environment, user and limits; past
     /// `timeout` seconds (0: none) the process is killed and the error is
     /// DeadlineExceeded, which kubelet counts as a failed probe.
@@ -36,20 +51,10 @@ impl ContainerService {
         if timeout < 0 {
             return Err(ContainerError::invalid("timeout", "must not be negative"));
         }
-        let container = self.current(self.find(wanted)?);
-        if container.state != ContainerState::Running {
-            return Err(ContainerError::WrongState {
-                id: container.id,
-                state: container.state.as_str(),
-                reason: "commands run only in a running container",
-            });
-        }
-        let spec_path = self.run_dir(&container.id).join("config.json");
-        let spec = Spec::load(&spec_path).map_err(|e| ContainerError::host(spec_path.display().to_string(), e))?;
-        let mut process = spec.process().clone().unwrap_or_default();
-        process.set_args(Some(cmd)).set_terminal(Some(false)).set_console_size(None);
+        let container = self.running(wanted, "commands run only in a running container")?;
+        let process = self.exec_process(&container, cmd, false)?;
 
-        let io = ExecIo { stdin: Stdio::null(), stdout: Stdio::piped(), stderr: Stdio::piped(), console_socket: None };
+        let io = ExecIo { stdout: Stdio::piped(), stderr: Stdio::piped(), ..ExecIo::null() };
         let mut handle = self.runtime_for(&container)?.exec(&container.id, &process, io).await?;
         let stdout = handle.stdout().map(capture);
         let stderr = handle.stderr().map(capture);

@@ -8,12 +8,16 @@
 //! folding exits into records), `recover` (start-up), `spec`, `rootfs`.
 
 pub mod apparmor;
+mod attach;
+mod control;
 mod create;
 pub mod error;
 pub mod events;
+mod exec;
 mod exec_sync;
 mod exits;
 mod list;
+mod pty;
 pub mod record;
 mod recover;
 mod remove;
@@ -26,10 +30,13 @@ mod status;
 mod stop;
 mod update;
 
+pub use attach::{AttachInput, AttachOutput, Output, StreamChoice};
 pub use error::ContainerError;
 pub use events::{ContainerEvent, EventKind, Subscription};
+pub use exec::{ExecSession, ExecStreams};
 pub use exec_sync::ExecOutput;
 pub use list::ContainerFilter;
+pub use pty::PtyMaster;
 pub use record::{ContainerRecord, ContainerState, ImageUsed};
 pub use stats::ContainerUsage;
 pub use status::ContainerStatus;

@@ -8,6 +8,7 @@ mod pods;
 mod runtime_config;
 mod stats;
 mod status;
+mod streaming;
 mod version;
 
 pub use figures::DaemonFigures;
@@ -27,6 +28,7 @@ use crate::network::Network;
 use crate::runtime::RuntimeHandlers;
 use crate::sandbox::{SandboxError, SandboxService};
 use crate::store::{Store, StoreError};
+use crate::streaming::{Streaming, StreamingError};
 
 pub struct Daemon {
     config: Arc<Config>,
@@ -40,6 +42,7 @@ pub struct Daemon {
     container_creates: Handoff<String, ContainerError>,
     hierarchy: crate::stats::Hierarchy,
     pod_cpu_rates: crate::stats::CpuRates,
+    streaming: Arc<Streaming>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,8 @@ pub enum StartError {
     Sandboxes(#[from] SandboxError),
     #[error("containers: {0}")]
     Containers(#[from] ContainerError),
+    #[error(transparent)]
+    Streaming(#[from] StreamingError),
 }
 
 impl Daemon {
@@ -65,6 +70,7 @@ impl Daemon {
         let sandboxes =
             Arc::new(SandboxService::open(config.clone(), store.clone(), network.clone(), handlers.clone()).await?);
         let containers = ContainerService::open(config.clone(), store, images.clone(), handlers.clone()).await?;
+        let streaming = Streaming::start(&config.streaming, containers.clone(), sandboxes.clone()).await?;
         Ok(Arc::new(Daemon {
             config,
             handlers,
@@ -76,6 +82,7 @@ impl Daemon {
             container_creates: Handoff::default(),
             hierarchy: crate::stats::Hierarchy::detect(),
             pod_cpu_rates: crate::stats::CpuRates::default(),
+            streaming,
         }))
     }
 

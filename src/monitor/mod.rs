@@ -18,7 +18,7 @@ mod log;
 mod output;
 mod process;
 mod spawn;
-mod sys;
+pub(crate) mod sys;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

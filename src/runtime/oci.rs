@@ -106,12 +106,22 @@ pub struct ExecIo {
     pub stderr: Stdio,
     /// For `process.terminal`: the AF_UNIX socket the runtime sends the pty master to.
     pub console_socket: Option<PathBuf>,
+    /// Start the runtime in a session of its own whose controlling terminal is its
+    /// stdin (a pty slave): an attached runtime with `process.terminal` then relays
+    /// that terminal, and the kernel tells it of resizes with SIGWINCH.
+    pub controlling_terminal: bool,
 }
 
 impl ExecIo {
     /// All three streams on `/dev/null`, no console.
     pub fn null() -> Self {
-        ExecIo { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null(), console_socket: None }
+        ExecIo {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::null(),
+            console_socket: None,
+            controlling_terminal: false,
+        }
     }
 }
 

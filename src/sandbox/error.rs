@@ -19,6 +19,11 @@ pub enum SandboxError {
     Handler(#[from] HandlerError),
     #[error("pod network: {0}")]
     Network(#[from] NetworkError),
+    #[error("pod sandbox {0} is not ready: its network is gone")]
+    NotReady(String),
+    /// A port-forward's connection inside the pod failed; the client is told why.
+    #[error("connecting to port {port} in pod sandbox {id}: {message}")]
+    Unreachable { id: String, port: u16, message: String },
     #[error("{what}: {message}")]
     Host { what: String, message: String },
     #[error(transparent)]
@@ -34,6 +39,8 @@ impl Classify for SandboxError {
             SandboxError::InvalidArgument { .. } | SandboxError::Ambiguous { .. } => ErrorKind::InvalidArgument,
             SandboxError::NotFound(_) => ErrorKind::NotFound,
             SandboxError::NameTaken { .. } => ErrorKind::AlreadyExists,
+            SandboxError::NotReady(_) => ErrorKind::FailedPrecondition,
+            SandboxError::Unreachable { .. } => ErrorKind::Unavailable,
             SandboxError::Handler(e) => e.kind(),
             SandboxError::Network(e) => e.kind(),
             SandboxError::Host { .. } | SandboxError::Store(_) => ErrorKind::Internal,

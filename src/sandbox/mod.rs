@@ -13,6 +13,7 @@ mod files;
 pub mod infra;
 mod list;
 pub mod namespaces;
+mod port_forward;
 pub mod record;
 mod remove;
 mod run;

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::status_code::{not_implemented, to_status};
 use super::{container, pod, stats};
 use crate::config::CgroupDriver;
-use crate::container::ContainerError;
+use crate::container::{ContainerError, StreamChoice};
 use crate::daemon::Daemon;
 
 type Rpc<T> = Result<Response<T>, Status>;
@@ -222,18 +222,24 @@ impl RuntimeService for RuntimeApi {
         }))
     }
 
-    // Not built yet: each answers Unimplemented until its issue lands.
-
-    async fn exec(&self, _: Request<cri::ExecRequest>) -> Rpc<cri::ExecResponse> {
-        Err(not_implemented("Exec"))
+    async fn exec(&self, request: Request<cri::ExecRequest>) -> Rpc<cri::ExecResponse> {
+        let r = request.into_inner();
+        let choice = StreamChoice { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
+        let url = self.daemon.exec_url(&r.container_id, r.cmd, choice).map_err(to_status)?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
-    async fn attach(&self, _: Request<cri::AttachRequest>) -> Rpc<cri::AttachResponse> {
-        Err(not_implemented("Attach"))
+    async fn attach(&self, request: Request<cri::AttachRequest>) -> Rpc<cri::AttachResponse> {
+        let r = request.into_inner();
+        let choice = StreamChoice { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
+        let url = self.daemon.attach_url(&r.container_id, choice).map_err(to_status)?;
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
-    async fn port_forward(&self, _: Request<cri::PortForwardRequest>) -> Rpc<cri::PortForwardResponse> {
-        Err(not_implemented("PortForward"))
+    async fn port_forward(&self, request: Request<cri::PortForwardRequest>) -> Rpc<cri::PortForwardResponse> {
+        let r = request.into_inner();
+        let url = self.daemon.port_forward_url(&r.pod_sandbox_id, &r.port).map_err(to_status)?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(&self, request: Request<cri::ContainerStatsRequest>) -> Rpc<cri::ContainerStatsResponse> {
@@ -272,6 +278,7 @@ impl RuntimeService for RuntimeApi {
         }))
     }
 
+    // CRIU checkpointing is not built: Unimplemented, as containerd answers without it.
     async fn checkpoint_container(
         &self,
         _: Request<cri::CheckpointContainerRequest>,

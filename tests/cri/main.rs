@@ -13,3 +13,4 @@ mod monitor;
 mod oci_runtime;
 mod runtime_info;
 mod sandboxes;
+mod streaming;

@@ -1,7 +1,7 @@
-//! Version, Status, RuntimeConfig and UpdateRuntimeConfig; Unimplemented for the rest.
+//! Version, Status, RuntimeConfig and UpdateRuntimeConfig; Unimplemented for CheckpointContainer.
 
 use k8s_cri::v1::{
-    CgroupDriver, ListMetricDescriptorsRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest, StatusRequest,
+    CgroupDriver, CheckpointContainerRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest, StatusRequest,
     UpdateRuntimeConfigRequest, VersionRequest,
 };
 
@@ -119,9 +119,10 @@ async fn runtime_config_reports_the_cgroup_driver() {
 }
 
 #[tokio::test]
-async fn rpcs_not_built_yet_answer_unimplemented() {
+async fn checkpointing_answers_unimplemented() {
     let berth = Berth::start().await;
-    let err = berth.runtime().await.list_metric_descriptors(ListMetricDescriptorsRequest::default()).await.unwrap_err();
+    let request = CheckpointContainerRequest { container_id: "c".repeat(64), ..Default::default() };
+    let err = berth.runtime().await.checkpoint_container(request).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("ListMetricDescriptors"), "{}", err.message());
+    assert!(err.message().contains("CheckpointContainer"), "{}", err.message());
 }

@@ -10,4 +10,5 @@ pub mod image;
 pub mod pods;
 pub mod proxy;
 pub mod registry;
+pub mod streaming;
 pub mod token_auth;

@@ -126,6 +126,11 @@ impl OciRuntime for OciCli {
         };
         let mut command = self.command(self.exec_args(&log, id, exec));
         command.stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);
+        if io.controlling_terminal {
+            // SAFETY: between fork and exec the closure calls only setsid(2) and
+            // ioctl(2), both async-signal-safe, and allocates nothing.
+            unsafe { command.pre_exec(take_stdin_as_controlling_terminal) };
+        }
         let child = self.spawn(&call, command)?;
         Ok(ExecHandle::new(call, child, log, pid_file, process_file))
     }
@@ -152,6 +157,16 @@ impl OciRuntime for OciCli {
             serde_json::from_slice(&stdout).map_err(|e| RuntimeError::json(&call, "reading its list", e))?;
         Ok(states.unwrap_or_default())
     }
+}
+
+/// A new session whose controlling terminal is stdin.
+fn take_stdin_as_controlling_terminal() -> std::io::Result<()> {
+    nix::unistd::setsid().map_err(std::io::Error::from)?;
+    // SAFETY: TIOCSCTTY takes an int argument and touches no memory of ours.
+    if unsafe { nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

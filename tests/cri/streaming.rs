@@ -1,0 +1,340 @@
+//! Exec, Attach and PortForward through berth's streaming server, driven as
+//! kubectl and crictl drive it: SPDY/3.1 (berth's own SPDY module as the
+//! client) and WebSocket (tokio-tungstenite), against real containers.
+
+use std::time::{Duration, Instant};
+
+use k8s_cri::v1::{AttachRequest, ContainerState, ExecRequest, PodSandboxStatusRequest, PortForwardRequest};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::berth::Berth;
+use crate::support::cni::TestNetwork;
+use crate::support::containers::{Bed, pod_network_options, security_context, sh, wait_for_line};
+use crate::support::streaming::{SpdyCommand, WAIT, Wanted, channel, spdy_upgrade, websocket, ws_read_all, ws_send};
+
+const V4: &[&str] = &["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
+
+fn exec_request(id: &str, cmd: &[&str], wanted: Wanted) -> ExecRequest {
+    ExecRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty: wanted.tty,
+        stdin: wanted.stdin,
+        stdout: wanted.stdout,
+        stderr: wanted.stderr,
+    }
+}
+
+async fn exec_url(bed: &Bed, id: &str, cmd: &[&str], wanted: Wanted) -> String {
+    let request = exec_request(id, cmd, wanted);
+    bed.berth.runtime().await.exec(request).await.expect("Exec").into_inner().url
+}
+
+const OUT: Wanted = Wanted { stdin: false, stdout: true, stderr: true, tty: false };
+
+fn status(error: &str) -> Value {
+    serde_json::from_str(error).unwrap_or_else(|e| panic!("the error stream holds a Status ({e}): {error:?}"))
+}
+
+async fn sleeper(bed: &Bed) -> String {
+    let pod = bed.pod(&format!("stream-{}", crate::support::containers::unique())).await;
+    bed.run(&pod, sh("sleeper", &bed.busybox, "sleep 1000")).await
+}
+
+#[tokio::test]
+async fn exec_over_spdy_relays_output_stdin_and_exit_codes() {
+    let bed = Bed::new().await;
+    let id = sleeper(&bed).await;
+
+    let url = exec_url(&bed, &id, &["sh", "-c", "echo out; echo err >&2"], OUT).await;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let mut command = SpdyCommand::connect(&url, V4, OUT).await;
+    assert_eq!(command.protocol, "v4.channel.k8s.io");
+    let (stdout, stderr, error) = command.outputs().await;
+    assert_eq!((stdout.as_slice(), stderr.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+    assert_eq!(status(&error)["status"], "Success");
+
+    let with_stdin = Wanted { stdin: true, ..OUT };
+    let url = exec_url(&bed, &id, &["sh", "-c", "tr a-z A-Z"], with_stdin).await;
+    let mut command = SpdyCommand::connect(&url, V4, with_stdin).await;
+    let mut stdin = command.stdin.take().unwrap();
+    stdin.write_all(b"hello from stdin\n").await.unwrap();
+    stdin.shutdown().await.unwrap();
+    let (stdout, _, error) = command.outputs().await;
+    assert_eq!(stdout, b"HELLO FROM STDIN\n", "stdin reached the process and its end closed it");
+    assert_eq!(status(&error)["status"], "Success");
+
+    let url = exec_url(&bed, &id, &["sh", "-c", "exit 3"], OUT).await;
+    let (_, _, error) = SpdyCommand::connect(&url, V4, OUT).await.outputs().await;
+    let error = status(&error);
+    assert_eq!(error["status"], "Failure");
+    assert_eq!(error["reason"], "NonZeroExitCode");
+    assert_eq!(error["details"]["causes"][0], serde_json::json!({"reason": "ExitCode", "message": "3"}));
+
+    // Before v4 the error stream carries the message only, and nothing on success.
+    let url = exec_url(&bed, &id, &["sh", "-c", "exit 4"], OUT).await;
+    let mut command = SpdyCommand::connect(&url, &["v2.channel.k8s.io"], OUT).await;
+    assert_eq!(command.protocol, "v2.channel.k8s.io");
+    let (_, _, error) = command.outputs().await;
+    assert!(error.contains("exit code 4"), "{error:?}");
+}
+
+#[tokio::test]
+async fn exec_requests_and_tokens_are_checked() {
+    let bed = Bed::new().await;
+    let id = sleeper(&bed).await;
+    let mut runtime = bed.berth.runtime().await;
+    let tty_and_stderr = Wanted { stdin: false, stdout: true, stderr: true, tty: true };
+    let refused = runtime.exec(exec_request(&id, &["true"], tty_and_stderr)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    let nothing = Wanted { stdin: false, stdout: false, stderr: false, tty: false };
+    let refused = runtime.exec(exec_request(&id, &["true"], nothing)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let refused = runtime.exec(exec_request(&id, &[], OUT)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let refused = runtime.exec(exec_request(&"e".repeat(64), &["true"], OUT)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound);
+
+    let url = exec_url(&bed, &id, &["true"], OUT).await;
+    let unknown = spdy_upgrade(&format!("{}x", url), V4).await;
+    assert_eq!(unknown.status, 404, "a made-up token");
+    let refused = spdy_upgrade(&url, &["v9.channel.k8s.io"]).await;
+    assert_eq!(refused.status, 403, "no protocol in common");
+    assert!(refused.header("x-accepted-stream-protocol-versions").is_some());
+    let reused = spdy_upgrade(&url, V4).await;
+    assert_eq!(reused.status, 404, "the token was spent by the refused attempt");
+
+    let url = exec_url(&bed, &id, &["true"], OUT).await;
+    let (_, _, error) = SpdyCommand::connect(&url, V4, OUT).await.outputs().await;
+    assert_eq!(status(&error)["status"], "Success");
+    assert_eq!(spdy_upgrade(&url, V4).await.status, 404, "a URL works once");
+}
+
+#[tokio::test]
+async fn tty_exec_applies_resizes() {
+    let bed = Bed::new().await;
+    let id = sleeper(&bed).await;
+    let tty = Wanted { stdin: true, stdout: true, stderr: false, tty: true };
+    let url = exec_url(&bed, &id, &["sh", "-c", "while read line; do stty size; done"], tty).await;
+    let mut command = SpdyCommand::connect(&url, V4, tty).await;
+    let mut resize = command.resize.take().expect("a resize stream with a tty");
+    resize.write_all(br#"{"Width":100,"Height":30}"#).await.unwrap();
+    let mut stdin = command.stdin.take().unwrap();
+    let mut stdout = command.stdout.take().unwrap();
+    // The size reaches the container's pty through the runtime, a moment after
+    // the message: ask until it shows.
+    let deadline = Instant::now() + WAIT;
+    let mut seen = String::new();
+    while !seen.contains("30 100") {
+        assert!(Instant::now() < deadline, "the terminal never became 30 x 100: {seen:?}");
+        stdin.write_all(b"\n").await.unwrap();
+        let mut buffer = [0u8; 256];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), stdout.read(&mut buffer)).await {
+            seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    }
+    // ^D at the start of a line ends `read`, and with it the shell.
+    stdin.write_all(&[4]).await.unwrap();
+    let mut error = String::new();
+    tokio::time::timeout(WAIT, command.error.read_to_string(&mut error)).await.unwrap().unwrap();
+    assert_eq!(status(&error)["status"], "Success");
+}
+
+#[tokio::test]
+async fn exec_streams_100_mib_with_bounded_memory_and_a_vanished_client_leaves_nothing() {
+    let bed = Bed::new().await;
+    let id = sleeper(&bed).await;
+    let berth_pid = bed.berth.pid().expect("berth runs");
+    let rss = || crate::support::streaming::rss_kib(berth_pid);
+    let before = rss();
+
+    let out_only = Wanted { stdin: false, stdout: true, stderr: false, tty: false };
+    let url = exec_url(&bed, &id, &["head", "-c", "104857600", "/dev/zero"], out_only).await;
+    let mut command = SpdyCommand::connect(&url, V4, out_only).await;
+    let mut stdout = command.stdout.take().unwrap();
+    let mut total = 0usize;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut peak = before;
+    loop {
+        let n = tokio::time::timeout(WAIT, stdout.read(&mut buffer)).await.unwrap().unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(buffer[..n].iter().all(|b| *b == 0));
+        total += n;
+        if total % (8 << 20) < n {
+            peak = peak.max(rss());
+        }
+    }
+    assert_eq!(total, 100 << 20, "every byte arrived");
+    let (_, _, error) = command.outputs().await;
+    assert_eq!(status(&error)["status"], "Success");
+    assert!(peak < before + 16 * 1024, "berth's RSS went from {before} KiB to {peak} KiB for 100 MiB");
+
+    // A client that disappears: the process it ran must not stay behind.
+    let marker = "4711";
+    let url = exec_url(&bed, &id, &["sh", "-c", &format!("sleep {marker}")], OUT).await;
+    let command = SpdyCommand::connect(&url, V4, OUT).await;
+    let running = || crate::support::streaming::processes_with_args(&["sleep", marker]);
+    let deadline = Instant::now() + WAIT;
+    while running().is_empty() {
+        assert!(Instant::now() < deadline, "the exec never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    command.session.abort();
+    drop(command);
+    while !running().is_empty() {
+        assert!(Instant::now() < deadline, "the exec'd process outlived its client: {:?}", running());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn exec_over_websocket_in_every_framing() {
+    let bed = Bed::new().await;
+    let id = sleeper(&bed).await;
+
+    let url = exec_url(&bed, &id, &["sh", "-c", "echo out; echo err >&2; exit 5"], OUT).await;
+    let (mut socket, chosen) = websocket(&url, &["v4.channel.k8s.io"]).await;
+    assert_eq!(chosen.as_deref(), Some("v4.channel.k8s.io"));
+    let messages = ws_read_all(&mut socket, false).await;
+    assert_eq!(messages[0], (1, Vec::new()), "the first message opens stdout, empty");
+    assert_eq!(channel(&messages, 1), b"out\n");
+    assert_eq!(channel(&messages, 2), b"err\n");
+    let error = status(&String::from_utf8(channel(&messages, 3)).unwrap());
+    assert_eq!(error["details"]["causes"][0]["message"], "5");
+
+    let url = exec_url(&bed, &id, &["echo", "hi"], OUT).await;
+    let (mut socket, chosen) = websocket(&url, &["base64.channel.k8s.io"]).await;
+    assert_eq!(chosen.as_deref(), Some("base64.channel.k8s.io"));
+    let messages = ws_read_all(&mut socket, true).await;
+    assert_eq!(channel(&messages, 1), b"hi\n");
+    assert!(channel(&messages, 3).is_empty(), "channel.k8s.io reports nothing on success");
+
+    // v5: the client closes stdin with [255, 0], and the process sees its end.
+    let with_stdin = Wanted { stdin: true, ..OUT };
+    let url = exec_url(&bed, &id, &["sh", "-c", "tr a-z A-Z"], with_stdin).await;
+    let (mut socket, chosen) = websocket(&url, &["v5.channel.k8s.io", "v4.channel.k8s.io"]).await;
+    assert_eq!(chosen.as_deref(), Some("v5.channel.k8s.io"));
+    ws_send(&mut socket, 0, b"shout\n").await;
+    ws_send(&mut socket, 255, &[0]).await;
+    let messages = ws_read_all(&mut socket, false).await;
+    assert_eq!(channel(&messages, 1), b"SHOUT\n");
+    assert_eq!(status(&String::from_utf8(channel(&messages, 3)).unwrap())["status"], "Success");
+}
+
+fn attach_request(id: &str, stdin: bool) -> AttachRequest {
+    AttachRequest { container_id: id.into(), stdin, tty: false, stdout: true, stderr: true }
+}
+
+#[tokio::test]
+async fn attach_follows_a_container_until_it_stops_and_stdin_once_closes_its_stdin() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("attach").await;
+    let ticker = bed.run(&pod, sh("ticker", &bed.busybox, "while :; do echo tick; sleep 0.2; done")).await;
+    let mut runtime = bed.berth.runtime().await;
+
+    // Two sessions at once see the same output.
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let url = runtime.attach(attach_request(&ticker, false)).await.unwrap().into_inner().url;
+        sessions.push(SpdyCommand::connect(&url, V4, OUT).await);
+    }
+    for session in &mut sessions {
+        let stdout = session.stdout.as_mut().unwrap();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("tick") {
+            let mut buffer = [0u8; 64];
+            let n = tokio::time::timeout(WAIT, stdout.read(&mut buffer)).await.unwrap().unwrap();
+            assert!(n > 0, "the attach ended early");
+            seen.extend_from_slice(&buffer[..n]);
+        }
+    }
+    bed.stop(&ticker, 0).await.unwrap();
+    for mut session in sessions {
+        let (_, _, error) = session.outputs().await;
+        assert_eq!(status(&error)["status"], "Success", "the attach ends with the container");
+    }
+    let refused = runtime.attach(attach_request(&ticker, false)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "a stopped container");
+
+    let mut config = sh("reader", &bed.busybox, "tr a-z A-Z; echo stdin closed");
+    config.stdin = true;
+    config.stdin_once = true;
+    let reader = bed.run(&pod, config).await;
+    let url = runtime.attach(attach_request(&reader, true)).await.unwrap().into_inner().url;
+    let with_stdin = Wanted { stdin: true, ..OUT };
+    let mut session = SpdyCommand::connect(&url, V4, with_stdin).await;
+    let mut stdin = session.stdin.take().unwrap();
+    stdin.write_all(b"typed\n").await.unwrap();
+    stdin.shutdown().await.unwrap();
+    let (stdout, _, _) = session.outputs().await;
+    assert_eq!(String::from_utf8_lossy(&stdout), "TYPED\nstdin closed\n");
+    let exited = bed.wait_state(&reader, ContainerState::ContainerExited).await;
+    assert_eq!(exited.exit_code, 0);
+}
+
+#[tokio::test]
+async fn port_forward_reaches_a_pod_port_over_spdy_and_websocket() {
+    let network = TestNetwork::new();
+    let bed = Bed::with(Berth::builder().cni_conflist(&network.conflist())).await;
+    let pod = bed.pod_with(crate::support::pods::pod_config("forward"), "").await.unwrap();
+    let mut server = sh("server", &bed.busybox, "echo ready; while :; do echo pong | nc -l -p 8080; done");
+    security_context(&mut server).namespace_options = Some(pod_network_options());
+    let log = pod.log_path(&server);
+    bed.run(&pod, server).await;
+    wait_for_line(&log, "ready").await;
+    let mut runtime = bed.berth.runtime().await;
+    let status_request = PodSandboxStatusRequest { pod_sandbox_id: pod.id.clone(), verbose: false };
+    assert!(runtime.pod_sandbox_status(status_request).await.unwrap().into_inner().status.is_some());
+
+    let forward = PortForwardRequest { pod_sandbox_id: pod.id.clone(), port: vec![8080] };
+    let url = runtime.port_forward(forward.clone()).await.unwrap().into_inner().url;
+    let upgraded = spdy_upgrade(&url, &["portforward.k8s.io"]).await;
+    assert_eq!(upgraded.status, 101);
+    let (session, _incoming) = berth::streaming::spdy::Session::client(upgraded.stream.into_inner());
+    let open = |kind: &'static str, port: &'static str, request: &'static str| {
+        let session = session.clone();
+        async move {
+            let headers = berth::streaming::spdy::Headers::new()
+                .with("streamType", kind)
+                .with("port", port)
+                .with("requestID", request);
+            session.open(headers, false).await.unwrap()
+        }
+    };
+    // Two connections through one session, as kubectl makes them.
+    for request in ["0", "1"] {
+        let mut error = open("error", "8080", request).await;
+        error.shutdown().await.unwrap();
+        let mut data = open("data", "8080", request).await;
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, data.read_to_end(&mut answer)).await.unwrap().unwrap();
+        assert_eq!(answer, b"pong\n");
+        let mut message = String::new();
+        tokio::time::timeout(WAIT, error.read_to_string(&mut message)).await.unwrap().unwrap();
+        assert_eq!(message, "", "no error");
+    }
+    // A port nothing listens on: the error stream says so.
+    let mut error = open("error", "9", "2").await;
+    error.shutdown().await.unwrap();
+    let _data = open("data", "9", "2").await;
+    let mut message = String::new();
+    let _ = tokio::time::timeout(WAIT, error.read_to_string(&mut message)).await.unwrap();
+    assert!(message.contains("error forwarding port 9"), "{message:?}");
+    session.abort();
+
+    let url = runtime.port_forward(forward).await.unwrap().into_inner().url;
+    let (mut socket, chosen) = websocket(&url, &["v4.channel.k8s.io"]).await;
+    assert_eq!(chosen.as_deref(), Some("v4.channel.k8s.io"));
+    let messages = ws_read_all(&mut socket, false).await;
+    assert_eq!(messages[0], (0, 8080u16.to_le_bytes().to_vec()), "data channel first carries the port");
+    assert_eq!(messages[1], (1, 8080u16.to_le_bytes().to_vec()), "so does the error channel");
+    assert_eq!(&channel(&messages, 0)[2..], b"pong\n");
+    assert_eq!(channel(&messages, 1).len(), 2, "no error");
+
+    let refused =
+        runtime.port_forward(PortForwardRequest { pod_sandbox_id: "f".repeat(64), port: vec![80] }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound);
+}
