@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::{AttachRequest, ContainerState, ExecRequest, PodSandboxStatusRequest, PortForwardRequest};
+use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -251,7 +252,18 @@ async fn attach_follows_a_container_until_it_stops_and_stdin_once_closes_its_std
             seen.extend_from_slice(&buffer[..n]);
         }
     }
+    // And a WebSocket client, read until the server closes it.
+    let url = runtime.attach(attach_request(&ticker, false)).await.unwrap().into_inner().url;
+    let (mut socket, _) = websocket(&url, &["v4.channel.k8s.io"]).await;
+    let mut ticked = false;
+    while !ticked {
+        let message = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut socket)).await.unwrap();
+        let bytes = message.expect("the attach stays open").unwrap().into_data();
+        ticked = bytes.first() == Some(&1) && String::from_utf8_lossy(&bytes[1..]).contains("tick");
+    }
     bed.stop(&ticker, 0).await.unwrap();
+    let messages = ws_read_all(&mut socket, false).await;
+    assert_eq!(status(&String::from_utf8(channel(&messages, 3)).unwrap())["status"], "Success");
     for mut session in sessions {
         let (_, _, error) = session.outputs().await;
         assert_eq!(status(&error)["status"], "Success", "the attach ends with the container");
@@ -337,4 +349,42 @@ async fn port_forward_reaches_a_pod_port_over_spdy_and_websocket() {
     let refused =
         runtime.port_forward(PortForwardRequest { pod_sandbox_id: "f".repeat(64), port: vec![80] }).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn with_tls_the_urls_are_https_and_sessions_run_over_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::support::registry::write_self_signed_cert(certs.path());
+    let config = format!("[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}", cert, key);
+    let bed = Bed::with(Berth::builder().config(&config)).await;
+    let id = sleeper(&bed).await;
+    let url = exec_url(&bed, &id, &["echo", "over tls"], OUT).await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&cert).unwrap();
+    for der in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let (address, _) = crate::support::streaming::split_url(&url);
+    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client)).connect(name, tcp).await.unwrap();
+    let upgraded = crate::support::streaming::spdy_upgrade_over(tls, &url, V4).await;
+    let (stdout, _, error) = SpdyCommand::over(upgraded, OUT).await.outputs().await;
+    assert_eq!(stdout, b"over tls\n");
+    assert_eq!(status(&error)["status"], "Success");
+
+    let plain = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let refused = crate::support::streaming::spdy_upgrade_over(plain, &url, V4);
+    assert!(
+        tokio::time::timeout(WAIT, refused).await.is_ok_and(|answer| answer.status != 101),
+        "plain HTTP is refused"
+    );
 }

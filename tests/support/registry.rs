@@ -216,7 +216,7 @@ fn write_htpasswd(dir: &Path, auth: &Htpasswd) -> PathBuf {
 }
 
 /// Writes `cert.pem` and `key.pem` for 127.0.0.1 and returns their paths.
-fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+pub fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
         .expect("generating a self-signed certificate");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));

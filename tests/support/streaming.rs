@@ -16,21 +16,22 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 /// `http://host:port/path` split into its address and path.
 pub fn split_url(url: &str) -> (String, String) {
-    let rest = url.strip_prefix("http://").unwrap_or_else(|| panic!("not an http URL: {url}"));
+    let rest = url.strip_prefix("http://").or(url.strip_prefix("https://"));
+    let rest = rest.unwrap_or_else(|| panic!("not an http(s) URL: {url}"));
     let (address, path) = rest.split_once('/').expect("a path");
     (address.to_string(), format!("/{path}"))
 }
 
 /// The answer to an upgrade request: status, headers (lower-case names), and
 /// the connection, positioned after the headers.
-pub struct Upgraded {
+pub struct Upgraded<S = TcpStream> {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
-    pub stream: BufReader<TcpStream>,
+    pub stream: BufReader<S>,
 }
 
-impl Upgraded {
+impl<S> Upgraded<S> {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
@@ -38,8 +39,17 @@ impl Upgraded {
 
 /// Sends `POST <path>` asking for SPDY/3.1 with `protocols` and reads the answer.
 pub async fn spdy_upgrade(url: &str, protocols: &[&str]) -> Upgraded {
+    let (address, _) = split_url(url);
+    let stream = TcpStream::connect(&address).await.expect("connect to the streaming server");
+    spdy_upgrade_over(stream, url, protocols).await
+}
+
+/// As [`spdy_upgrade`], over a connection already made (TLS, for one).
+pub async fn spdy_upgrade_over<S>(mut stream: S, url: &str, protocols: &[&str]) -> Upgraded<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let (address, path) = split_url(url);
-    let mut stream = TcpStream::connect(&address).await.expect("connect to the streaming server");
     let mut request =
         format!("POST {path} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n");
     for protocol in protocols {
@@ -49,12 +59,16 @@ pub async fn spdy_upgrade(url: &str, protocols: &[&str]) -> Upgraded {
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
-    reader.read_line(&mut status_line).await.unwrap();
+    // A server that drops the connection (a TLS server spoken to in plain text)
+    // leaves the status at 0.
+    let _ = reader.read_line(&mut status_line).await;
     let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
-        reader.read_line(&mut line).await.unwrap();
+        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+            break;
+        }
         let line = line.trim_end();
         if line.is_empty() {
             break;
@@ -64,7 +78,7 @@ pub async fn spdy_upgrade(url: &str, protocols: &[&str]) -> Upgraded {
         }
     }
     let mut body = String::new();
-    if status != 101 {
+    if status != 101 && status != 0 {
         let length = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok());
         let mut bytes = vec![0u8; length.unwrap_or(0)];
         reader.read_exact(&mut bytes).await.unwrap();
@@ -94,7 +108,14 @@ pub struct Wanted {
 
 impl SpdyCommand {
     pub async fn connect(url: &str, protocols: &[&str], wanted: Wanted) -> SpdyCommand {
-        let upgraded = spdy_upgrade(url, protocols).await;
+        SpdyCommand::over(spdy_upgrade(url, protocols).await, wanted).await
+    }
+
+    /// Opens the streams on a connection already upgraded.
+    pub async fn over<S>(upgraded: Upgraded<S>, wanted: Wanted) -> SpdyCommand
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         assert_eq!(upgraded.status, 101, "{:?} {}", upgraded.headers, upgraded.body);
         assert_eq!(upgraded.header("upgrade"), Some("SPDY/3.1"));
         let protocol = upgraded.header("x-stream-protocol-version").unwrap_or_default().to_string();
