@@ -48,22 +48,18 @@ pub struct AttachOutput(OwnedReadHalf);
 pub struct AttachInput(OwnedWriteHalf);
 
 impl ContainerService {
-    /// Checks an Attach request. Returns the container, the streams (the
-    /// container's own `tty` wins over the request's: kubelet copies it from the
-    /// container anyway) and the container's `stdin_once`.
-    pub fn check_attach(
-        &self,
-        wanted: &str,
-        mut choice: StreamChoice,
-    ) -> Result<(ContainerRecord, StreamChoice, bool), ContainerError> {
+    /// Checks an Attach request. Returns the container and whether the end of
+    /// the client's stdin closes the container's: with `stdin_once` and no tty,
+    /// as containerd does (the streams themselves are the request's, which is
+    /// what the client opens).
+    pub fn check_attach(&self, wanted: &str, choice: StreamChoice) -> Result<(ContainerRecord, bool), ContainerError> {
         choice.validate()?;
         let container = self.running(wanted, "only a running container can be attached to")?;
         let config = container.config();
-        choice.tty = config.tty;
         if choice.stdin && !config.stdin {
             return Err(ContainerError::invalid("stdin", "the container was created without stdin (config.stdin)"));
         }
-        Ok((container, choice, config.stdin_once))
+        Ok((container, config.stdin_once && !config.tty))
     }
 
     /// Connects to the container's monitor; the session ends when the container does.

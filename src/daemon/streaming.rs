@@ -18,8 +18,8 @@ impl Daemon {
     }
 
     pub fn attach_url(&self, container_id: &str, choice: StreamChoice) -> Result<String, ContainerError> {
-        let (container, choice, stdin_once) = self.containers.check_attach(container_id, choice)?;
-        Ok(self.streaming.url(StreamRequest::Attach { container_id: container.id, choice, stdin_once }))
+        let (container, close_stdin_on_end) = self.containers.check_attach(container_id, choice)?;
+        Ok(self.streaming.url(StreamRequest::Attach { container_id: container.id, choice, close_stdin_on_end }))
     }
 
     pub fn port_forward_url(&self, sandbox_id: &str, ports: &[i32]) -> Result<String, SandboxError> {

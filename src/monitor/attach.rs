@@ -29,12 +29,14 @@ pub struct AttachClient {
     unsent: Vec<u8>,
     received: Vec<u8>,
     pub closed: bool,
+    /// Sent a stdin frame: its leaving counts for stdin_once.
+    pub sent_stdin: bool,
 }
 
 impl AttachClient {
     pub fn new(stream: UnixStream) -> io::Result<AttachClient> {
         stream.set_nonblocking(true)?;
-        Ok(AttachClient { stream, unsent: Vec::new(), received: Vec::new(), closed: false })
+        Ok(AttachClient { stream, unsent: Vec::new(), received: Vec::new(), closed: false, sent_stdin: false })
     }
 
     pub fn wants_to_write(&self) -> bool {

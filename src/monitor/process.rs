@@ -309,7 +309,11 @@ impl Session {
         if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
             return;
         }
-        for request in self.clients[i].receive() {
+        let requests = self.clients[i].receive();
+        if !requests.is_empty() {
+            self.clients[i].sent_stdin = true;
+        }
+        for request in requests {
             match request {
                 Request::Stdin(data) => self.stdin.iter_mut().for_each(|s| s.push(&data)),
                 Request::CloseStdin => self.close_stdin(),
@@ -324,11 +328,13 @@ impl Session {
         }
     }
 
-    /// Forgets clients that left; the first to leave closes stdin with stdin_once.
+    /// Forgets clients that left; with stdin_once, the first client that wrote
+    /// to stdin (berth's attach sends an empty frame when it carries stdin)
+    /// closes it by leaving. A client that only watched the output does not.
     fn drop_closed_clients(&mut self) {
-        let before = self.clients.len();
+        let stdin_client_left = self.clients.iter().any(|client| client.closed && client.sent_stdin);
         self.clients.retain(|client| !client.closed);
-        if self.clients.len() < before && self.stdin_once && !self.first_detached {
+        if stdin_client_left && self.stdin_once && !self.first_detached {
             self.first_detached = true;
             self.close_stdin();
         }

@@ -19,11 +19,12 @@ pub enum StreamRequest {
         cmd: Vec<String>,
         choice: StreamChoice,
     },
-    /// `stdin_once` is the container's: its stdin closes when the client's ends.
+    /// `close_stdin_on_end`: the container's stdin closes when the client's ends
+    /// (a `stdin_once` container without a tty); otherwise that end detaches.
     Attach {
         container_id: String,
         choice: StreamChoice,
-        stdin_once: bool,
+        close_stdin_on_end: bool,
     },
     /// `ports` are for WebSocket clients, which name no port per stream.
     PortForward {

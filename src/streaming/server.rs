@@ -14,13 +14,17 @@ use hyper::header::{CONNECTION, HeaderMap, HeaderValue, UPGRADE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::Streaming;
 use super::protocols::{self, Transport};
 
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A connection must finish its TLS handshake, and send its request headers,
+/// within this: no token is needed to open one.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Accepts connections until the listener fails; each is served on its own task.
 pub async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, streaming: Arc<Streaming>) {
@@ -33,13 +37,15 @@ pub async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAcc
                 continue;
             }
         };
+        keep_alive(&stream);
         let streaming = streaming.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve_connection(TokioIo::new(stream), peer, streaming).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "streaming server: TLS handshake failed"),
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), peer, streaming).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "streaming server: TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "streaming server: TLS handshake timed out"),
                 },
                 None => serve_connection(TokioIo::new(stream), peer, streaming).await,
             }
@@ -55,8 +61,24 @@ where
         let streaming = streaming.clone();
         async move { Ok::<_, Infallible>(route(request, &streaming)) }
     });
-    if let Err(e) = http1::Builder::new().serve_connection(io, service).with_upgrades().await {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
+    if let Err(e) = http.serve_connection(io, service).with_upgrades().await {
         tracing::debug!(%peer, error = %e, "streaming server: connection ended");
+    }
+}
+
+/// TCP keepalive finds a client that vanished without a word (a network
+/// partition, a proxy that died) within about a minute; its session then ends
+/// and the process it ran is killed.
+fn keep_alive(stream: &tokio::net::TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let set = setsockopt(stream, sockopt::KeepAlive, &true)
+        .and_then(|()| setsockopt(stream, sockopt::TcpKeepIdle, &30))
+        .and_then(|()| setsockopt(stream, sockopt::TcpKeepInterval, &10))
+        .and_then(|()| setsockopt(stream, sockopt::TcpKeepCount, &3));
+    if let Err(e) = set {
+        tracing::debug!(error = %e, "streaming server: cannot set TCP keepalive");
     }
 }
 

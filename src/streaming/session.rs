@@ -38,6 +38,10 @@ pub struct ClientStreams {
     pub status: StatusFormat,
     /// Resolves when the client's connection is gone.
     pub gone: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Run when the session ends, before the outcome is written: the transport
+    /// ends the client's input streams (kubelet resets SPDY's stdin and resize
+    /// then; ending them earlier would make client-go end its own stdin).
+    pub stop_input: Option<Box<dyn FnOnce() + Send>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -62,25 +66,28 @@ pub async fn exec(
     };
     let mut outputs = Vec::new();
     let mut inputs = Vec::new();
+    let (exited_tx, exited) = tokio::sync::watch::channel(false);
     match session.take_streams() {
         Some(ExecStreams::Pipes { stdin, stdout, stderr }) => {
             if let (Some(from), Some(to)) = (client.stdin.take(), stdin) {
                 // Dropping the pipe's end at the client's end of stdin closes it.
-                inputs.push(tokio::spawn(copy(from, to)));
+                inputs.push(tokio::spawn(copy(from, to, None)));
             }
             if let (Some(from), Some(to)) = (stdout, client.stdout.take()) {
-                outputs.push(tokio::spawn(copy(from, to)));
+                outputs.push(tokio::spawn(copy(from, to, Some(exited.clone()))));
             }
             if let (Some(from), Some(to)) = (stderr, client.stderr.take()) {
-                outputs.push(tokio::spawn(copy(from, to)));
+                outputs.push(tokio::spawn(copy(from, to, Some(exited.clone()))));
             }
         }
         Some(ExecStreams::Terminal(master)) => {
+            // With a tty, the client's end of stdin is not the process's: it
+            // ends its input with ^D, as at a terminal.
             if let Some(from) = client.stdin.take() {
-                inputs.push(tokio::spawn(copy(from, master.clone())));
+                inputs.push(tokio::spawn(copy(from, master.clone(), None)));
             }
             if let Some(to) = client.stdout.take() {
-                outputs.push(tokio::spawn(copy(master.clone(), to)));
+                outputs.push(tokio::spawn(copy(master.clone(), to, Some(exited.clone()))));
             }
             if let Some(sizes) = client.resize.take() {
                 inputs.push(tokio::spawn(follow_resizes(sizes, move |size| {
@@ -107,6 +114,7 @@ pub async fn exec(
             return;
         }
     };
+    let _ = exited_tx.send(true);
     abort_all(inputs);
     finish(client, outcome, outputs).await;
 }
@@ -116,7 +124,7 @@ pub async fn attach(
     containers: Arc<ContainerService>,
     container_id: String,
     choice: StreamChoice,
-    stdin_once: bool,
+    close_stdin_on_end: bool,
     mut client: ClientStreams,
 ) {
     let (mut output, mut input) = match containers.attach(&container_id).await {
@@ -124,11 +132,17 @@ pub async fn attach(
         Err(e) => return finish(client, Outcome::Failed(e.to_string()), Vec::new()).await,
     };
     let mut inputs = Vec::new();
-    // The connection's write half stays open to the end even after the client's
-    // stdin ended: closing it would tell the monitor this client left.
-    let (keep_open, kept) = tokio::sync::oneshot::channel::<AttachInput>();
+    // The client's stdin ends: the attach input comes back here, still open
+    // (closing the connection would tell the monitor this client left).
+    let (stdin_ended, mut stdin_end) = tokio::sync::oneshot::channel::<AttachInput>();
+    let mut watching_only = None;
     match client.stdin.take().filter(|_| choice.stdin) {
         Some(mut from) => inputs.push(tokio::spawn(async move {
+            // An empty frame marks this client as the one writing stdin, which
+            // the monitor's stdin_once rule counts if the client vanishes.
+            if input.stdin(&[]).await.is_err() {
+                return;
+            }
             let mut buffer = vec![0u8; COPY_BUFFER];
             loop {
                 match from.read(&mut buffer).await {
@@ -140,16 +154,9 @@ pub async fn attach(
                     }
                 }
             }
-            // kubectl attach -i ends stdin with the user's ^D; with stdin_once the
-            // container's stdin closes then, as it would under containerd.
-            if stdin_once {
-                let _ = input.close_stdin().await;
-            }
-            let _ = keep_open.send(input);
+            let _ = stdin_ended.send(input);
         })),
-        None => {
-            let _ = keep_open.send(input);
-        }
+        None => watching_only = Some(input),
     }
     if let Some(sizes) = client.resize.take().filter(|_| choice.tty) {
         let (containers, id) = (containers.clone(), container_id.clone());
@@ -179,28 +186,47 @@ pub async fn attach(
             }
         }
     };
-    let outcome = tokio::select! {
-        outcome = relay => outcome,
-        () = &mut client.gone => {
-            abort_all(inputs);
-            return;
+    tokio::pin!(relay);
+    let mut stdin_open = choice.stdin;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut relay => break outcome,
+            ended = &mut stdin_end, if stdin_open => {
+                stdin_open = false;
+                let Ok(mut input) = ended else { continue };
+                // As containerd: a stdin_once container without a tty loses its
+                // stdin and the session follows its output to the end; otherwise
+                // the end of the client's input detaches the client.
+                if !close_stdin_on_end {
+                    break Outcome::Success;
+                }
+                let _ = input.close_stdin().await;
+                watching_only = Some(input);
+            }
+            () = &mut client.gone => {
+                abort_all(inputs);
+                return;
+            }
         }
     };
+    drop((relay, watching_only));
     abort_all(inputs);
-    drop(kept);
-    for mut to in [stdout, stderr].into_iter().flatten() {
-        let _ = to.shutdown().await;
-    }
     finish(client, outcome, Vec::new()).await;
 }
 
-/// Lets the output copies end (within `DRAIN_AFTER_EXIT`), reports the outcome
-/// and closes every stream the client still has open.
+/// Lets the output copies end, reports the outcome and closes every stream the
+/// client still has open. A client gone meanwhile cuts it short.
 async fn finish(mut client: ClientStreams, outcome: Outcome, outputs: Vec<JoinHandle<()>>) {
-    for mut output in outputs {
-        if tokio::time::timeout(DRAIN_AFTER_EXIT, &mut output).await.is_err() {
-            output.abort();
+    let aborts: Vec<_> = outputs.iter().map(JoinHandle::abort_handle).collect();
+    tokio::select! {
+        _ = futures::future::join_all(outputs) => {}
+        () = &mut client.gone => {
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+            return;
         }
+    }
+    if let Some(stop_input) = client.stop_input.take() {
+        stop_input();
     }
     if let Some(mut error) = client.error.take() {
         if let Some(report) = outcome.encode(client.status) {
@@ -213,11 +239,33 @@ async fn finish(mut client: ClientStreams, outcome: Outcome, outputs: Vec<JoinHa
     }
 }
 
-/// Copies until `from` ends or `to` fails, then closes `to`.
-async fn copy(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) {
+/// Copies until `from` ends or `to` fails, then closes `to`. Once `exited`
+/// turns true (the process ended), a read that waits `DRAIN_AFTER_EXIT` ends the
+/// copy: a background child may hold the pipe forever. Waiting on `to` (a slow
+/// client) is never cut short.
+async fn copy(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut exited: Option<tokio::sync::watch::Receiver<bool>>,
+) {
     let mut buffer = vec![0u8; COPY_BUFFER];
     loop {
-        match from.read(&mut buffer).await {
+        let read = match exited.as_mut() {
+            None => from.read(&mut buffer).await,
+            // A dropped sender counts as an exit: it never says so otherwise.
+            Some(exited) if *exited.borrow() || exited.has_changed().is_err() => {
+                match tokio::time::timeout(DRAIN_AFTER_EXIT, from.read(&mut buffer)).await {
+                    Ok(read) => read,
+                    Err(_) => break,
+                }
+            }
+            Some(exited) => tokio::select! {
+                read = from.read(&mut buffer) => read,
+                // Read again, now with the deadline.
+                _ = exited.changed() => continue,
+            },
+        };
+        match read {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if to.write_all(&buffer[..n]).await.is_err() {

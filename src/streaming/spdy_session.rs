@@ -18,6 +18,8 @@ use crate::container::StreamChoice;
 
 /// How long the client has to open its streams (kubelet's default).
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client has to close the connection after the session ended.
+const CLIENT_CLOSE_WAIT: Duration = Duration::from_secs(60);
 
 pub async fn run<T>(io: T, version: Version, request: StreamRequest, streaming: Arc<Streaming>)
 where
@@ -29,13 +31,16 @@ where
             let Some(client) = remote_command_streams(&spdy, incoming, version, choice).await else { return };
             session::exec(streaming.containers.clone(), container_id, cmd, choice, client).await;
         }
-        StreamRequest::Attach { container_id, choice, stdin_once } => {
+        StreamRequest::Attach { container_id, choice, close_stdin_on_end } => {
             let Some(client) = remote_command_streams(&spdy, incoming, version, choice).await else { return };
-            session::attach(streaming.containers.clone(), container_id, choice, stdin_once, client).await;
+            session::attach(streaming.containers.clone(), container_id, choice, close_stdin_on_end, client).await;
         }
         StreamRequest::PortForward { sandbox_id, .. } => port_forward(incoming, sandbox_id, streaming).await,
     }
-    // Sends what is queued (the status above all), then GOAWAY.
+    // client-go closes the connection once it has read every stream to its end;
+    // closing first could lose what it has not read yet to a TCP reset.
+    let _ = tokio::time::timeout(CLIENT_CLOSE_WAIT, spdy.closed()).await;
+    // Sends what is queued, then GOAWAY.
     let _ = spdy.close().await;
 }
 
@@ -87,21 +92,34 @@ async fn remote_command_streams(
     // Later streams are refused: the session has all it needs.
     drop(incoming);
     let mut take = |kind: &str| streams.remove(kind).map(Stream::split);
-    let reader =
-        |halves: Option<(RecvStream, SendStream)>| halves.map(|(recv, _send)| Box::new(recv) as session::BoxRead);
     let writer =
         |halves: Option<(RecvStream, SendStream)>| halves.map(|(_recv, send)| Box::new(send) as session::BoxWrite);
+    let (stdin, resize) = (take("stdin"), take("resize"));
+    // Our sides of stdin and resize carry nothing, but ending them is a signal:
+    // client-go ends its stdin when we end ours. kubelet ends ours at once only
+    // in v1; since v2 it resets both when the session is over.
+    let mut held: Vec<SendStream> = Vec::new();
+    let mut reader = |halves: Option<(RecvStream, SendStream)>| {
+        halves.map(|(recv, send)| {
+            if version > Version::V1 {
+                held.push(send);
+            }
+            Box::new(recv) as session::BoxRead
+        })
+    };
+    let (stdin, resize) = (reader(stdin), reader(resize));
     let closed = spdy.clone();
     Some(ClientStreams {
-        stdin: reader(take("stdin")),
+        stdin,
         stdout: writer(take("stdout")),
         stderr: writer(take("stderr")),
-        resize: reader(take("resize")),
+        resize,
         error: writer(take("error")),
         status: if version >= Version::V4 { StatusFormat::Status } else { StatusFormat::Text },
         gone: Box::pin(async move {
             let _ = closed.closed().await;
         }),
+        stop_input: Some(Box::new(move || held.iter().for_each(|send| send.reset(RstStatus::CANCEL)))),
     })
 }
 

@@ -22,6 +22,7 @@ use super::protocols::Version;
 use super::session::{self, ClientStreams};
 use super::status::StatusFormat;
 use super::{StreamRequest, Streaming};
+use crate::container::StreamChoice;
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -61,15 +62,15 @@ where
     });
     let reader = match request {
         StreamRequest::Exec { container_id, cmd, choice } => {
-            let client = wiring.remote_command(choice.stdin, choice.stdout, choice.stderr, version, gone).await;
+            let client = wiring.remote_command(choice, version, gone).await;
             let reader = wiring.start_reader(source, base64, version, gone_tx);
             session::exec(streaming.containers.clone(), container_id, cmd, choice, client).await;
             reader
         }
-        StreamRequest::Attach { container_id, choice, stdin_once } => {
-            let client = wiring.remote_command(choice.stdin, choice.stdout, choice.stderr, version, gone).await;
+        StreamRequest::Attach { container_id, choice, close_stdin_on_end } => {
+            let client = wiring.remote_command(choice, version, gone).await;
             let reader = wiring.start_reader(source, base64, version, gone_tx);
-            session::attach(streaming.containers.clone(), container_id, choice, stdin_once, client).await;
+            session::attach(streaming.containers.clone(), container_id, choice, close_stdin_on_end, client).await;
             reader
         }
         StreamRequest::PortForward { sandbox_id, ports } => {
@@ -116,14 +117,13 @@ impl Wiring {
 
     async fn remote_command(
         &mut self,
-        stdin: bool,
-        stdout: bool,
-        stderr: bool,
+        choice: StreamChoice,
         version: Version,
         gone: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     ) -> ClientStreams {
         // kubelet's first message: an empty one on the lowest writable channel,
         // which tells the client the streams are open.
+        let StreamChoice { stdin, stdout, stderr, tty } = choice;
         let first = if stdout {
             STDOUT
         } else if stderr {
@@ -138,10 +138,13 @@ impl Wiring {
             stdin: stdin.then(|| boxed_read(self.channel(STDIN, true, false))),
             stdout: stdout.then(|| boxed_write(self.channel(STDOUT, false, true))),
             stderr: stderr.then(|| boxed_write(self.channel(STDERR, false, true))),
-            resize: Some(boxed_read(self.channel(RESIZE, true, false))),
+            // Without a tty nothing reads sizes: the channel's messages are
+            // dropped, rather than filling a pipe and stalling the other channels.
+            resize: tty.then(|| boxed_read(self.channel(RESIZE, true, false))),
             error: Some(boxed_write(self.channel(ERROR, false, true))),
             status: if version >= Version::V4 { StatusFormat::Status } else { StatusFormat::Text },
             gone,
+            stop_input: None,
         }
     }
 

@@ -336,6 +336,8 @@ fn an_attach_client_talks_to_cat_and_stdin_once_closes_it_on_leaving() {
     let args = MonitorArgs { stdin: true, stdin_once: true, ..bed.args() };
     let monitor = bed.spawn(&args);
     let mut client = bed.socket(monitor::ATTACH_SOCKET);
+    // A client that only watched the output leaving first does not count.
+    drop(bed.socket(monitor::ATTACH_SOCKET));
     bed.start();
     send_frame(&mut client, STREAM_STDIN, b"hello\n");
     assert_eq!(read_frame(&mut client), (STREAM_STDOUT, b"hello\n".to_vec()));

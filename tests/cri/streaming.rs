@@ -65,6 +65,7 @@ async fn exec_over_spdy_relays_output_stdin_and_exit_codes() {
     let (stdout, _, error) = command.outputs().await;
     assert_eq!(stdout, b"HELLO FROM STDIN\n", "stdin reached the process and its end closed it");
     assert_eq!(status(&error)["status"], "Success");
+    assert!(!command.server_finished_stdin(), "v4: the server resets stdin at the end, never FINs it early");
 
     let url = exec_url(&bed, &id, &["sh", "-c", "exit 3"], OUT).await;
     let (_, _, error) = SpdyCommand::connect(&url, V4, OUT).await.outputs().await;
@@ -175,7 +176,8 @@ async fn exec_streams_100_mib_with_bounded_memory_and_a_vanished_client_leaves_n
 
     // A client that disappears: the process it ran must not stay behind.
     let marker = "4711";
-    let url = exec_url(&bed, &id, &["sh", "-c", &format!("sleep {marker}")], OUT).await;
+    // A compound command: the shell stays, with `sleep` its child.
+    let url = exec_url(&bed, &id, &["sh", "-c", &format!("sleep {marker}; true")], OUT).await;
     let command = SpdyCommand::connect(&url, V4, OUT).await;
     let running = || crate::support::streaming::processes_with_args(&["sleep", marker]);
     let deadline = Instant::now() + WAIT;
@@ -285,6 +287,20 @@ async fn attach_follows_a_container_until_it_stops_and_stdin_once_closes_its_std
     assert_eq!(String::from_utf8_lossy(&stdout), "TYPED\nstdin closed\n");
     let exited = bed.wait_state(&reader, ContainerState::ContainerExited).await;
     assert_eq!(exited.exit_code, 0);
+
+    // Without stdin_once, the end of the client's stdin detaches the client and
+    // leaves the container's stdin open.
+    let mut config = sh("keeper", &bed.busybox, "tr a-z A-Z");
+    config.stdin = true;
+    let keeper = bed.run(&pod, config).await;
+    let url = runtime.attach(attach_request(&keeper, true)).await.unwrap().into_inner().url;
+    let mut session = SpdyCommand::connect(&url, V4, with_stdin).await;
+    let mut stdin = session.stdin.take().unwrap();
+    stdin.write_all(b"typed\n").await.unwrap();
+    stdin.shutdown().await.unwrap();
+    let (_, _, error) = session.outputs().await;
+    assert_eq!(status(&error)["status"], "Success", "detached");
+    assert_eq!(bed.status(&keeper).await.state(), ContainerState::ContainerRunning);
 }
 
 #[tokio::test]
@@ -292,7 +308,8 @@ async fn port_forward_reaches_a_pod_port_over_spdy_and_websocket() {
     let network = TestNetwork::new();
     let bed = Bed::with(Berth::builder().cni_conflist(&network.conflist())).await;
     let pod = bed.pod_with(crate::support::pods::pod_config("forward"), "").await.unwrap();
-    let mut server = sh("server", &bed.busybox, "echo ready; while :; do echo pong | nc -l -p 8080; done");
+    let script = "mkdir -p /www && echo pong > /www/index.html && echo ready && exec httpd -f -p 8080 -h /www";
+    let mut server = sh("server", &bed.busybox, script);
     security_context(&mut server).namespace_options = Some(pod_network_options());
     let log = pod.log_path(&server);
     bed.run(&pod, server).await;
@@ -321,9 +338,11 @@ async fn port_forward_reaches_a_pod_port_over_spdy_and_websocket() {
         let mut error = open("error", "8080", request).await;
         error.shutdown().await.unwrap();
         let mut data = open("data", "8080", request).await;
+        data.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
         let mut answer = Vec::new();
         tokio::time::timeout(WAIT, data.read_to_end(&mut answer)).await.unwrap().unwrap();
-        assert_eq!(answer, b"pong\n");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.") && answer.ends_with("pong\n"), "{answer:?}");
         let mut message = String::new();
         tokio::time::timeout(WAIT, error.read_to_string(&mut message)).await.unwrap().unwrap();
         assert_eq!(message, "", "no error");
@@ -340,10 +359,12 @@ async fn port_forward_reaches_a_pod_port_over_spdy_and_websocket() {
     let url = runtime.port_forward(forward).await.unwrap().into_inner().url;
     let (mut socket, chosen) = websocket(&url, &["v4.channel.k8s.io"]).await;
     assert_eq!(chosen.as_deref(), Some("v4.channel.k8s.io"));
+    ws_send(&mut socket, 0, b"GET / HTTP/1.0\r\n\r\n").await;
     let messages = ws_read_all(&mut socket, false).await;
     assert_eq!(messages[0], (0, 8080u16.to_le_bytes().to_vec()), "data channel first carries the port");
     assert_eq!(messages[1], (1, 8080u16.to_le_bytes().to_vec()), "so does the error channel");
-    assert_eq!(&channel(&messages, 0)[2..], b"pong\n");
+    let answer = String::from_utf8_lossy(&channel(&messages, 0)[2..]).into_owned();
+    assert!(answer.starts_with("HTTP/1.") && answer.ends_with("pong\n"), "{answer:?}");
     assert_eq!(channel(&messages, 1).len(), 2, "no error");
 
     let refused =

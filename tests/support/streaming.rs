@@ -96,6 +96,9 @@ pub struct SpdyCommand {
     pub stderr: Option<RecvStream>,
     pub resize: Option<SendStream>,
     pub error: RecvStream,
+    /// Whether the server ended its side of stdin with a FIN: client-go then
+    /// ends its own stdin, so a server must not before the session is over.
+    pub server_finished_stdin: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -129,7 +132,20 @@ impl SpdyCommand {
         };
         // kubectl's order: error, then the others.
         let (error, _) = open("error").await.split();
-        let stdin = if wanted.stdin { Some(open("stdin").await.split().1) } else { None };
+        let server_finished_stdin = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stdin = if wanted.stdin {
+            let (mut from_server, to_server) = open("stdin").await.split();
+            let flag = server_finished_stdin.clone();
+            tokio::spawn(async move {
+                let mut ignored = Vec::new();
+                if from_server.read_to_end(&mut ignored).await.is_ok() {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            Some(to_server)
+        } else {
+            None
+        };
         let stdout = if wanted.stdout { Some(open("stdout").await.split().0) } else { None };
         let stderr = if wanted.stderr { Some(open("stderr").await.split().0) } else { None };
         let resize = if wanted.tty && protocol != "channel.k8s.io" && protocol != "v2.channel.k8s.io" {
@@ -137,7 +153,11 @@ impl SpdyCommand {
         } else {
             None
         };
-        SpdyCommand { session, protocol, stdin, stdout, stderr, resize, error }
+        SpdyCommand { session, protocol, stdin, stdout, stderr, resize, error, server_finished_stdin }
+    }
+
+    pub fn server_finished_stdin(&self) -> bool {
+        self.server_finished_stdin.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Reads stdout, stderr and the error stream to their ends.

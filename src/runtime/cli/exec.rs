@@ -74,10 +74,16 @@ impl ExecHandle {
         }
     }
 
-    /// Kills the process, then reaps the runtime. SIGKILL to the runtime alone would
-    /// orphan the process in the container, so the process goes first.
+    /// Kills the process and every process it started, then reaps the runtime.
+    /// SIGKILL to the runtime alone would orphan the process in the container,
+    /// so the process goes first; its descendants are listed before it dies,
+    /// since they are re-parented (out of reach of a walk) once it has.
     pub async fn kill(&mut self) {
+        let descendants = self.pid().map(descendants_of).unwrap_or_default();
         let signalled = self.signal_process(Signal::SIGKILL);
+        for pid in descendants {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
         if !signalled || tokio::time::timeout(KILL_GRACE, self.child.wait()).await.is_err() {
             if let Err(e) = self.child.start_kill() {
                 tracing::debug!(call = %self.call, error = %e, "killing an exec'ing runtime");
@@ -112,6 +118,28 @@ impl ExecHandle {
         }
         Ok(status.code().or_else(|| status.signal().map(|signal| 128 + signal)).unwrap_or(-1))
     }
+}
+
+/// The processes below `root`, from each process's parent in `/proc/<pid>/stat`.
+fn descendants_of(root: Pid) -> Vec<Pid> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root.as_raw()];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    found.into_iter().skip(1).map(Pid::from_raw).collect()
 }
 
 impl Drop for ExecHandle {
