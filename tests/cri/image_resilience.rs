@@ -107,14 +107,17 @@ async fn a_cancelled_pull_stops_its_download() {
     let mut client = s.berth.images().await;
     let request = k8s_cri::v1::PullImageRequest { image: spec(&s.name), ..Default::default() };
     let call = tokio::spawn(async move { client.pull_image(request).await });
-    eventually("the download is under way", || s.proxy.active_body_streams() > 0).await;
+    // The config blob streams first: wait for the big layer's own download.
+    let big_layer = &image.layer_digests()[1];
+    let big_layer_requested = || s.proxy.requests().iter().any(|r| r.path.ends_with(big_layer.as_str()));
+    eventually("the big layer's download is under way", || big_layer_requested() && s.proxy.active_body_streams() > 0)
+        .await;
     call.abort();
     let _ = call.await;
 
     eventually("berth drops the download", || s.proxy.active_body_streams() == 0).await;
     eventually("its temp dir is removed", || temp_dirs(&s.berth).is_empty()).await;
     assert!(status(&s.berth, &s.name).await.is_none());
-    let big_layer = &image.layer_digests()[1];
     let record = s.proxy.requests().into_iter().find(|r| r.path.ends_with(big_layer.as_str())).unwrap();
     assert!(!record.body_complete, "the big layer was not downloaded to the end");
 }
