@@ -18,6 +18,10 @@
 //! after them (`bench/stats.rs`). The containers benchmarks share their stage
 //! (`bench/shared.rs`).
 //!
+//! `bench streaming`: exec of `true` through Exec + SPDY against ExecSync and
+//! bare `runc exec`, and 256 MiB of exec output through SPDY and WebSocket with
+//! berth's RSS (`bench/streaming.rs`).
+//!
 //! `bench all` runs each in turn. Whatever a benchmark made (containerd, registry,
 //! berth, pods' mounts, netns pins, the bridge, containers and their monitors,
 //! runc's containers) is undone when it fails midway
@@ -32,6 +36,8 @@ mod containers;
 mod shared;
 #[path = "bench/stats.rs"]
 mod stats;
+#[path = "bench/streaming.rs"]
+mod streaming;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,7 +60,7 @@ const RUNS: usize = 3;
 const POD_CYCLES: usize = 30;
 /// Cycles run first and not counted: the bridge is created, caches are warm.
 const POD_WARMUP: usize = 3;
-const BENCHMARKS: [&str; 4] = ["images", "pods", "containers", "stats"];
+const BENCHMARKS: [&str; 5] = ["images", "pods", "containers", "stats", "streaming"];
 
 #[tokio::main]
 async fn main() {
@@ -76,7 +82,8 @@ async fn main() {
                 "images" => images().await,
                 "pods" => pods().await,
                 "containers" => containers::containers().await,
-                _ => stats::stats().await,
+                "stats" => stats::stats().await,
+                _ => streaming::streaming().await,
             }
         }
     };

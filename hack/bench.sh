@@ -10,14 +10,16 @@
 #   stats: with 50 pods running a busybox `sleep 3600` each, median and p95 latency of
 #         ListContainerStats, ListPodSandboxStats (no filter), ContainerStats and
 #         ListPodSandboxMetrics; berth's RSS
+#   streaming: exec of `true` through Exec + SPDY vs ExecSync vs bare `runc exec`;
+#         256 MiB of exec output through SPDY and WebSocket, berth's RSS
 #   all: each of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-images}
 case "$what" in
-  images | pods | containers | stats | all) ;;
-  *) echo "bench: unknown benchmark '$what' (known: images, pods, containers, stats, all)" >&2; exit 2 ;;
+  images | pods | containers | stats | streaming | all) ;;
+  *) echo "bench: unknown benchmark '$what' (known: images, pods, containers, stats, streaming, all)" >&2; exit 2 ;;
 esac
 
 hack/setup.sh

@@ -38,6 +38,9 @@ pub async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAcc
             }
         };
         keep_alive(&stream);
+        // Sessions are many small frames each way (a status, a keystroke):
+        // Nagle's algorithm would hold each for the peer's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let streaming = streaming.clone();
         let tls = tls.clone();
         tokio::spawn(async move {

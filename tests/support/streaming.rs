@@ -41,6 +41,8 @@ impl<S> Upgraded<S> {
 pub async fn spdy_upgrade(url: &str, protocols: &[&str]) -> Upgraded {
     let (address, _) = split_url(url);
     let stream = TcpStream::connect(&address).await.expect("connect to the streaming server");
+    // As Go's net package does by default, like kubectl and crictl.
+    stream.set_nodelay(true).unwrap();
     spdy_upgrade_over(stream, url, protocols).await
 }
 
@@ -189,6 +191,7 @@ pub async fn websocket(url: &str, protocols: &[&str]) -> (WebSocketStream<TcpStr
         request.headers_mut().insert("Sec-WebSocket-Protocol", protocols.join(", ").parse().unwrap());
     }
     let stream = TcpStream::connect(&address).await.unwrap();
+    stream.set_nodelay(true).unwrap();
     let (socket, response) = tokio_tungstenite::client_async(request, stream).await.expect("WebSocket handshake");
     let chosen = response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_string());
     (socket, chosen)
