@@ -409,3 +409,34 @@ async fn with_tls_the_urls_are_https_and_sessions_run_over_it() {
         "plain HTTP is refused"
     );
 }
+
+#[tokio::test]
+async fn attach_to_a_tty_container_types_into_it_and_resizes_it() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("attach-tty").await;
+    let mut config = sh("shell", &bed.busybox, "while read line; do echo \"got $line\"; stty size; done");
+    (config.stdin, config.tty) = (true, true);
+    let id = bed.run(&pod, config).await;
+    let request = AttachRequest { container_id: id.clone(), stdin: true, tty: true, stdout: true, stderr: false };
+    let url = bed.berth.runtime().await.attach(request).await.unwrap().into_inner().url;
+    let tty = Wanted { stdin: true, stdout: true, stderr: false, tty: true };
+    let mut session = SpdyCommand::connect(&url, V4, tty).await;
+    let mut resize = session.resize.take().expect("a resize stream with a tty");
+    resize.write_all(br#"{"Width":90,"Height":20}"#).await.unwrap();
+    let mut stdin = session.stdin.take().unwrap();
+    let mut stdout = session.stdout.take().unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut seen = String::new();
+    while !(seen.contains("got hi") && seen.contains("20 90")) {
+        assert!(Instant::now() < deadline, "no echo or no resize through the attach: {seen:?}");
+        stdin.write_all(b"hi\n").await.unwrap();
+        let mut buffer = [0u8; 256];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), stdout.read(&mut buffer)).await {
+            seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    }
+    bed.stop(&id, 0).await.unwrap();
+    let mut error = String::new();
+    tokio::time::timeout(WAIT, session.error.read_to_string(&mut error)).await.unwrap().unwrap();
+    assert_eq!(status(&error)["status"], "Success", "the attach ends with the container");
+}
