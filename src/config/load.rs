@@ -189,6 +189,9 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
     if !config.metrics.address.is_empty() && config.metrics.address.parse::<SocketAddr>().is_err() {
         return Err(fail("metrics.address", format!("not an IP address and port: {:?}", config.metrics.address)));
     }
+    if config.streaming.idle_timeout.is_zero() {
+        return Err(fail("streaming.idle_timeout", "must be more than 0".into()));
+    }
     if config.streaming.tls_cert_file.is_some() != config.streaming.tls_key_file.is_some() {
         return Err(fail("streaming.tls_cert_file", "set together with streaming.tls_key_file, or neither".into()));
     }

@@ -121,6 +121,10 @@ pub struct StreamingConfig {
     /// Address of the Exec/Attach/PortForward server; port 0 picks a free one.
     pub address: String,
     pub port: u16,
+    /// A session whose connection moves nothing for this long is ended (kubelet's
+    /// stream idle timeout).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// PEM certificate chain and key: the server speaks HTTPS when both are set.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
@@ -201,7 +205,13 @@ impl Default for ImagesConfig {
 
 impl Default for StreamingConfig {
     fn default() -> Self {
-        StreamingConfig { address: "127.0.0.1".into(), port: 0, tls_cert_file: None, tls_key_file: None }
+        StreamingConfig {
+            address: "127.0.0.1".into(),
+            port: 0,
+            idle_timeout: Duration::from_secs(4 * 3600),
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
     }
 }
 

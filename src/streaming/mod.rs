@@ -7,6 +7,7 @@
 //! channels into pipes, and `session` wires those to an exec'd process or a
 //! container's monitor; `port_forward` relays a connection made in the pod.
 
+mod idle;
 mod port_forward;
 mod protocols;
 mod requests;
@@ -41,6 +42,7 @@ pub struct Streaming {
     sandboxes: Arc<SandboxService>,
     /// `http://127.0.0.1:<port>` (`https` with TLS) as clients reach it.
     base_url: String,
+    idle_timeout: std::time::Duration,
 }
 
 impl Streaming {
@@ -58,7 +60,13 @@ impl Streaming {
         let tls = tls::acceptor(config)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url = format!("{scheme}://{bound}");
-        let streaming = Arc::new(Streaming { requests: PendingRequests::default(), containers, sandboxes, base_url });
+        let streaming = Arc::new(Streaming {
+            requests: PendingRequests::default(),
+            containers,
+            sandboxes,
+            base_url,
+            idle_timeout: config.idle_timeout,
+        });
         tracing::info!(url = %streaming.base_url, "streaming server serving");
         tokio::spawn(server::accept_loop(listener, tls, streaming.clone()));
         Ok(streaming)

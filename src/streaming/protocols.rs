@@ -10,7 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use super::server::{HttpResponse, plain};
-use super::{StreamRequest, Streaming, spdy_session, ws_session};
+use super::{StreamRequest, Streaming, idle, spdy_session, ws_session};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -84,8 +84,8 @@ pub fn upgrade(
             tokio::spawn(async move {
                 match hyper::upgrade::on(request).await {
                     Ok(upgraded) => {
-                        spdy_session::run(TokioIo::new(upgraded), Version::of(protocol), stream_request, streaming)
-                            .await
+                        let (io, activity) = idle::watch(TokioIo::new(upgraded));
+                        spdy_session::run(io, activity, Version::of(protocol), stream_request, streaming).await
                     }
                     Err(e) => tracing::debug!(error = %e, "streaming: SPDY upgrade failed"),
                 }
@@ -119,7 +119,10 @@ pub fn upgrade(
             }
             tokio::spawn(async move {
                 match hyper::upgrade::on(request).await {
-                    Ok(upgraded) => ws_session::run(TokioIo::new(upgraded), protocol, stream_request, streaming).await,
+                    Ok(upgraded) => {
+                        let (io, activity) = idle::watch(TokioIo::new(upgraded));
+                        ws_session::run(io, activity, protocol, stream_request, streaming).await
+                    }
                     Err(e) => tracing::debug!(error = %e, "streaming: WebSocket upgrade failed"),
                 }
             });

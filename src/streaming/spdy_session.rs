@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::idle::Activity;
 use super::protocols::Version;
 use super::session::{self, ClientStreams};
 use super::spdy::{RecvStream, RstStatus, SendStream, Session, Stream};
@@ -21,11 +22,23 @@ const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the client has to close the connection after the session ended.
 const CLIENT_CLOSE_WAIT: Duration = Duration::from_secs(60);
 
-pub async fn run<T>(io: T, version: Version, request: StreamRequest, streaming: Arc<Streaming>)
+pub async fn run<T>(io: T, activity: Activity, version: Version, request: StreamRequest, streaming: Arc<Streaming>)
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (spdy, incoming) = Session::server(io);
+    // An idle connection is aborted: every stream fails, so the session ends
+    // the way it does when the client goes.
+    let idle_timeout = streaming.idle_timeout;
+    let watchdog = tokio::spawn({
+        let spdy = spdy.clone();
+        async move {
+            activity.idle_for(idle_timeout).await;
+            tracing::info!(?idle_timeout, "streaming: ending an idle SPDY session");
+            spdy.abort();
+        }
+    });
+    let _stop_watching = AbortOnDrop(watchdog);
     match request {
         StreamRequest::Exec { container_id, cmd, choice } => {
             let Some(client) = remote_command_streams(&spdy, incoming, version, choice).await else { return };
@@ -121,6 +134,15 @@ async fn remote_command_streams(
         }),
         stop_input: Some(Box::new(move || held.iter().for_each(|send| send.reset(RstStatus::CANCEL)))),
     })
+}
+
+/// Ends a task when the session it watched is over.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A data stream and its error stream, paired by `requestid`.

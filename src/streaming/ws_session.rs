@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::idle::Activity;
 use super::protocols::Version;
 use super::session::{self, ClientStreams};
 use super::status::StatusFormat;
@@ -39,9 +40,16 @@ const OUTGOING_MESSAGES: usize = 16;
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 /// After the server's close frame, how long the client has to answer it.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// After the session, how long a client has to take the output still queued.
+const DRAIN_GRACE: Duration = Duration::from_secs(60);
 
-pub async fn run<T>(io: T, protocol: &'static str, request: StreamRequest, streaming: Arc<Streaming>)
-where
+pub async fn run<T>(
+    io: T,
+    activity: Activity,
+    protocol: &'static str,
+    request: StreamRequest,
+    streaming: Arc<Streaming>,
+) where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
@@ -57,8 +65,15 @@ where
     let writer = tokio::spawn(write_messages(sink, queued, base64));
     let mut wiring = Wiring { outgoing, inputs: HashMap::new(), pumps: Vec::new() };
     let (gone_tx, gone_rx) = oneshot::channel::<()>();
+    let idle_timeout = streaming.idle_timeout;
+    // The client is gone when its socket ends, or when it has been idle too long.
     let gone = Box::pin(async move {
-        let _ = gone_rx.await;
+        tokio::select! {
+            _ = gone_rx => {}
+            () = activity.idle_for(idle_timeout) => {
+                tracing::info!(?idle_timeout, "streaming: ending an idle WebSocket session");
+            }
+        }
     });
     let reader = match request {
         StreamRequest::Exec { container_id, cmd, choice } => {
@@ -179,14 +194,21 @@ impl Wiring {
     }
 
     /// Lets the outputs drain, closes the socket with a normal close frame and
-    /// gives the client a moment to answer it.
-    async fn finish(self, writer: tokio::task::JoinHandle<()>, mut reader: tokio::task::JoinHandle<()>) {
+    /// gives the client a moment to answer it. A client that stopped reading
+    /// gets `DRAIN_GRACE` to take what is queued.
+    async fn finish(self, mut writer: tokio::task::JoinHandle<()>, mut reader: tokio::task::JoinHandle<()>) {
         let Wiring { outgoing, inputs, pumps } = self;
         drop((outgoing, inputs));
-        for pump in pumps {
-            let _ = pump.await;
+        let aborts: Vec<_> = pumps.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+        let drained = tokio::time::timeout(DRAIN_GRACE, async {
+            futures::future::join_all(pumps).await;
+            let _ = (&mut writer).await;
+        })
+        .await;
+        if drained.is_err() {
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+            writer.abort();
         }
-        let _ = writer.await;
         if tokio::time::timeout(CLOSE_GRACE, &mut reader).await.is_err() {
             reader.abort();
         }

@@ -111,6 +111,21 @@ async fn exec_requests_and_tokens_are_checked() {
     let (_, _, error) = SpdyCommand::connect(&url, V4, OUT).await.outputs().await;
     assert_eq!(status(&error)["status"], "Success");
     assert_eq!(spdy_upgrade(&url, V4).await.status, 404, "a URL works once");
+
+    // Garbage where SPDY frames should be: berth ends that connection, and only that.
+    let url = exec_url(&bed, &id, &["sleep", "5"], OUT).await;
+    let upgraded = spdy_upgrade(&url, V4).await;
+    assert_eq!(upgraded.status, 101);
+    let mut connection = upgraded.stream.into_inner();
+    let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let _ = connection.write_all(&[0x80, 0x03, 0x00, 0x01, 0xff, 0xff, 0xff, 0xff]).await;
+    let _ = connection.write_all(&garbage).await;
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(WAIT, connection.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "berth closed the connection that spoke garbage");
+    let url = exec_url(&bed, &id, &["echo", "still serving"], OUT).await;
+    let (stdout, _, _) = SpdyCommand::connect(&url, V4, OUT).await.outputs().await;
+    assert_eq!(stdout, b"still serving\n");
 }
 
 #[tokio::test]
@@ -439,4 +454,27 @@ async fn attach_to_a_tty_container_types_into_it_and_resizes_it() {
     let mut error = String::new();
     tokio::time::timeout(WAIT, session.error.read_to_string(&mut error)).await.unwrap().unwrap();
     assert_eq!(status(&error)["status"], "Success", "the attach ends with the container");
+}
+
+#[tokio::test]
+async fn an_idle_session_is_ended_with_its_process() {
+    let bed = Bed::with(Berth::builder().config("[streaming]\nidle_timeout = \"1s\"")).await;
+    let id = sleeper(&bed).await;
+    let marker = "4712";
+    let url = exec_url(&bed, &id, &["sh", "-c", &format!("sleep {marker}; true")], OUT).await;
+    // berth's SPDY client sends no pings (client-go's every 5 s would keep it alive).
+    let mut command = SpdyCommand::connect(&url, V4, OUT).await;
+    let running = || crate::support::streaming::processes_with_args(&["sleep", marker]);
+    let deadline = Instant::now() + WAIT;
+    while running().is_empty() {
+        assert!(Instant::now() < deadline, "the exec never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut error = Vec::new();
+    let ended = tokio::time::timeout(WAIT, command.error.read_to_end(&mut error)).await;
+    assert!(ended.is_ok(), "the idle session was ended");
+    while !running().is_empty() {
+        assert!(Instant::now() < deadline, "the idle session's process outlived it: {:?}", running());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
