@@ -221,6 +221,20 @@ impl Pod {
 }
 
 /// A process-wide counter for unique names.
+/// Sends `bytes` to `ip:port` once something listens there (the pod's server
+/// may still be starting).
+pub async fn send_when_listening(ip: &str, port: u16, bytes: &[u8]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect((ip, port)) {
+            std::io::Write::write_all(&mut stream, bytes).expect("sending to the pod");
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing ever listened on {ip}:{port}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 pub fn unique() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);

@@ -61,15 +61,8 @@ async fn pod_metrics_are_described_and_follow_cpu_memory_and_network() {
     }
 
     // 64 KiB into the pod through the bridge.
+    crate::support::containers::send_when_listening(&ip, 8080, &[b'x'; 65536]).await;
     let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(mut stream) = std::net::TcpStream::connect((ip.as_str(), 8080)) {
-            stream.write_all(&[b'x'; 65536]).unwrap();
-            break;
-        }
-        assert!(Instant::now() < deadline, "the pod never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     // Until the busy loop has a whole second of CPU (the CRI's integer values
     // carry seconds as whole seconds) and the traffic crossed eth0.
     let metrics = loop {

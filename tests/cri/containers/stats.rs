@@ -113,16 +113,9 @@ async fn pod_stats_carry_network_traffic_processes_and_containers() {
         eth0.rx_bytes.as_ref().unwrap().value
     };
     let rx_before = rx(&before);
-    // 64 KiB sent to the pod through the bridge.
+    // 64 KiB into the pod through the bridge.
+    crate::support::containers::send_when_listening(&ip, 8080, &[b'x'; 65536]).await;
     let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(mut stream) = std::net::TcpStream::connect((ip.as_str(), 8080)) {
-            std::io::Write::write_all(&mut stream, &[b'x'; 65536]).unwrap();
-            break;
-        }
-        assert!(Instant::now() < deadline, "the pod never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     // Counted once the bytes have crossed eth0, whenever that is.
     let after = loop {
         let now = pod_stats(&bed, &pod.id).await;
