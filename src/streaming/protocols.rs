@@ -48,7 +48,7 @@ pub enum Version {
 }
 
 impl Version {
-    fn of(protocol: &str) -> Version {
+    pub fn of(protocol: &str) -> Version {
         match protocol {
             "v5.channel.k8s.io" => Version::V5,
             "v4.channel.k8s.io" | "v4.base64.channel.k8s.io" => Version::V4,

@@ -55,11 +55,7 @@ pub async fn run<T>(
     let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let base64 = protocol.contains("base64");
-    let version = match protocol {
-        "v5.channel.k8s.io" => Version::V5,
-        "v4.channel.k8s.io" | "v4.base64.channel.k8s.io" => Version::V4,
-        _ => Version::V1,
-    };
+    let version = Version::of(protocol);
     let (sink, source) = socket.split();
     let (outgoing, queued) = mpsc::channel(OUTGOING_MESSAGES);
     let writer = tokio::spawn(write_messages(sink, queued, base64));
