@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/setup.sh
+# The real clients the conformance tests drive, built once into a cache.
+tools=$(hack/tools.sh)
+set -a; eval "$tools"; set +a
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo build --all-targets --locked

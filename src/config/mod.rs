@@ -113,6 +113,10 @@ pub struct ImagesConfig {
     /// A pull that makes no progress for this long is cancelled.
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
+    /// Registries on loopback addresses (`localhost`, `127.0.0.0/8`, `::1`)
+    /// speak plain HTTP unless configured with `insecure_skip_verify`, as docker
+    /// and containerd assume: a registry run for local work has no certificate.
+    pub loopback_plain_http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,7 +203,7 @@ impl Default for RuntimeConfig {
 
 impl Default for ImagesConfig {
     fn default() -> Self {
-        ImagesConfig { max_concurrent_downloads: 3, stall_timeout: Duration::from_secs(60) }
+        ImagesConfig { max_concurrent_downloads: 3, stall_timeout: Duration::from_secs(60), loopback_plain_http: true }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_cri::v1::ContainerConfig;
 
 use super::Daemon;
-use crate::container::{ContainerError, record};
+use crate::container::{ContainerError, record, spec};
 use crate::error::{Classify, ErrorKind};
 use crate::sandbox::{PodSpec, SandboxError};
 
@@ -67,7 +67,10 @@ impl Daemon {
     }
 
     pub async fn create_container(&self, sandbox: &str, config: ContainerConfig) -> Result<String, ContainerError> {
-        let sandbox = self.sandboxes.find(sandbox)?.ok_or_else(|| SandboxError::NotFound(sandbox.to_string()))?;
+        let mut sandbox = self.sandboxes.find(sandbox)?.ok_or_else(|| SandboxError::NotFound(sandbox.to_string()))?;
+        if sandbox.infra.is_none() && spec::namespaces::asks_for_pod_pid_namespace(&config) {
+            sandbox = self.sandboxes.share_pid_namespace(&sandbox.id).await?;
+        }
         let metadata = config.metadata.clone().unwrap_or_default();
         let key = record::name_key(&sandbox.id, &record::Metadata { name: metadata.name, attempt: metadata.attempt });
         let containers = self.containers.clone();

@@ -10,7 +10,7 @@ use oci_client::secrets::RegistryAuth;
 
 use super::error::ImageError;
 use super::reference::ImageRef;
-use crate::config::Config;
+use crate::config::{Config, RegistryConfig};
 
 /// docker.io is a name, not a host: its registry API lives here.
 const DOCKER_HUB_ENDPOINT: &str = "registry-1.docker.io";
@@ -32,6 +32,7 @@ pub fn endpoints(config: &Config, registry: &str) -> Vec<Endpoint> {
         .mirrors
         .iter()
         .filter_map(|url| {
+            // Mirrors are URLs (the config loader checks): their scheme decides.
             let (plain_http, rest) = match url.split_once("://") {
                 Some(("http", rest)) => (true, rest),
                 Some((_, rest)) => (false, rest),
@@ -49,12 +50,30 @@ pub fn endpoints(config: &Config, registry: &str) -> Vec<Endpoint> {
         .collect();
     let host = if registry == "docker.io" { DOCKER_HUB_ENDPOINT.to_string() } else { registry.to_string() };
     endpoints.push(Endpoint {
+        plain_http: speaks_plain_http(config, &host, &settings),
         host,
-        plain_http: settings.plain_http,
         skip_verify: settings.insecure_skip_verify,
         mirror: false,
     });
     endpoints
+}
+
+/// HTTP when the registry's settings say so, or by default on loopback: a
+/// registry asking for certificate checks to be skipped speaks TLS.
+fn speaks_plain_http(config: &Config, host: &str, settings: &RegistryConfig) -> bool {
+    settings.plain_http || (config.images.loopback_plain_http && !settings.insecure_skip_verify && is_loopback(host))
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`, with or without a port.
+fn is_loopback(host: &str) -> bool {
+    let name = if let Some(bracketed) = host.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else if host.matches(':').count() > 1 {
+        host
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// rustls needs a process-wide crypto provider before any TLS client is built;
@@ -184,7 +203,7 @@ async fn exchange_identity_token(endpoint: &Endpoint, image: &ImageRef, token: &
         .get(format!("{scheme}://{}/v2/", endpoint.host))
         .send()
         .await
-        .map_err(|e| registry_error(format!("cannot reach registry: {e}")))?;
+        .map_err(|e| registry_error(format!("cannot reach registry: {}", transport_failure(&e, endpoint))))?;
     let challenge = probe
         .headers()
         .get(reqwest::header::WWW_AUTHENTICATE)
@@ -288,14 +307,65 @@ pub fn classify(err: OciDistributionError, endpoint: &Endpoint, reference: &str)
                 ImageError::Registry { registry, message: format!("{url}: {joined}") }
             }
         }
+        OciDistributionError::RequestError(e) => {
+            ImageError::Registry { registry, message: transport_failure(&e, endpoint) }
+        }
+        OciDistributionError::ServerError { code: 400, url, message } if message.contains("HTTPS server") => {
+            ImageError::Registry { registry, message: format!("{url}: {message}. {}", scheme_hint(endpoint)) }
+        }
         other => ImageError::Registry { registry, message: other.to_string() },
+    }
+}
+
+/// A request that never got an answer, with its causes spelled out: reqwest's
+/// own message ("error sending request for url") says nothing of why. A TLS
+/// handshake that found plain HTTP, or HTTP that found a TLS server, says
+/// which and what to set.
+pub fn transport_failure(error: &(dyn std::error::Error + 'static), endpoint: &Endpoint) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = e.source();
+    }
+    // rustls reads an HTTP answer to its ClientHello as a record of unknown type;
+    // a TLS server answers a plain request with a handshake record hyper cannot parse.
+    let lower = message.to_ascii_lowercase();
+    let wrong_scheme = if endpoint.plain_http {
+        lower.contains("invalid http version") || lower.contains("invalid status") || lower.contains("parse")
+    } else {
+        lower.contains("invalidcontenttype") || lower.contains("corrupt message") || lower.contains("wrong version")
+    };
+    if wrong_scheme {
+        message.push_str(". ");
+        message.push_str(&scheme_hint(endpoint));
+    }
+    message
+}
+
+fn scheme_hint(endpoint: &Endpoint) -> String {
+    let host = &endpoint.host;
+    if endpoint.plain_http {
+        format!(
+            "berth spoke plain HTTP to {host}, which seems to speak HTTPS: remove its plain_http setting \
+             (loopback registries get plain HTTP unless `images.loopback_plain_http = false` or the registry \
+             sets insecure_skip_verify)"
+        )
+    } else {
+        format!(
+            "berth spoke HTTPS to {host}, which seems to speak plain HTTP: set `registries.\"{host}\".plain_http = true` \
+             (or name the mirror with http://)"
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RegistryConfig;
 
     #[test]
     fn mirrors_come_first_and_docker_io_maps_to_its_endpoint() {
@@ -316,6 +386,43 @@ mod tests {
         let plain = endpoints(&config, "quay.io");
         assert_eq!(plain.len(), 1);
         assert_eq!(plain[0].host, "quay.io");
+    }
+
+    #[test]
+    fn loopback_registries_speak_plain_http_unless_told_otherwise() {
+        let mut config = Config::default();
+        for host in ["localhost:5000", "127.0.0.1:5000", "127.3.4.5", "[::1]:5000", "::1", "LOCALHOST"] {
+            assert!(endpoints(&config, host)[0].plain_http, "{host}");
+        }
+        for host in ["quay.io", "10.0.0.1:5000", "localhost.example.com", "[2001:db8::1]:5000"] {
+            assert!(!endpoints(&config, host)[0].plain_http, "{host}");
+        }
+        config
+            .registries
+            .insert("localhost:5000".into(), RegistryConfig { insecure_skip_verify: true, ..Default::default() });
+        assert!(!endpoints(&config, "localhost:5000")[0].plain_http, "skip-verify asks for TLS");
+        config.images.loopback_plain_http = false;
+        assert!(!endpoints(&config, "127.0.0.1:5000")[0].plain_http);
+    }
+
+    #[test]
+    fn transport_failures_name_their_cause_and_the_wrong_scheme() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request for url (https://127.0.0.1:5000/v2/)")]
+        struct Outer(#[source] std::io::Error);
+        let endpoint = Endpoint { host: "127.0.0.1:5000".into(), plain_http: false, skip_verify: false, mirror: false };
+        let tls_to_http = Outer(std::io::Error::other("received corrupt message of type InvalidContentType"));
+        let message = transport_failure(&tls_to_http, &endpoint);
+        assert!(message.contains("InvalidContentType"), "{message}");
+        assert!(message.contains("seems to speak plain HTTP"), "{message}");
+
+        let refused = Outer(std::io::Error::other("Connection refused (os error 111)"));
+        let message = transport_failure(&refused, &endpoint);
+        assert!(message.ends_with("Connection refused (os error 111)"), "{message}");
+
+        let plain = Endpoint { plain_http: true, ..endpoint };
+        let http_to_tls = Outer(std::io::Error::other("invalid HTTP version parsed"));
+        assert!(transport_failure(&http_to_tls, &plain).contains("seems to speak HTTPS"));
     }
 
     #[test]

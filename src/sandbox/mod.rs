@@ -17,6 +17,7 @@ mod port_forward;
 pub mod record;
 mod remove;
 mod run;
+mod shared_pid;
 mod status;
 mod stop;
 pub mod sysctls;

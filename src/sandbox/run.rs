@@ -77,7 +77,9 @@ impl SandboxService {
         }
         let host_network = spec.namespace_modes.network == NamespaceMode::Node;
         let host_ipc = spec.namespace_modes.ipc == NamespaceMode::Node;
-        let hostname = if host_network {
+        // A pod that names no hostname (crictl's and critest's pods) gets the
+        // node's, as on containerd and cri-o.
+        let hostname = if host_network || spec.hostname.is_empty() {
             nix::unistd::gethostname().map_err(|e| SandboxError::host("gethostname", e))?.to_string_lossy().into_owned()
         } else {
             spec.hostname.clone()
@@ -116,16 +118,9 @@ impl SandboxService {
             .map_err(|e| SandboxError::host("sysctl task", e))??;
 
         if spec.namespace_modes.pid == NamespaceMode::Pod {
-            let (infra_pins, infra_dir) = (pins.clone(), run_dir.clone());
-            let process = tokio::task::spawn_blocking(move || infra::start(&infra_pins, &infra_dir))
-                .await
-                .map_err(|e| SandboxError::host("infra task", e))??;
+            let (process, cgroup_dirs) = self.start_infra(&pins, id, &spec.cgroup_parent).await?;
             made.infra = Some(process);
-            if !spec.cgroup_parent.is_empty() {
-                let name = format!("berth-{id}");
-                made.infra_cgroups =
-                    cgroups::place(&spec.cgroup_parent, self.config.cgroup_driver, &name, process.pid)?;
-            }
+            made.infra_cgroups = cgroup_dirs;
         }
 
         let sandbox = SandboxRecord {
@@ -191,7 +186,7 @@ impl SandboxService {
             }
         }
         let modes = &spec.namespace_modes;
-        if modes.network != NamespaceMode::Node {
+        if modes.network != NamespaceMode::Node && !spec.hostname.is_empty() {
             files::validate_hostname(&spec.hostname)?;
         }
         sysctls::validate(&spec.sysctls, modes.network == NamespaceMode::Node, modes.ipc == NamespaceMode::Node)?;

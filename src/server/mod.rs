@@ -2,6 +2,7 @@
 //! serves RuntimeService and ImageService on it, and maps domain errors to gRPC
 //! codes in `status_code`.
 
+mod authority;
 mod container;
 mod image_service;
 mod listener;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::daemon::Daemon;
@@ -48,6 +50,9 @@ pub async fn serve(
         .layer(rpc_layer::RpcLayer::new(in_flight, metrics))
         .add_service(runtime)
         .add_service(images)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map(|accepted| accepted.map(authority::AuthorityTolerant::new)),
+            shutdown,
+        )
         .await
 }

@@ -217,7 +217,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "tee", "seq", "dd", "df", "du", "find", "xargs", "basename", "dirname", "hostname", "uname",
     "date", "whoami", "kill", "ps", "mount", "umount", "mknod", "mkfifo", "sha256sum", "md5sum",
     "nc", "wget", "ip", "ping", "nslookup", "timeout", "usleep", "yes", "sync", "which", "xxd",
-    "vi", "nproc",
+    "vi", "nproc", "top", "httpd",
 ];
 
 impl Layer {

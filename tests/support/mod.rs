@@ -5,6 +5,7 @@
 pub mod berth;
 pub mod cni;
 pub mod containers;
+pub mod crictl;
 pub mod http_server;
 pub mod image;
 pub mod pods;
@@ -12,3 +13,4 @@ pub mod proxy;
 pub mod registry;
 pub mod streaming;
 pub mod token_auth;
+pub mod tools;

@@ -16,7 +16,7 @@
 
 mod devices;
 mod mounts;
-mod namespaces;
+pub mod namespaces;
 mod process;
 mod resources;
 mod seccomp;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::{LinuxContainerSecurityContext, NamespaceMode as CriMode, NamespaceOption};
+use k8s_cri::v1::{ContainerConfig, LinuxContainerSecurityContext, NamespaceMode as CriMode, NamespaceOption};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 use super::SpecError;
@@ -64,29 +64,42 @@ fn pid_namespace(
     options: Option<&NamespaceOption>,
     sandbox: &SandboxRecord,
 ) -> Result<Option<LinuxNamespace>, SpecError> {
-    // An absent option is the CRI default, POD.
-    let raw = options.map_or(CriMode::Pod as i32, |options| options.pid);
+    let raw = pid_mode(options);
     match CriMode::try_from(raw) {
         Ok(CriMode::Container) => Ok(Some(namespace(LinuxNamespaceType::Pid, None))),
         Ok(CriMode::Node) => Ok(None),
-        Ok(CriMode::Pod) => pod_pid_namespace(sandbox).map(Some),
+        Ok(CriMode::Pod) => pod_pid_namespace(sandbox),
         Ok(CriMode::Target) => Err(SpecError::invalid(PID_FIELD, "TARGET (another container's) is not supported")),
         Err(_) => Err(SpecError::invalid(PID_FIELD, format!("unknown namespace mode {raw}"))),
     }
 }
 
-fn pod_pid_namespace(sandbox: &SandboxRecord) -> Result<LinuxNamespace, SpecError> {
+/// Whether `config` asks for the pod's PID namespace; an absent option is the
+/// CRI default, POD.
+pub fn asks_for_pod_pid_namespace(config: &ContainerConfig) -> bool {
+    let options = config.linux.as_ref().and_then(|linux| linux.security_context.as_ref());
+    pid_mode(options.and_then(|sc| sc.namespace_options.as_ref())) == CriMode::Pod as i32
+}
+
+fn pid_mode(options: Option<&NamespaceOption>) -> i32 {
+    options.map_or(CriMode::Pod as i32, |options| options.pid)
+}
+
+/// The pod's PID namespace: its infra process's, or the node's for a pod on
+/// the node's. The infra process of a pod created without one was started
+/// before the spec is built (`SandboxService::share_pid_namespace`).
+fn pod_pid_namespace(sandbox: &SandboxRecord) -> Result<Option<LinuxNamespace>, SpecError> {
+    if sandbox.namespace_modes.pid == NamespaceMode::Node {
+        return Ok(None);
+    }
     let Some(process) = sandbox.infra.as_ref() else {
-        return Err(SpecError::invalid(
-            PID_FIELD,
-            "POD, but the pod was not created with a shared PID namespace (its pid option was not POD)",
-        ));
+        return Err(SpecError::not_found("the pod's infra process (holding its PID namespace)"));
     };
     // A dead infra process's PID may have been reused by an unrelated one.
     if !infra::is_running(process) {
         return Err(SpecError::not_found("the pod's infra process (holding its PID namespace)"));
     }
-    Ok(namespace(LinuxNamespaceType::Pid, Some(infra_pid_namespace(process.pid))))
+    Ok(Some(namespace(LinuxNamespaceType::Pid, Some(infra_pid_namespace(process.pid)))))
 }
 
 fn infra_pid_namespace(pid: i32) -> PathBuf {
@@ -185,12 +198,36 @@ mod tests {
     }
 
     #[test]
-    fn pod_pid_without_infra_and_target_are_invalid() {
+    fn target_is_invalid_and_pod_without_infra_is_not_found() {
         let sandbox = fixtures::sandbox();
-        for mode in [CriMode::Pod, CriMode::Target] {
-            let err = build(&sandbox, Some(&with_pid(mode))).unwrap_err();
-            assert!(matches!(&err, SpecError::InvalidArgument { field, .. } if field == PID_FIELD), "{mode:?}: {err}");
-        }
+        let err = build(&sandbox, Some(&with_pid(CriMode::Target))).unwrap_err();
+        assert!(matches!(&err, SpecError::InvalidArgument { field, .. } if field == PID_FIELD), "{err}");
+        // The infra process is started before the spec is built; its absence
+        // here means it vanished.
+        let err = build(&sandbox, Some(&with_pid(CriMode::Pod))).unwrap_err();
+        assert!(matches!(err, SpecError::NotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn pod_pid_in_a_pod_on_the_node_pid_namespace_is_the_node() {
+        let mut sandbox = fixtures::sandbox();
+        sandbox.namespace_modes.pid = NamespaceMode::Node;
+        let got = entries(&build(&sandbox, Some(&with_pid(CriMode::Pod))).unwrap());
+        assert!(!got.iter().any(|(kind, _)| *kind == LinuxNamespaceType::Pid), "{got:?}");
+    }
+
+    #[test]
+    fn only_configs_asking_for_pod_need_the_pod_pid_namespace() {
+        use k8s_cri::v1::LinuxContainerConfig;
+        let config = |sc: Option<LinuxContainerSecurityContext>| ContainerConfig {
+            linux: Some(LinuxContainerConfig { security_context: sc, ..Default::default() }),
+            ..Default::default()
+        };
+        assert!(asks_for_pod_pid_namespace(&ContainerConfig::default()));
+        assert!(asks_for_pod_pid_namespace(&config(None)));
+        assert!(asks_for_pod_pid_namespace(&config(Some(with_pid(CriMode::Pod)))));
+        assert!(!asks_for_pod_pid_namespace(&config(Some(with_pid(CriMode::Container)))));
+        assert!(!asks_for_pod_pid_namespace(&config(Some(with_pid(CriMode::Node)))));
     }
 
     #[test]

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds the real clients the conformance tests drive (crictl and critest from
+# cri-tools, kubelet from kubernetes) from their Go modules, through the Go
+# module proxy, into a cache outside the checkout keyed by version: a second
+# run finds them and builds nothing. Prints `NAME=PATH` lines for the tests.
+set -euo pipefail
+
+CRI_TOOLS_VERSION=${CRI_TOOLS_VERSION:-v1.37.0}
+KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.2}
+cache=${BERTH_TOOLS_CACHE:-/var/cache/berth-tools}
+export GOFLAGS=${GOFLAGS:--mod=mod}
+
+log() { echo "tools: $*" >&2; }
+
+# Debian's golang-go (1.19, for the SPDY interop test) may stand before the
+# machine's newer Go on PATH; these modules want a recent one.
+pick_go() {
+  local best="" best_version="" candidate version
+  for candidate in "$(command -v go || true)" /usr/local/go/bin/go /usr/lib/go/bin/go; do
+    [[ -x $candidate ]] || continue
+    version=$("$candidate" env GOVERSION 2>/dev/null) || continue
+    if [[ -z $best_version || $(printf '%s\n%s\n' "$best_version" "$version" | sort -V | tail -n1) == "$version" ]]; then
+      best=$candidate best_version=$version
+    fi
+  done
+  [[ -n $best ]] || { log "no Go toolchain found: install Go (https://go.dev/dl) or Debian's golang-go"; exit 1; }
+  echo "$best"
+}
+go=$(pick_go)
+go() { "$go" "$@"; }
+
+# A build goes to a temp dir and is renamed into place last: a build cut short
+# leaves no half-made binary behind for the next run to trust.
+build_cri_tools() {
+  local dir="$cache/cri-tools-$CRI_TOOLS_VERSION"
+  [[ -x $dir/crictl && -x $dir/critest ]] && return
+  log "building crictl and critest $CRI_TOOLS_VERSION (once; cached in $dir)"
+  local work
+  work=$(mktemp -d "$cache/.cri-tools.XXXXXX")
+  (
+    cd "$work"
+    src=$(go mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    cp -r "$src" module && chmod -R u+w module && cd module
+    go build -trimpath -o "$work/out/crictl" ./cmd/crictl
+    go test -c -trimpath -o "$work/out/critest" ./cmd/critest
+  ) >&2
+  rm -rf "$dir" && mv "$work/out" "$dir" && rm -rf "$work"
+}
+
+# kubernetes is not meant to be required as a module: its go.mod replaces every
+# k8s.io staging module with a directory of its own tree. A wrapper module
+# replaces each with the published version of the same release instead.
+build_kubelet() {
+  local dir="$cache/kubernetes-$KUBERNETES_VERSION"
+  [[ -x $dir/kubelet ]] && return
+  log "building kubelet $KUBERNETES_VERSION (once; cached in $dir; takes minutes)"
+  local work staging="v0.${KUBERNETES_VERSION#v1.}"
+  work=$(mktemp -d "$cache/.kubernetes.XXXXXX")
+  (
+    cd "$work"
+    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
+    go_version=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod")
+    {
+      echo "module berth.test/kubelet"
+      echo "go $go_version"
+      echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+      sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*$#replace \1 => \1 '"$staging"'#p' "$gomod"
+    } >go.mod
+    go build -trimpath -o "$work/out/kubelet" k8s.io/kubernetes/cmd/kubelet
+  ) >&2
+  rm -rf "$dir" && mv "$work/out" "$dir" && rm -rf "$work"
+}
+
+mkdir -p "$cache"
+build_cri_tools
+build_kubelet
+echo "BERTH_CRICTL=$cache/cri-tools-$CRI_TOOLS_VERSION/crictl"
+echo "BERTH_CRITEST=$cache/cri-tools-$CRI_TOOLS_VERSION/critest"
+echo "BERTH_KUBELET=$cache/kubernetes-$KUBERNETES_VERSION/kubelet"

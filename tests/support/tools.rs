@@ -1,0 +1,28 @@
+//! The real clients `hack/tools.sh` builds into its cache: the conformance
+//! tests find them through the `BERTH_*` variables it prints.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+fn tool(variable: &str) -> PathBuf {
+    let path = std::env::var_os(variable).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{variable} is not set: run the suite through hack/test.sh, or export the lines hack/tools.sh prints")
+    });
+    assert!(path.is_file(), "{variable}={} does not exist: run hack/tools.sh", path.display());
+    path
+}
+
+/// crictl of the cri-tools release `hack/tools.sh` builds.
+pub fn crictl() -> PathBuf {
+    tool("BERTH_CRICTL")
+}
+
+/// critest (cri-tools' validation suite, a Ginkgo test binary).
+pub fn critest() -> PathBuf {
+    tool("BERTH_CRITEST")
+}
+
+/// kubelet of the kubernetes release `hack/tools.sh` builds.
+pub fn kubelet() -> PathBuf {
+    tool("BERTH_KUBELET")
+}
