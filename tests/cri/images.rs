@@ -584,9 +584,12 @@ async fn a_self_signed_registry_needs_skip_verify() {
     push(&registry, &image, "test/tls", "latest").await;
     let name = format!("{}/test/tls", registry.host());
 
+    // A loopback registry is spoken to over plain HTTP by default; the error
+    // says that this one speaks HTTPS.
     let strict = Berth::start().await;
     let err = pull(&strict, &name).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("seems to speak HTTPS"), "{err:?}");
 
     let trusting = Berth::builder()
         .config(&format!("[registries.\"{}\"]\ninsecure_skip_verify = true\n", registry.host()))

@@ -37,14 +37,7 @@ impl Crictl {
 
     /// Runs crictl to its end; the output whatever the exit status.
     pub fn output(&self, args: &[&str]) -> Output {
-        let child = self
-            .command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn crictl");
-        wait_bounded(child, CALL_TIMEOUT, &format!("crictl {}", args.join(" ")))
+        self.spawn(args).wait(CALL_TIMEOUT)
     }
 
     /// Runs crictl and returns its stdout, trimmed; a failure panics with its stderr.
