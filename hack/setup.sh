@@ -12,6 +12,7 @@ packages=(
   docker-registry              # the tests' local registry
   apache2-utils                # htpasswd, for the registry's basic-auth tests
   busybox-static               # the content of the tests' images
+  gcc libc6-dev                # static helpers in critest's look-alike images (nginx, httpd, pause, nnp)
   apparmor                     # apparmor_parser: the test that berth's default profile compiles
   python3-prometheus-client    # the official OpenMetrics parser, for the metrics endpoint test
   golang-go golang-github-docker-spdystream-dev  # a Go spdystream peer: the SPDY interop test
@@ -39,6 +40,29 @@ fi
 # their own registries and need nothing from it.
 if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+# critest's images (tests/support/critest_images.rs) are built from Debian's
+# *dynamic* busybox: busybox-static runs applets in-process (`sh -c ls` never
+# execs /bin/ls), which critest's MaskedPaths spec sees through. The package
+# conflicts with busybox-static, so it is downloaded and unpacked, never installed.
+busybox_dir=/var/cache/berth-tools/busybox
+if [[ ! -x $busybox_dir/root/bin/busybox ]]; then
+  if [[ $EUID -ne 0 ]]; then
+    echo "setup: $busybox_dir is missing; run as root to fetch Debian's busybox" >&2
+    exit 1
+  fi
+  echo "setup: fetching Debian's dynamic busybox into $busybox_dir"
+  mkdir -p /var/cache/berth-tools
+  tmp=$(mktemp -d /var/cache/berth-tools/.busybox.XXXXXX)
+  chmod 755 "$tmp"
+  if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root busybox >/dev/null 2>&1); then
+    apt-get update -qq
+    (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root busybox >/dev/null)
+  fi
+  dpkg-deb -x "$tmp"/busybox_*.deb "$tmp/root"
+  rm -rf "$busybox_dir"
+  mv "$tmp" "$busybox_dir"
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -57,6 +57,7 @@ const WITH_CPU: &[&str] = &["id", "name", "image", "cpu"];
 const WITH_DEVICE: &[&str] = &["id", "name", "image", "device"];
 const WITH_INTERFACE: &[&str] = &["id", "name", "image", "interface"];
 const WITH_FAILURE: &[&str] = &["id", "name", "image", "failure_type", "scope"];
+const WITH_DEVICE_OPERATION: &[&str] = &["id", "name", "image", "device", "major", "minor", "operation"];
 
 const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> MetricDescriptor {
     MetricDescriptor { name, help, kind: MetricKind::Counter, labels }
@@ -150,6 +151,27 @@ const FILE_DESCRIPTORS: MetricDescriptor =
     gauge("container_file_descriptors", "Number of open file descriptors for the container.", BASE);
 const START_TIME: MetricDescriptor =
     gauge("container_start_time_seconds", "Start time of the container since unix epoch in seconds.", BASE);
+const LAST_SEEN: MetricDescriptor =
+    gauge("container_last_seen", "Last time a container was seen by the exporter", BASE);
+const MEMORY_KERNEL: MetricDescriptor =
+    gauge("container_memory_kernel_usage", "Size of kernel memory allocated in bytes.", BASE);
+const SOCKETS: MetricDescriptor = gauge("container_sockets", "Number of open sockets for the container.", BASE);
+const SPEC_CPU_PERIOD: MetricDescriptor = gauge("container_spec_cpu_period", "CPU period of the container.", BASE);
+const SPEC_CPU_SHARES: MetricDescriptor = gauge("container_spec_cpu_shares", "CPU share of the container.", BASE);
+const SPEC_MEMORY_LIMIT: MetricDescriptor =
+    gauge("container_spec_memory_limit_bytes", "Memory limit for the container.", BASE);
+const SPEC_MEMORY_SWAP_LIMIT: MetricDescriptor =
+    gauge("container_spec_memory_swap_limit_bytes", "Memory swap limit for the container.", BASE);
+const BLKIO_DEVICE_USAGE: MetricDescriptor =
+    counter("container_blkio_device_usage_total", "Blkio Device bytes usage", WITH_DEVICE_OPERATION);
+const FS_READS_BYTES: MetricDescriptor =
+    counter("container_fs_reads_bytes_total", "Cumulative count of bytes read", WITH_DEVICE);
+const FS_READS: MetricDescriptor =
+    counter("container_fs_reads_total", "Cumulative count of reads completed", WITH_DEVICE);
+const FS_WRITES_BYTES: MetricDescriptor =
+    counter("container_fs_writes_bytes_total", "Cumulative count of bytes written", WITH_DEVICE);
+const FS_WRITES: MetricDescriptor =
+    counter("container_fs_writes_total", "Cumulative count of writes completed", WITH_DEVICE);
 
 /// Every metric `ListPodSandboxMetrics` may send; kubelet drops any other.
 pub const DESCRIPTORS: &[MetricDescriptor] = &[
@@ -186,6 +208,18 @@ pub const DESCRIPTORS: &[MetricDescriptor] = &[
     THREADS_MAX,
     FILE_DESCRIPTORS,
     START_TIME,
+    LAST_SEEN,
+    MEMORY_KERNEL,
+    SOCKETS,
+    SPEC_CPU_PERIOD,
+    SPEC_CPU_SHARES,
+    SPEC_MEMORY_LIMIT,
+    SPEC_MEMORY_SWAP_LIMIT,
+    BLKIO_DEVICE_USAGE,
+    FS_READS_BYTES,
+    FS_READS,
+    FS_WRITES_BYTES,
+    FS_WRITES,
 ];
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
@@ -240,10 +274,11 @@ impl Daemon {
     pub fn list_pod_metrics(&self) -> Result<Vec<PodMetrics>, PodError> {
         let pods = self.list_pod_stats(&SandboxFilter::default())?;
         let filesystem = LayerFilesystem::of(&self.config.state_root);
-        Ok(pods.into_iter().map(|pod| self.pod_metrics(pod, filesystem)).collect())
+        let now = crate::time::now_nanos();
+        Ok(pods.into_iter().map(|pod| self.pod_metrics(pod, filesystem, now)).collect())
     }
 
-    fn pod_metrics(&self, pod: PodUsage, filesystem: Option<LayerFilesystem>) -> PodMetrics {
+    fn pod_metrics(&self, pod: PodUsage, filesystem: Option<LayerFilesystem>, now: i64) -> PodMetrics {
         let mut samples = Samples::new(&pod.sandbox.id, "POD", "");
         for i in &pod.interfaces {
             let name = [i.name.as_str()];
@@ -267,7 +302,7 @@ impl Daemon {
                 };
                 ContainerMetrics {
                     container_id: usage.container.id.clone(),
-                    samples: container_samples(usage, &detail, filesystem),
+                    samples: container_samples(usage, &detail, filesystem, now, cgroup_detail::block_device_name),
                 }
             })
             .collect();
@@ -275,10 +310,14 @@ impl Daemon {
     }
 }
 
+/// The samples of one container; `now` (Unix nanoseconds) is when it was seen,
+/// `device_name` names a block device by its numbers.
 fn container_samples(
     usage: &ContainerUsage,
     detail: &CgroupDetail,
     filesystem: Option<LayerFilesystem>,
+    now: i64,
+    device_name: impl Fn(u64, u64) -> String,
 ) -> Vec<Sample> {
     let c = &usage.container;
     let mut samples = Samples::new(&c.id, &c.metadata.name, &c.image.requested);
@@ -304,6 +343,24 @@ fn container_samples(
     samples.add(MEMORY_MAX_USAGE, &[], detail.memory_max_usage);
     samples.add(MEMORY_FAILCNT, &[], detail.memory_failcnt);
     samples.add(OOM_EVENTS, &[], detail.oom_kills);
+    samples.add(MEMORY_KERNEL, &[], detail.memory_kernel);
+
+    samples.add(SPEC_CPU_PERIOD, &[], detail.cpu_period_us);
+    samples.add(SPEC_CPU_SHARES, &[], detail.cpu_shares);
+    samples.add(SPEC_MEMORY_LIMIT, &[], detail.memory_limit);
+    samples.add(SPEC_MEMORY_SWAP_LIMIT, &[], detail.memory_swap_limit);
+
+    for io in &detail.io {
+        let device = device_name(io.major, io.minor);
+        let (major, minor) = (io.major.to_string(), io.minor.to_string());
+        let labels = |operation| [device.as_str(), major.as_str(), minor.as_str(), operation];
+        samples.add(BLKIO_DEVICE_USAGE, &labels("Read"), Some(io.read_bytes));
+        samples.add(BLKIO_DEVICE_USAGE, &labels("Write"), Some(io.write_bytes));
+        samples.add(FS_READS_BYTES, &[device.as_str()], Some(io.read_bytes));
+        samples.add(FS_READS, &[device.as_str()], Some(io.reads));
+        samples.add(FS_WRITES_BYTES, &[device.as_str()], Some(io.write_bytes));
+        samples.add(FS_WRITES, &[device.as_str()], Some(io.writes));
+    }
 
     let device = usage.layer_mountpoint.display().to_string();
     let device = [device.as_str()];
@@ -319,8 +376,10 @@ fn container_samples(
     // cadvisor's convention: zero is no limit.
     samples.add(THREADS_MAX, &[], Some(detail.threads_max.unwrap_or(0)));
     samples.add(FILE_DESCRIPTORS, &[], Some(cgroup_detail::open_files(&detail.pids)));
+    samples.add(SOCKETS, &[], Some(cgroup_detail::open_sockets(&detail.pids)));
     let started = u64::try_from(c.started_at).ok().filter(|at| *at > 0);
     samples.add(START_TIME, &[], seconds(started));
+    samples.add(LAST_SEEN, &[], seconds(u64::try_from(now).ok()));
     samples.out
 }
 
@@ -367,8 +426,22 @@ mod tests {
             writable_layer: Usage { bytes: 4096, inodes: 3 },
             layer_mountpoint: "/var/lib/berth".into(),
         };
-        let detail = CgroupDetail { cpu_user_ns: Some(1_000_000_000), oom_kills: Some(1), ..Default::default() };
-        let samples = container_samples(&usage, &detail, Some(LayerFilesystem::default()));
+        let detail = CgroupDetail {
+            cpu_user_ns: Some(1_000_000_000),
+            oom_kills: Some(1),
+            memory_limit: Some(64 << 20),
+            io: vec![crate::stats::cgroup_detail::DeviceIo {
+                major: 8,
+                minor: 0,
+                read_bytes: 512,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let now = 1_700_000_100_500_000_000;
+        let samples = container_samples(&usage, &detail, Some(LayerFilesystem::default()), now, |major, minor| {
+            format!("/dev/test{major}-{minor}")
+        });
 
         let by_name: std::collections::HashMap<&str, &MetricDescriptor> =
             DESCRIPTORS.iter().map(|d| (d.name, d)).collect();
@@ -386,5 +459,10 @@ mod tests {
         assert_eq!(value("container_fs_usage_bytes"), Some(4096));
         assert_eq!(value("container_oom_events_total"), Some(1));
         assert_eq!(value("container_start_time_seconds"), Some(1_700_000_000));
+        assert_eq!(value("container_last_seen"), Some(1_700_000_100));
+        assert_eq!(value("container_spec_memory_limit_bytes"), Some(64 << 20));
+        assert_eq!(value("container_fs_reads_bytes_total"), Some(512));
+        let read = samples.iter().find(|s| s.name == "container_blkio_device_usage_total").expect("blkio usage");
+        assert_eq!(read.labels[3..], ["/dev/test8-0", "8", "0", "Read"]);
     }
 }

@@ -1,7 +1,9 @@
 //! The figures of a cgroup that only the cadvisor-style metrics report (CPU
-//! split and throttling, page cache, memory failures and OOM kills, threads,
-//! open files). Read apart from `CgroupUsage` so the stats kubelet polls every
-//! few seconds do not pay for files only a metrics scrape wants.
+//! split and throttling, page cache, kernel memory, memory failures and OOM
+//! kills, threads, open files and sockets, block I/O per device, and the
+//! limits cadvisor reports as `container_spec_*`). Read apart from
+//! `CgroupUsage` so the stats kubelet polls every few seconds do not pay for
+//! files only a metrics scrape wants.
 
 use std::path::Path;
 
@@ -24,9 +26,37 @@ pub struct CgroupDetail {
     pub threads: Option<u64>,
     /// None when unlimited.
     pub threads_max: Option<u64>,
+    /// Kernel memory charged to the cgroup (slab, stacks, page tables, ...).
+    pub memory_kernel: Option<u64>,
+    /// CFS period in microseconds.
+    pub cpu_period_us: Option<u64>,
+    /// CPU shares (v1), or the v2 weight converted back to shares.
+    pub cpu_shares: Option<u64>,
+    /// The memory limit in bytes; 0 when unlimited (cadvisor's convention).
+    pub memory_limit: Option<u64>,
+    /// The swap limit (v1: memory + swap, as `memory.memsw`); 0 when unlimited
+    /// or when the kernel accounts no swap (nothing limits it then).
+    pub memory_swap_limit: Option<u64>,
+    /// Block I/O per device.
+    pub io: Vec<DeviceIo>,
     /// The cgroup's own processes, for their open files.
     pub pids: Vec<i32>,
 }
+
+/// Block I/O of a cgroup on one device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceIo {
+    pub major: u64,
+    pub minor: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+/// cadvisor's sanity threshold: a memory limit above it is "no limit" (v1
+/// writes unlimited as 9223372036854771712, v2 as `max`) and reported as 0.
+const UNLIMITED_MEMORY_ABOVE: u64 = 1 << 62;
 
 /// The files of one cgroup that `CgroupDetail` is read from, by version.
 #[derive(Debug, Default)]
@@ -42,6 +72,16 @@ pub struct V1Files {
     pub tasks: Option<String>,
     pub pids_max: Option<String>,
     pub procs: Option<String>,
+    pub memory_kmem_usage: Option<String>,
+    pub cpu_cfs_period: Option<String>,
+    pub cpu_shares: Option<String>,
+    pub memory_limit: Option<String>,
+    /// `memory.memsw.limit_in_bytes`: absent when the kernel accounts no swap.
+    pub memory_memsw_limit: Option<String>,
+    /// `blkio.throttle.io_service_bytes_recursive`
+    pub blkio_bytes: Option<String>,
+    /// `blkio.throttle.io_serviced_recursive`
+    pub blkio_ios: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +93,12 @@ pub struct V2Files {
     pub threads: Option<String>,
     pub pids_max: Option<String>,
     pub procs: Option<String>,
+    /// `cpu.max`: "<quota|max> <period>".
+    pub cpu_max: Option<String>,
+    pub cpu_weight: Option<String>,
+    pub memory_max: Option<String>,
+    pub memory_swap_max: Option<String>,
+    pub io_stat: Option<String>,
 }
 
 impl Hierarchy {
@@ -71,6 +117,11 @@ impl Hierarchy {
                     threads: read(&dir, "cgroup.threads"),
                     pids_max: read(&dir, "pids.max"),
                     procs: read(&dir, "cgroup.procs"),
+                    cpu_max: read(&dir, "cpu.max"),
+                    cpu_weight: read(&dir, "cpu.weight"),
+                    memory_max: read(&dir, "memory.max"),
+                    memory_swap_max: read(&dir, "memory.swap.max"),
+                    io_stat: read(&dir, "io.stat"),
                 })
             }
             Hierarchy::V1(root) => {
@@ -81,10 +132,18 @@ impl Hierarchy {
                 let cpu = controller(&["cpu,cpuacct", "cpu"]);
                 let memory = root.join("memory").join(path);
                 let pids = root.join("pids").join(path);
+                let blkio = root.join("blkio").join(path);
                 parse_v1(
                     V1Files {
                         cpuacct_stat: cpuacct.and_then(|dir| read(&dir, "cpuacct.stat")),
-                        cpu_stat: cpu.and_then(|dir| read(&dir, "cpu.stat")),
+                        cpu_stat: cpu.as_ref().and_then(|dir| read(dir, "cpu.stat")),
+                        cpu_cfs_period: cpu.as_ref().and_then(|dir| read(dir, "cpu.cfs_period_us")),
+                        cpu_shares: cpu.as_ref().and_then(|dir| read(dir, "cpu.shares")),
+                        memory_kmem_usage: read(&memory, "memory.kmem.usage_in_bytes"),
+                        memory_limit: read(&memory, "memory.limit_in_bytes"),
+                        memory_memsw_limit: read(&memory, "memory.memsw.limit_in_bytes"),
+                        blkio_bytes: read(&blkio, "blkio.throttle.io_service_bytes_recursive"),
+                        blkio_ios: read(&blkio, "blkio.throttle.io_serviced_recursive"),
                         memory_stat: read(&memory, "memory.stat"),
                         memory_failcnt: read(&memory, "memory.failcnt"),
                         memory_max_usage: read(&memory, "memory.max_usage_in_bytes"),
@@ -126,6 +185,13 @@ pub fn parse_v1(files: V1Files, ticks_per_second: u64) -> CgroupDetail {
         oom_kills: keyed(files.memory_oom_control.as_deref()).get("oom_kill").copied(),
         threads: count_lines(files.tasks),
         threads_max: number(files.pids_max),
+        memory_kernel: number(files.memory_kmem_usage),
+        cpu_period_us: number(files.cpu_cfs_period),
+        cpu_shares: number(files.cpu_shares),
+        memory_limit: number(files.memory_limit).map(memory_limit),
+        // No memsw file: the kernel accounts no swap, so none is limited.
+        memory_swap_limit: Some(number(files.memory_memsw_limit).map(memory_limit).unwrap_or(0)),
+        io: blkio_v1(files.blkio_bytes.as_deref(), files.blkio_ios.as_deref()),
         pids: pids(files.procs.as_deref()),
     }
 }
@@ -149,7 +215,108 @@ pub fn parse_v2(files: V2Files) -> CgroupDetail {
         oom_kills: events.get("oom_kill").copied(),
         threads: count_lines(files.threads),
         threads_max: number(files.pids_max),
+        // Older kernels have no "kernel" total: its main parts then.
+        memory_kernel: memory.get("kernel").copied().or_else(|| {
+            let parts = ["kernel_stack", "pagetables", "slab", "percpu", "sock", "vmalloc"];
+            let found: Vec<u64> = parts.iter().filter_map(|key| memory.get(key).copied()).collect();
+            (!found.is_empty()).then(|| found.iter().sum())
+        }),
+        cpu_period_us: files.cpu_max.as_deref().and_then(|max| max.split_whitespace().nth(1)?.parse().ok()),
+        cpu_shares: number(files.cpu_weight).map(weight_to_shares),
+        memory_limit: v2_limit(files.memory_max),
+        memory_swap_limit: v2_limit(files.memory_swap_max),
+        io: io_stat_v2(files.io_stat.as_deref()),
         pids: pids(files.procs.as_deref()),
+    }
+}
+
+/// A limit as cadvisor reports it: 0 for none.
+fn memory_limit(bytes: u64) -> u64 {
+    if bytes > UNLIMITED_MEMORY_ABOVE { 0 } else { bytes }
+}
+
+/// A v2 limit file: a number, or `max` for none.
+fn v2_limit(text: Option<String>) -> Option<u64> {
+    let text = text?;
+    match text.trim() {
+        "max" => Some(0),
+        value => value.parse().ok().map(memory_limit),
+    }
+}
+
+/// The v2 `cpu.weight` (1..10000) back to v1 shares (2..262144), by the
+/// inverse of the mapping runc and systemd apply to shares.
+fn weight_to_shares(weight: u64) -> u64 {
+    2 + weight.clamp(1, 10_000).saturating_sub(1) * 262_142 / 9_999
+}
+
+/// v1 `blkio.throttle.io_service_bytes` and `io_serviced`: "MAJ:MIN Op N" lines.
+fn blkio_v1(bytes: Option<&str>, ios: Option<&str>) -> Vec<DeviceIo> {
+    let mut devices: Vec<DeviceIo> = Vec::new();
+    for (text, is_bytes) in [(bytes, true), (ios, false)] {
+        for line in text.unwrap_or_default().lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(device), Some(op), Some(value)) = (fields.next(), fields.next(), fields.next()) else { continue };
+            let Some((major, minor)) = major_minor(device) else { continue };
+            let Ok(value) = value.parse::<u64>() else { continue };
+            let entry = device_entry(&mut devices, major, minor);
+            match (op, is_bytes) {
+                ("Read", true) => entry.read_bytes = value,
+                ("Write", true) => entry.write_bytes = value,
+                ("Read", false) => entry.reads = value,
+                ("Write", false) => entry.writes = value,
+                _ => {}
+            }
+        }
+    }
+    devices
+}
+
+/// v2 `io.stat`: "MAJ:MIN rbytes=N wbytes=N rios=N wios=N ..." lines.
+fn io_stat_v2(text: Option<&str>) -> Vec<DeviceIo> {
+    let mut devices: Vec<DeviceIo> = Vec::new();
+    for line in text.unwrap_or_default().lines() {
+        let mut fields = line.split_whitespace();
+        let Some((major, minor)) = fields.next().and_then(major_minor) else { continue };
+        let entry = device_entry(&mut devices, major, minor);
+        for field in fields {
+            let Some((key, value)) = field.split_once('=') else { continue };
+            let Ok(value) = value.parse::<u64>() else { continue };
+            match key {
+                "rbytes" => entry.read_bytes = value,
+                "wbytes" => entry.write_bytes = value,
+                "rios" => entry.reads = value,
+                "wios" => entry.writes = value,
+                _ => {}
+            }
+        }
+    }
+    devices
+}
+
+fn major_minor(device: &str) -> Option<(u64, u64)> {
+    let (major, minor) = device.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+fn device_entry(devices: &mut Vec<DeviceIo>, major: u64, minor: u64) -> &mut DeviceIo {
+    let index = match devices.iter().position(|d| d.major == major && d.minor == minor) {
+        Some(index) => index,
+        None => {
+            devices.push(DeviceIo { major, minor, ..Default::default() });
+            devices.len() - 1
+        }
+    };
+    &mut devices[index]
+}
+
+/// `/dev/<name>` of block device `major:minor`, from sysfs; the numbers when
+/// sysfs does not know it.
+pub fn block_device_name(major: u64, minor: u64) -> String {
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent")).unwrap_or_default();
+    match uevent.lines().find_map(|line| line.strip_prefix("DEVNAME=")) {
+        Some(name) => format!("/dev/{name}"),
+        None => format!("{major}:{minor}"),
     }
 }
 
@@ -159,6 +326,18 @@ pub fn open_files(pids: &[i32]) -> u64 {
         .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
         .map(|entries| entries.count() as u64)
         .sum()
+}
+
+/// Open sockets of `pids`: their descriptors that link to `socket:[inode]`.
+pub fn open_sockets(pids: &[i32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+        })
+        .count() as u64
 }
 
 fn pids(text: Option<&str>) -> Vec<i32> {
@@ -186,6 +365,7 @@ mod tests {
                 tasks: s("10\n11\n12\n"),
                 pids_max: s("max\n"),
                 procs: s("10\n"),
+                ..Default::default()
             },
             100,
         );
@@ -213,6 +393,7 @@ mod tests {
             threads: s("1\n2\n"),
             pids_max: s("64\n"),
             procs: s("1\n"),
+            ..Default::default()
         });
         assert_eq!((detail.cpu_user_ns, detail.cpu_system_ns), (Some(2_000_000), Some(1_000_000)));
         assert_eq!(detail.cfs_throttled_ns, Some(7000));
@@ -220,6 +401,69 @@ mod tests {
         assert_eq!((detail.memory_failcnt, detail.oom_kills, detail.memory_max_usage), (Some(6), Some(1), None));
         assert_eq!((detail.threads, detail.threads_max), (Some(2), Some(64)));
         assert_eq!(parse_v2(V2Files::default()), CgroupDetail::default());
+    }
+
+    #[test]
+    fn v1_limits_kernel_memory_and_block_io() {
+        let detail = parse_v1(
+            V1Files {
+                memory_kmem_usage: s("1531904\n"),
+                cpu_cfs_period: s("100000\n"),
+                cpu_shares: s("1024\n"),
+                memory_limit: s("67108864\n"),
+                memory_memsw_limit: s("9223372036854771712\n"),
+                blkio_bytes: s("8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Total 12288\nTotal 12288\n"),
+                blkio_ios: s("8:0 Read 1\n8:0 Write 2\n8:16 Read 3\nTotal 6\n"),
+                ..Default::default()
+            },
+            100,
+        );
+        assert_eq!(detail.memory_kernel, Some(1_531_904));
+        assert_eq!((detail.cpu_period_us, detail.cpu_shares), (Some(100_000), Some(1024)));
+        assert_eq!(detail.memory_limit, Some(64 << 20));
+        assert_eq!(detail.memory_swap_limit, Some(0), "v1's unlimited is reported as 0");
+        assert_eq!(
+            detail.io,
+            vec![
+                DeviceIo { major: 8, minor: 0, read_bytes: 4096, write_bytes: 8192, reads: 1, writes: 2 },
+                DeviceIo { major: 8, minor: 16, reads: 3, ..Default::default() },
+            ]
+        );
+        let no_swap_accounting = parse_v1(V1Files::default(), 100);
+        assert_eq!((no_swap_accounting.memory_limit, no_swap_accounting.memory_swap_limit), (None, Some(0)));
+    }
+
+    #[test]
+    fn v2_limits_kernel_memory_and_block_io() {
+        let detail = parse_v2(V2Files {
+            memory_stat: s("anon 4096\nkernel 65536\n"),
+            cpu_max: s("20000 100000\n"),
+            cpu_weight: s("100\n"),
+            memory_max: s("67108864\n"),
+            memory_swap_max: s("max\n"),
+            io_stat: s("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"),
+            ..Default::default()
+        });
+        assert_eq!(detail.memory_kernel, Some(65536));
+        assert_eq!((detail.cpu_period_us, detail.cpu_shares), (Some(100_000), Some(2 + 99 * 262_142 / 9_999)));
+        assert_eq!((detail.memory_limit, detail.memory_swap_limit), (Some(64 << 20), Some(0)));
+        assert_eq!(
+            detail.io,
+            vec![DeviceIo { major: 8, minor: 0, read_bytes: 4096, write_bytes: 8192, reads: 1, writes: 2 }]
+        );
+        let older_kernel = parse_v2(V2Files { memory_stat: s("slab 100\nkernel_stack 20\n"), ..Default::default() });
+        assert_eq!(older_kernel.memory_kernel, Some(120));
+        assert_eq!(weight_to_shares(1), 2);
+        assert_eq!(weight_to_shares(10_000), 262_144);
+    }
+
+    #[test]
+    fn open_sockets_of_this_process_are_counted() {
+        // Other tests open sockets meanwhile: only a lower bound holds.
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        assert!(open_sockets(&[std::process::id() as i32]) >= 1);
+        drop(socket);
+        assert_eq!(open_sockets(&[]), 0);
     }
 
     #[test]

@@ -5,5 +5,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod critest;
 mod crictl;
 mod old_client;

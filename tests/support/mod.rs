@@ -6,6 +6,7 @@ pub mod berth;
 pub mod cni;
 pub mod containers;
 pub mod crictl;
+pub mod critest_images;
 pub mod http_server;
 pub mod image;
 pub mod pods;
