@@ -52,7 +52,8 @@ build_cri_tools() {
 # replaces each with the published version of the same release instead.
 build_kubelet() {
   local dir="$cache/kubernetes-$KUBERNETES_VERSION"
-  [[ -x $dir/kubelet ]] && return
+  # A binary built before it was stamped says v0.0.0-master: built again.
+  [[ -x $dir/kubelet && $("$dir/kubelet" --version 2>/dev/null) == "Kubernetes $KUBERNETES_VERSION" ]] && return
   log "building kubelet $KUBERNETES_VERSION (once; cached in $dir; takes minutes)"
   local work staging="v0.${KUBERNETES_VERSION#v1.}"
   work=$(mktemp -d "$cache/.kubernetes.XXXXXX")
@@ -66,7 +67,14 @@ build_kubelet() {
       echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
       sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*$#replace \1 => \1 '"$staging"'#p' "$gomod"
     } >go.mod
-    go build -trimpath -o "$work/out/kubelet" k8s.io/kubernetes/cmd/kubelet
+    # The version kubernetes' own build stamps (hack/lib/version.sh): without
+    # it kubelet reports v0.0.0-master, in --version and in its logs.
+    local minor=${KUBERNETES_VERSION#v1.} flags=""
+    minor=${minor%%.*}
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      flags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    done
+    go build -trimpath -ldflags="$flags" -o "$work/out/kubelet" k8s.io/kubernetes/cmd/kubelet
   ) >&2
   rm -rf "$dir" && mv "$work/out" "$dir" && rm -rf "$work"
 }

@@ -7,4 +7,5 @@ mod support;
 
 mod critest;
 mod crictl;
+mod kubelet;
 mod old_client;

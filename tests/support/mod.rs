@@ -9,6 +9,7 @@ pub mod crictl;
 pub mod critest_images;
 pub mod http_server;
 pub mod image;
+pub mod kubelet;
 pub mod pods;
 pub mod proxy;
 pub mod registry;
