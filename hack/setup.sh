@@ -46,15 +46,16 @@ fi
 # *dynamic* busybox: busybox-static runs applets in-process (`sh -c ls` never
 # execs /bin/ls), which critest's MaskedPaths spec sees through. The package
 # conflicts with busybox-static, so it is downloaded and unpacked, never installed.
-busybox_dir=/var/cache/berth-tools/busybox
+tools_cache=${BERTH_TOOLS_CACHE:-/var/cache/berth-tools}
+busybox_dir=$tools_cache/busybox
 if [[ ! -x $busybox_dir/root/bin/busybox ]]; then
   if [[ $EUID -ne 0 ]]; then
     echo "setup: $busybox_dir is missing; run as root to fetch Debian's busybox" >&2
     exit 1
   fi
   echo "setup: fetching Debian's dynamic busybox into $busybox_dir"
-  mkdir -p /var/cache/berth-tools
-  tmp=$(mktemp -d /var/cache/berth-tools/.busybox.XXXXXX)
+  mkdir -p "$tools_cache"
+  tmp=$(mktemp -d "$tools_cache/.busybox.XXXXXX")
   chmod 755 "$tmp"
   if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root busybox >/dev/null 2>&1); then
     apt-get update -qq

@@ -82,6 +82,7 @@ build_kubelet() {
 mkdir -p "$cache"
 build_cri_tools
 build_kubelet
+echo "BERTH_TOOLS_CACHE=$cache"
 echo "BERTH_CRICTL=$cache/cri-tools-$CRI_TOOLS_VERSION/crictl"
 echo "BERTH_CRITEST=$cache/cri-tools-$CRI_TOOLS_VERSION/critest"
 echo "BERTH_KUBELET=$cache/kubernetes-$KUBERNETES_VERSION/kubelet"

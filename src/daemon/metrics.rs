@@ -375,8 +375,9 @@ fn container_samples(
     samples.add(THREADS, &[], detail.threads);
     // cadvisor's convention: zero is no limit.
     samples.add(THREADS_MAX, &[], Some(detail.threads_max.unwrap_or(0)));
-    samples.add(FILE_DESCRIPTORS, &[], Some(cgroup_detail::open_files(&detail.pids)));
-    samples.add(SOCKETS, &[], Some(cgroup_detail::open_sockets(&detail.pids)));
+    let descriptors = cgroup_detail::open_descriptors(&detail.pids);
+    samples.add(FILE_DESCRIPTORS, &[], Some(descriptors.files));
+    samples.add(SOCKETS, &[], Some(descriptors.sockets));
     let started = u64::try_from(c.started_at).ok().filter(|at| *at > 0);
     samples.add(START_TIME, &[], seconds(started));
     samples.add(LAST_SEEN, &[], seconds(u64::try_from(now).ok()));

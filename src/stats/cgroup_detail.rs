@@ -320,24 +320,27 @@ pub fn block_device_name(major: u64, minor: u64) -> String {
     }
 }
 
-/// Open file descriptors of `pids`, counted from `/proc/<pid>/fd`.
-pub fn open_files(pids: &[i32]) -> u64 {
-    pids.iter()
-        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
-        .map(|entries| entries.count() as u64)
-        .sum()
+/// The open file descriptors of a set of processes, and how many are sockets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptors {
+    pub files: u64,
+    pub sockets: u64,
 }
 
-/// Open sockets of `pids`: their descriptors that link to `socket:[inode]`.
-pub fn open_sockets(pids: &[i32]) -> u64 {
-    pids.iter()
-        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
-        .flat_map(|entries| entries.flatten())
-        .filter(|entry| {
-            std::fs::read_link(entry.path())
-                .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
-        })
-        .count() as u64
+/// Counts the descriptors of `pids` from `/proc/<pid>/fd` in one walk: a
+/// socket's links to `socket:[inode]`.
+pub fn open_descriptors(pids: &[i32]) -> Descriptors {
+    let mut counted = Descriptors::default();
+    let entries = pids.iter().filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok()).flatten().flatten();
+    for entry in entries {
+        counted.files += 1;
+        if std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+        {
+            counted.sockets += 1;
+        }
+    }
+    counted
 }
 
 fn pids(text: Option<&str>) -> Vec<i32> {
@@ -458,17 +461,13 @@ mod tests {
     }
 
     #[test]
-    fn open_sockets_of_this_process_are_counted() {
-        // Other tests open sockets meanwhile: only a lower bound holds.
+    fn open_descriptors_of_this_process_are_counted() {
+        // Other tests open descriptors meanwhile: only lower bounds hold.
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
-        assert!(open_sockets(&[std::process::id() as i32]) >= 1);
+        let counted = open_descriptors(&[std::process::id() as i32]);
+        assert!(counted.files >= 4, "stdin, stdout, stderr and the socket at least: {counted:?}");
+        assert!(counted.sockets >= 1, "{counted:?}");
         drop(socket);
-        assert_eq!(open_sockets(&[]), 0);
-    }
-
-    #[test]
-    fn open_files_of_this_process_are_counted() {
-        assert!(open_files(&[std::process::id() as i32]) >= 3, "stdin, stdout and stderr at least");
-        assert_eq!(open_files(&[]), 0);
+        assert_eq!(open_descriptors(&[]), Descriptors::default());
     }
 }

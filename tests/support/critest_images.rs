@@ -5,12 +5,12 @@
 //! (critest compares RepoTags with those names).
 //!
 //! The base is Debian's *dynamic* busybox (fetched by `hack/setup.sh` into
-//! [`BUSYBOX_DIR`]), copied with its glibc libraries and with every applet a
+//! [`busybox_dir`]), copied with its glibc libraries and with every applet a
 //! hard link in `/bin`: the static build runs applets in-process (`sh -c ls`
 //! never execs `/bin/ls`, which critest's MaskedPaths spec masks), and a
 //! symlinked `/bin/ls` would make the runtime mask `/bin/busybox` itself.
 //! nginx, httpd, pause and the setuid `nnp` are small static C programs
-//! ([`HELPERS`]) compiled once per content into [`HELPER_CACHE`].
+//! ([`HELPERS`]) compiled once per content into [`helper_cache`].
 //!
 //! See /work/shared/CRITEST-IMAGES.md for what each image must hold.
 #![allow(dead_code)]
@@ -22,11 +22,17 @@ use sha2::{Digest, Sha256};
 
 use super::image::{BuiltImage, Compression, ImageBuilder, Layer};
 use super::registry::Registry;
+use super::tools;
 
 /// Where `hack/setup.sh` unpacks Debian's `busybox` package (`root/bin/busybox`).
-pub const BUSYBOX_DIR: &str = "/var/cache/berth-tools/busybox";
+pub fn busybox_dir() -> PathBuf {
+    tools::cache_dir().join("busybox")
+}
+
 /// Compiled helper binaries, one directory per hash of their sources and flags.
-pub const HELPER_CACHE: &str = "/var/cache/berth-tools/critest-helpers";
+pub fn helper_cache() -> PathBuf {
+    tools::cache_dir().join("critest-helpers")
+}
 /// The image berth should use as `sandbox_image`: pushed with the others but
 /// never pulled by critest, and distinct from `pause:3.9` (critest expects that
 /// image to carry exactly its two tags).
@@ -261,7 +267,7 @@ pub fn helper(name: &str) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(source);
     hasher.update(GCC_FLAGS.join(" "));
-    let dir = PathBuf::from(HELPER_CACHE).join(&hex::encode(hasher.finalize())[..16]);
+    let dir = helper_cache().join(&hex::encode(hasher.finalize())[..16]);
     let binary = dir.join(name);
     if !binary.is_file() {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
@@ -286,7 +292,7 @@ pub fn helper(name: &str) -> Vec<u8> {
 
 /// Debian's dynamic busybox, unpacked by `hack/setup.sh`.
 pub fn busybox_binary() -> PathBuf {
-    let path = Path::new(BUSYBOX_DIR).join("root/bin/busybox");
+    let path = busybox_dir().join("root/bin/busybox");
     assert!(path.is_file(), "{} is missing: run hack/setup.sh (it fetches Debian's dynamic busybox)", path.display());
     path
 }

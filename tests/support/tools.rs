@@ -12,6 +12,12 @@ fn tool(variable: &str) -> PathBuf {
     path
 }
 
+/// Where `hack/setup.sh` and `hack/tools.sh` keep what they fetch and build
+/// (`BERTH_TOOLS_CACHE`, as they read it).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("BERTH_TOOLS_CACHE").map_or_else(|| PathBuf::from("/var/cache/berth-tools"), PathBuf::from)
+}
+
 /// crictl of the cri-tools release `hack/tools.sh` builds.
 pub fn crictl() -> PathBuf {
     tool("BERTH_CRICTL")
