@@ -41,6 +41,9 @@ const MAX_FRAME_PAYLOAD: usize = 16_384;
 /// KiB; a client sending more is cut off rather than buffered without end.
 const MAX_HEADER_BLOCK: usize = 1 << 20;
 const READ_CHUNK: usize = 16 * 1024;
+/// The HPACK table size h2 advertises (the HTTP/2 default): the most a client
+/// may ask its decoder for, which bounds what one connection's table holds.
+const HEADER_TABLE_SIZE: usize = 4096;
 
 /// A server-side connection whose inbound HTTP/2 header blocks are rewritten
 /// so that h2 accepts any `:authority`.
@@ -155,12 +158,14 @@ impl Inbound {
         // A table of size 0 is never referenced: the blocks berth sends need
         // nothing from h2's dynamic table, which the client's filled.
         encoder.set_max_table_size(0);
+        let mut decoder = loona_hpack::Decoder::new();
+        decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
         Inbound {
             state: State::Preface { left: PREFACE_LEN },
             raw: BytesMut::new(),
             out: BytesMut::new(),
             pending: None,
-            decoder: loona_hpack::Decoder::new(),
+            decoder,
             encoder,
         }
     }
@@ -195,6 +200,10 @@ impl Inbound {
                         self.out.extend_from_slice(&self.raw.split_to(FRAME_HEADER_LEN));
                         self.state = State::PassThrough { left: length };
                         continue;
+                    }
+                    // h2 would refuse a frame this large anyway; it is not held meanwhile.
+                    if length > MAX_HEADER_BLOCK {
+                        return Err(invalid("header frame larger than 1 MiB"));
                     }
                     if self.raw.len() < FRAME_HEADER_LEN + length {
                         return Ok(());
@@ -462,11 +471,43 @@ mod tests {
             [frame(HEADERS, 0, 1, b"\x82"), frame(0x0, 0, 1, b"x")].concat(),
             frame(HEADERS, END_HEADERS | PADDED, 1, &[9, 0x82]),
             frame(HEADERS, END_HEADERS, 1, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            // A table size update past what h2 advertised: a client's way to grow
+            // the table without bound.
+            frame(HEADERS, END_HEADERS, 1, &[&[0x3f, 0xe2, 0x1f][..], &[0x82]].concat()),
         ] {
             let mut input = PREFACE.to_vec();
             input.extend(bad);
             let err = rewrite(input).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_header_frames_are_refused_before_they_are_buffered() {
+        let mut input = PREFACE.to_vec();
+        // Only the frame header of a 16 MiB HEADERS frame is sent.
+        input.extend_from_slice(&frame(HEADERS, END_HEADERS, 1, &[])[..FRAME_HEADER_LEN]);
+        input[PREFACE_LEN..PREFACE_LEN + 3].copy_from_slice(&[0xff, 0xff, 0xff]);
+        let err = rewrite(input).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[test]
+    fn random_header_blocks_never_panic() {
+        // Header blocks are a client's input: whatever they hold, the outcome
+        // is a rewritten block or an error.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut inbound = Inbound::new();
+            let len = (next() % 64) as usize;
+            let block: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = inbound.emit(PendingBlock { stream_id: 1, end_stream: false, priority: None, fragment: block });
         }
     }
 
