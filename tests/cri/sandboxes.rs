@@ -158,6 +158,29 @@ async fn a_host_port_forwards_to_the_pod() {
     assert!(iptables_rules_mentioning(&format!("--dport {host_port}")).is_empty(), "hostPort rules removed");
 }
 
+/// The test bed's own cleanup: a test that fails with its pod still up (no
+/// CNI DEL ever runs) must not leave portmap's rules behind its network.
+#[tokio::test]
+async fn a_dropped_network_takes_its_host_port_rules() {
+    let network = TestNetwork::new();
+    let mut berth = berth_with(&network).await;
+    let host_port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    let mut config = pod_config("left-up");
+    config.port_mappings = vec![PortMapping {
+        protocol: Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: host_port as i32,
+        host_ip: String::new(),
+    }];
+    run(&berth, config).await.unwrap();
+    let rules = format!("--dport {host_port}");
+    assert!(!iptables_rules_mentioning(&rules).is_empty(), "portmap's rules are in place");
+    berth.kill();
+    drop(berth);
+    drop(network);
+    assert!(iptables_rules_mentioning(&rules).is_empty(), "{:?}", iptables_rules_mentioning(&rules));
+}
+
 #[tokio::test]
 async fn dns_hostname_and_sysctls_are_the_pods() {
     let network = TestNetwork::new();

@@ -98,7 +98,34 @@ impl TestNetwork {
 
 impl Drop for TestNetwork {
     fn drop(&mut self) {
+        // A test that failed before its pods were stopped never ran CNI DEL:
+        // portmap's rules for this network would outlive it.
+        self.remove_port_mappings();
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+    }
+}
+
+impl TestNetwork {
+    /// Deletes portmap's DNAT rules named after this network, and their chains.
+    fn remove_port_mappings(&self) {
+        let name = format!("\"net-{}\"", self.bridge);
+        let iptables = |args: &[&str]| Command::new("iptables").arg("-w").args(["-t", "nat"]).args(args).output();
+        let Ok(listing) = iptables(&["-L", "CNI-HOSTPORT-DNAT", "-n", "--line-numbers"]) else { return };
+        let mut rules: Vec<(u32, String)> = String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .filter(|line| line.contains(&name))
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                Some((fields.next()?.parse().ok()?, fields.next()?.to_string()))
+            })
+            .collect();
+        // Highest first: deleting a rule renumbers those after it.
+        rules.sort_by(|a, b| b.0.cmp(&a.0));
+        for (number, chain) in rules {
+            let _ = iptables(&["-D", "CNI-HOSTPORT-DNAT", &number.to_string()]);
+            let _ = iptables(&["-F", &chain]);
+            let _ = iptables(&["-X", &chain]);
+        }
     }
 }
 
