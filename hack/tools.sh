@@ -7,6 +7,8 @@ set -euo pipefail
 
 CRI_TOOLS_VERSION=${CRI_TOOLS_VERSION:-v1.37.0}
 KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.2}
+# The oldest kubelet a 1.37 control plane supports (three minors back).
+KUBERNETES_OLDEST_VERSION=${KUBERNETES_OLDEST_VERSION:-v1.34.4}
 cache=${BERTH_TOOLS_CACHE:-/var/cache/berth-tools}
 export GOFLAGS=${GOFLAGS:--mod=mod}
 
@@ -51,28 +53,29 @@ build_cri_tools() {
 # k8s.io staging module with a directory of its own tree. A wrapper module
 # replaces each with the published version of the same release instead.
 build_kubelet() {
-  local dir="$cache/kubernetes-$KUBERNETES_VERSION"
+  local version=$1
+  local dir="$cache/kubernetes-$version"
   # A binary built before it was stamped says v0.0.0-master: built again.
-  [[ -x $dir/kubelet && $("$dir/kubelet" --version 2>/dev/null) == "Kubernetes $KUBERNETES_VERSION" ]] && return
-  log "building kubelet $KUBERNETES_VERSION (once; cached in $dir; takes minutes)"
-  local work staging="v0.${KUBERNETES_VERSION#v1.}"
+  [[ -x $dir/kubelet && $("$dir/kubelet" --version 2>/dev/null) == "Kubernetes $version" ]] && return
+  log "building kubelet $version (once; cached in $dir; takes minutes)"
+  local work staging="v0.${version#v1.}"
   work=$(mktemp -d "$cache/.kubernetes.XXXXXX")
   (
     cd "$work"
-    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
+    gomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
     go_version=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod")
     {
       echo "module berth.test/kubelet"
       echo "go $go_version"
-      echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+      echo "require k8s.io/kubernetes $version"
       sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*$#replace \1 => \1 '"$staging"'#p' "$gomod"
     } >go.mod
     # The version kubernetes' own build stamps (hack/lib/version.sh): without
     # it kubelet reports v0.0.0-master, in --version and in its logs.
-    local minor=${KUBERNETES_VERSION#v1.} flags=""
+    local minor=${version#v1.} flags=""
     minor=${minor%%.*}
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      flags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+      flags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
     done
     go build -trimpath -ldflags="$flags" -o "$work/out/kubelet" k8s.io/kubernetes/cmd/kubelet
   ) >&2
@@ -81,8 +84,10 @@ build_kubelet() {
 
 mkdir -p "$cache"
 build_cri_tools
-build_kubelet
+build_kubelet "$KUBERNETES_VERSION"
+build_kubelet "$KUBERNETES_OLDEST_VERSION"
 echo "BERTH_TOOLS_CACHE=$cache"
 echo "BERTH_CRICTL=$cache/cri-tools-$CRI_TOOLS_VERSION/crictl"
 echo "BERTH_CRITEST=$cache/cri-tools-$CRI_TOOLS_VERSION/critest"
 echo "BERTH_KUBELET=$cache/kubernetes-$KUBERNETES_VERSION/kubelet"
+echo "BERTH_KUBELET_OLDEST=$cache/kubernetes-$KUBERNETES_OLDEST_VERSION/kubelet"

@@ -21,6 +21,7 @@ use crate::support::containers::{log_lines, mounts_mentioning};
 use crate::support::image::ImageBuilder;
 use crate::support::kubelet::{Kubelet, NODE_NAME};
 use crate::support::registry::Registry;
+use crate::support::tools;
 
 /// Bounds of the waits; none is a timing assertion.
 const WAIT: Duration = Duration::from_secs(90);
@@ -31,6 +32,16 @@ const POLL: Duration = Duration::from_millis(250);
 
 #[tokio::test]
 async fn kubelet_runs_static_pods_on_berth() {
+    static_pods_on_berth(&tools::kubelet()).await;
+}
+
+/// The oldest kubelet a control plane of the same release supports.
+#[tokio::test]
+async fn the_oldest_supported_kubelet_runs_static_pods_on_berth() {
+    static_pods_on_berth(&tools::kubelet_oldest()).await;
+}
+
+async fn static_pods_on_berth(kubelet_binary: &std::path::Path) {
     // Dropped in reverse: kubelet first, then berth (and its containers), the
     // network, the registry.
     let registry = Registry::start().await;
@@ -40,11 +51,13 @@ async fn kubelet_runs_static_pods_on_berth() {
     ImageBuilder::busybox().build().push(&registry, "test/busybox", "v1").await;
     let image = format!("{}/test/busybox:v1", registry.host());
     let kubelet = Kubelet::start(
+        kubelet_binary,
         &berth,
         json!({
             // Crash-loop back-off from 1 s, doubling up to 8 s: a few restarts
-            // within seconds, still growing.
-            "featureGates": {"ReduceDefaultCrashLoopBackOffDecay": true},
+            // within seconds, still growing. Both gates are known to every
+            // kubelet tested (alpha in 1.34).
+            "featureGates": {"ReduceDefaultCrashLoopBackOffDecay": true, "KubeletCrashLoopBackOffMax": true},
             "crashLoopBackOff": {"maxContainerRestartPeriod": "8s"},
         }),
     )

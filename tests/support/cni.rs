@@ -120,7 +120,7 @@ impl TestNetwork {
             })
             .collect();
         // Highest first: deleting a rule renumbers those after it.
-        rules.sort_by(|a, b| b.0.cmp(&a.0));
+        rules.sort_by_key(|(number, _)| std::cmp::Reverse(*number));
         for (number, chain) in rules {
             let _ = iptables(&["-D", "CNI-HOSTPORT-DNAT", &number.to_string()]);
             let _ = iptables(&["-F", &chain]);

@@ -1,4 +1,4 @@
-//! A real kubelet (the one `hack/tools.sh` builds) driving a test berth:
+//! A real kubelet (one of those `hack/tools.sh` builds) driving a test berth:
 //! standalone (no API server, no kubeconfig), its pods static ones read from a
 //! manifest directory, everything it writes kept in a temp dir of its own.
 //!
@@ -17,6 +17,7 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -26,7 +27,6 @@ use tempfile::TempDir;
 
 use super::berth::{Berth, unmount_everything_under};
 use super::registry::install_crypto_provider;
-use super::tools;
 
 /// The node name kubelet runs as: static pods are named `<name>-<NODE_NAME>`.
 pub const NODE_NAME: &str = "berth-node";
@@ -61,13 +61,21 @@ pub struct Kubelet {
     log: PathBuf,
     saved_tunables: Vec<(&'static str, String)>,
     created_host_dirs: Vec<&'static str>,
+    /// Held for the kubelet's life, and released after Drop put things back.
+    _one_at_a_time: MutexGuard<'static, ()>,
 }
 
+/// kubelet changes host-wide settings (sysctls, `/var/lib/kubelet`) that Drop
+/// puts back: two at once would each put back the other's.
+static HOST_SETTINGS: Mutex<()> = Mutex::new(());
+
 impl Kubelet {
-    /// Starts kubelet on `berth`'s socket and waits for its healthz to answer.
+    /// Starts the kubelet `binary` on `berth`'s socket and waits for its healthz
+    /// to answer; one kubelet runs at a time.
     /// `extra_config`, a JSON object merged over the base KubeletConfiguration
     /// (`featureGates`, back-off settings, ...), tunes it per test.
-    pub async fn start(berth: &Berth, extra_config: Value) -> Kubelet {
+    pub async fn start(binary: &Path, berth: &Berth, extra_config: Value) -> Kubelet {
+        let one_at_a_time = HOST_SETTINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::Builder::new().prefix("berth-test-kubelet-").tempdir().expect("create kubelet dir");
         let root_dir = dir.path().join("root");
         let manifests = dir.path().join("manifests");
@@ -140,15 +148,16 @@ impl Kubelet {
             saved_tunables,
             created_host_dirs,
             dir,
+            _one_at_a_time: one_at_a_time,
         };
-        kubelet.spawn(&config_path, &cert_dir);
+        kubelet.spawn(binary, &config_path, &cert_dir);
         kubelet.wait_healthy().await;
         kubelet
     }
 
-    fn spawn(&mut self, config: &Path, cert_dir: &Path) {
+    fn spawn(&mut self, binary: &Path, config: &Path, cert_dir: &Path) {
         let log = fs::File::options().create(true).append(true).open(&self.log).expect("open kubelet log");
-        let mut command = Command::new(tools::kubelet());
+        let mut command = Command::new(binary);
         command
             .arg(format!("--config={}", config.display()))
             .arg(format!("--root-dir={}", self.root_dir.display()))

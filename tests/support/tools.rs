@@ -32,3 +32,8 @@ pub fn critest() -> PathBuf {
 pub fn kubelet() -> PathBuf {
     tool("BERTH_KUBELET")
 }
+
+/// The oldest kubelet the same control plane supports (three minors back).
+pub fn kubelet_oldest() -> PathBuf {
+    tool("BERTH_KUBELET_OLDEST")
+}
