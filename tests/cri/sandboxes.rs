@@ -135,18 +135,24 @@ fn serve_once_in(netns: &str, port: u16, reply: &'static [u8]) -> std::thread::J
     server
 }
 
-#[tokio::test]
-async fn a_host_port_forwards_to_the_pod() {
-    let network = TestNetwork::new();
-    let berth = berth_with(&network).await;
+/// A pod whose TCP port 8080 is published on a free host port.
+fn ported_pod_config(name: &str) -> (PodSandboxConfig, u16) {
     let host_port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
-    let mut config = pod_config("ported");
+    let mut config = pod_config(name);
     config.port_mappings = vec![PortMapping {
         protocol: Protocol::Tcp as i32,
         container_port: 8080,
         host_port: host_port as i32,
         host_ip: String::new(),
     }];
+    (config, host_port)
+}
+
+#[tokio::test]
+async fn a_host_port_forwards_to_the_pod() {
+    let network = TestNetwork::new();
+    let berth = berth_with(&network).await;
+    let (config, host_port) = ported_pod_config("ported");
     let id = run(&berth, config).await.unwrap();
     let server = serve_once_in(&pin(&berth, &id, "net").await, 8080, b"hello from the pod");
     let mut stream = std::net::TcpStream::connect((network.gateway.as_str(), host_port)).unwrap();
@@ -164,14 +170,7 @@ async fn a_host_port_forwards_to_the_pod() {
 async fn a_dropped_network_takes_its_host_port_rules() {
     let network = TestNetwork::new();
     let mut berth = berth_with(&network).await;
-    let host_port = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
-    let mut config = pod_config("left-up");
-    config.port_mappings = vec![PortMapping {
-        protocol: Protocol::Tcp as i32,
-        container_port: 8080,
-        host_port: host_port as i32,
-        host_ip: String::new(),
-    }];
+    let (config, host_port) = ported_pod_config("left-up");
     run(&berth, config).await.unwrap();
     let rules = format!("--dport {host_port}");
     assert!(!iptables_rules_mentioning(&rules).is_empty(), "portmap's rules are in place");
