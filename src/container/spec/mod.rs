@@ -117,6 +117,10 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
+    /// A file berth reads out of the image is not what it must be (a FIFO, a
+    /// device, a directory, or too large): the image's fault, not the request's.
+    #[error("the image's {path}: {problem}")]
+    ImageFile { path: String, problem: String },
     /// oci-spec refused a value its builder checks (a bug in berth).
     #[error("OCI spec: {0}")]
     Oci(#[from] oci_spec::OciSpecError),
@@ -141,6 +145,7 @@ impl Classify for SpecError {
         match self {
             SpecError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             SpecError::NotFound { .. } => ErrorKind::NotFound,
+            SpecError::ImageFile { .. } => ErrorKind::FailedPrecondition,
             SpecError::Io { .. } | SpecError::Oci(_) => ErrorKind::Internal,
         }
     }

@@ -7,6 +7,9 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use k8s_cri::v1::{LinuxContainerSecurityContext, SupplementalGroupsPolicy};
@@ -202,16 +205,58 @@ fn database_lines(text: &str) -> impl Iterator<Item = Vec<&str>> {
         .map(|line| line.split(':').collect())
 }
 
+/// Far above any real passwd or group file, far below what would strain berth.
+const MAX_IMAGE_FILE: u64 = 4 << 20;
+
 /// A file of the image, read with symlinks resolved inside the rootfs: an
 /// image's `/etc/passwd -> /host/...` must not read the node's files. A
-/// missing file reads as empty (scratch images have none).
+/// missing file reads as empty (scratch images have none). The image may hold
+/// anything there: only a regular file of at most [`MAX_IMAGE_FILE`] is read,
+/// and nothing else is even opened for reading (a FIFO would block the open, a
+/// device could be read without end).
 fn read_in_rootfs(rootfs: &Path, path: &str) -> Result<String, SpecError> {
     let what = || format!("the image's {path}");
+    let refuse = |problem: String| SpecError::ImageFile { path: path.to_string(), problem };
     let resolved = resolve_in_root(rootfs, Path::new(path)).map_err(|e| SpecError::io(what(), e))?;
-    match std::fs::read_to_string(resolved) {
-        Ok(text) => Ok(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(SpecError::io(what(), e)),
+    // O_PATH opens without reading: no FIFO wait, no device driver involved.
+    let handle = match std::fs::File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH | nix::libc::O_NOFOLLOW)
+        .open(&resolved)
+    {
+        Ok(handle) => handle,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(SpecError::io(what(), e)),
+    };
+    let meta = handle.metadata().map_err(|e| SpecError::io(what(), e))?;
+    if !meta.file_type().is_file() {
+        return Err(refuse(format!("is {}, not a regular file", file_kind(&meta.file_type()))));
+    }
+    if meta.len() > MAX_IMAGE_FILE {
+        return Err(refuse(format!("is {} bytes, more than the {MAX_IMAGE_FILE} berth reads", meta.len())));
+    }
+    // Reopened through the handle: the very file just checked, now for reading.
+    let file =
+        std::fs::File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(|e| SpecError::io(what(), e))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_IMAGE_FILE + 1).read_to_end(&mut bytes).map_err(|e| SpecError::io(what(), e))?;
+    if bytes.len() as u64 > MAX_IMAGE_FILE {
+        return Err(refuse(format!("grew past the {MAX_IMAGE_FILE} bytes berth reads")));
+    }
+    // libc reads these files as bytes; a name that is not UTF-8 matches nothing.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    match kind {
+        k if k.is_dir() => "a directory",
+        k if k.is_fifo() => "a FIFO",
+        k if k.is_char_device() => "a character device",
+        k if k.is_block_device() => "a block device",
+        k if k.is_socket() => "a socket",
+        k if k.is_symlink() => "a symlink",
+        _ => "of an unknown type",
     }
 }
 
@@ -375,5 +420,89 @@ mod tests {
         // `..` stops at the rootfs.
         std::os::unix::fs::symlink("../../../../etc/hostname", root.path().join("escape")).unwrap();
         assert_eq!(resolve_in_root(root.path(), Path::new("escape")).unwrap(), root.path().join("real-etc/hostname"));
+    }
+
+    /// `read_in_rootfs(rootfs, "/etc/passwd")` on a thread: a read that
+    /// blocks fails the test instead of hanging it.
+    fn read_passwd_bounded(root: &Path) -> Result<String, SpecError> {
+        let root = root.to_path_buf();
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(read_in_rootfs(&root, "/etc/passwd"));
+        });
+        outcome.recv_timeout(std::time::Duration::from_secs(20)).expect("reading /etc/passwd hung")
+    }
+
+    fn refused_because(root: &Path) -> String {
+        match read_passwd_bounded(root) {
+            Err(SpecError::ImageFile { path, problem }) => {
+                assert_eq!(path, "/etc/passwd");
+                problem
+            }
+            other => panic!("not refused as an image file: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn special_files_in_the_image_are_refused_without_being_read() {
+        use nix::sys::stat::{Mode, SFlag, mknod};
+        let root = rootfs();
+        let passwd = root.path().join("etc/passwd");
+        let mode = Mode::from_bits_truncate(0o644);
+        std::fs::remove_file(&passwd).unwrap();
+        // A FIFO with no writer: a plain open for reading would wait forever.
+        nix::unistd::mkfifo(&passwd, mode).unwrap();
+        assert!(refused_because(root.path()).contains("a FIFO"));
+        std::fs::remove_file(&passwd).unwrap();
+        // /dev/zero's numbers: read as a file, it never ends.
+        mknod(&passwd, SFlag::S_IFCHR, mode, nix::sys::stat::makedev(1, 5)).unwrap();
+        assert!(refused_because(root.path()).contains("a character device"));
+        std::fs::remove_file(&passwd).unwrap();
+        mknod(&passwd, SFlag::S_IFBLK, mode, nix::sys::stat::makedev(7, 0)).unwrap();
+        assert!(refused_because(root.path()).contains("a block device"));
+        std::fs::remove_file(&passwd).unwrap();
+        std::fs::create_dir(&passwd).unwrap();
+        assert!(refused_because(root.path()).contains("a directory"));
+        std::fs::remove_dir(&passwd).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(&passwd).unwrap();
+        assert!(refused_because(root.path()).contains("a socket"));
+    }
+
+    #[test]
+    fn a_link_to_a_device_inside_the_image_is_refused_too() {
+        use nix::sys::stat::{Mode, SFlag, mknod};
+        let root = rootfs();
+        std::fs::create_dir(root.path().join("dev")).unwrap();
+        let zero = root.path().join("dev/zero");
+        mknod(&zero, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), nix::sys::stat::makedev(1, 5)).unwrap();
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.path().join("etc/passwd")).unwrap();
+        assert!(refused_because(root.path()).contains("a character device"));
+        // The whole user resolution fails with it, naming the file.
+        let err = resolve(None, Some("alice"), root.path()).unwrap_err();
+        assert!(err.to_string().contains("/etc/passwd"), "{err}");
+        assert_eq!(crate::error::Classify::kind(&err), crate::error::ErrorKind::FailedPrecondition);
+    }
+
+    #[test]
+    fn oversize_files_are_refused_before_they_are_read() {
+        let root = rootfs();
+        // Sparse: 256 MiB long, nothing on disk, nothing read.
+        let passwd = std::fs::File::options().write(true).open(root.path().join("etc/passwd")).unwrap();
+        passwd.set_len(256 << 20).unwrap();
+        assert!(refused_because(root.path()).contains("268435456 bytes"));
+        passwd.set_len(MAX_IMAGE_FILE).unwrap();
+        assert_eq!(read_passwd_bounded(root.path()).unwrap().len() as u64, MAX_IMAGE_FILE);
+    }
+
+    #[test]
+    fn link_loops_and_missing_files_are_told_apart() {
+        let root = rootfs();
+        std::fs::remove_file(root.path().join("etc/group")).unwrap();
+        assert_eq!(read_in_rootfs(root.path(), "/etc/group").unwrap(), "", "a scratch image has none");
+        std::os::unix::fs::symlink("/etc/loop", root.path().join("etc/loop")).unwrap();
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/etc/loop", root.path().join("etc/passwd")).unwrap();
+        assert!(matches!(read_passwd_bounded(root.path()), Err(SpecError::Io { .. })));
     }
 }

@@ -103,3 +103,38 @@ async fn an_unknown_user_name_is_refused_at_create() {
     assert!(err.message().contains("mallory"), "{err:?}");
     assert!(bed.list_all().await.is_empty(), "nothing left by a refused create");
 }
+
+/// An image's /etc/passwd may be any file a tar carries. A FIFO there used to
+/// hang CreateContainer (and every retry of it) for good; a device, or a link
+/// to one, was read until memory ran out. Each is refused at create, naming the
+/// file, and leaves nothing behind.
+#[tokio::test]
+async fn a_hostile_etc_passwd_is_refused_at_create() {
+    let bed = Bed::bare().await;
+    let pod = bed.pod("hostile").await;
+    let layers = [
+        ("fifo", Layer::new().dir("/etc", 0o755).fifo("/etc/passwd", 0o644), "a FIFO"),
+        ("zero", Layer::new().dir("/etc", 0o755).char_device("/etc/passwd", 1, 5, 0o644), "a character device"),
+        (
+            "link",
+            Layer::new()
+                .dir("/dev", 0o755)
+                .char_device("/dev/zero", 1, 5, 0o666)
+                .dir("/etc", 0o755)
+                .symlink("/etc/passwd", "/dev/zero"),
+            "a character device",
+        ),
+    ];
+    for (name, layer, problem) in layers {
+        let image =
+            bed.image(&format!("hostile-{name}"), ImageBuilder::busybox().layer(layer, Compression::Gzip)).await;
+        let mut config = sh(name, &image, ID);
+        security_context(&mut config).run_as_username = "alice".into();
+        let create = tokio::time::timeout(std::time::Duration::from_secs(60), bed.create(&pod, config));
+        let err = create.await.unwrap_or_else(|_| panic!("{name}: CreateContainer hung")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{name}: {err:?}");
+        assert!(err.message().contains("/etc/passwd") && err.message().contains(problem), "{name}: {err:?}");
+    }
+    assert!(bed.list_all().await.is_empty(), "nothing left by a refused create");
+    assert!(bed.runc_containers().is_empty(), "no runtime state left");
+}
