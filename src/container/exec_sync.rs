@@ -14,6 +14,10 @@ use crate::runtime::ExecIo;
 /// Output kept per stream; the rest is read and dropped, so the process never
 /// blocks on a full pipe (cri-o and containerd cap it the same way).
 const MAX_OUTPUT: usize = 16 * 1024 * 1024;
+/// Both streams together, in one reply: kubelet's gRPC client takes messages
+/// of at most 16 MiB, so a reply carrying two full streams would fail the
+/// call. The margin holds the reply's framing and exit code.
+const MAX_REPLY_OUTPUT: usize = 16 * 1024 * 1024 - 64 * 1024;
 /// How long output is still read after the process exited: a background child
 /// that inherited the pipes would otherwise hold the call open forever.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
@@ -63,8 +67,21 @@ impl ContainerService {
         } else {
             handle.wait().await?
         };
-        Ok(ExecOutput { stdout: drained(stdout).await, stderr: drained(stderr).await, exit_code })
+        let (stdout, stderr) = fit_in_reply(drained(stdout).await, drained(stderr).await);
+        Ok(ExecOutput { stdout, stderr, exit_code })
     }
+}
+
+/// Cuts the two streams' tails so that together they fit [`MAX_REPLY_OUTPUT`]:
+/// each keeps up to half, and what one leaves unused goes to the other.
+fn fit_in_reply(mut stdout: Vec<u8>, mut stderr: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    if stdout.len() + stderr.len() > MAX_REPLY_OUTPUT {
+        let half = MAX_REPLY_OUTPUT / 2;
+        let stdout_share = stdout.len().min(MAX_REPLY_OUTPUT - stderr.len().min(half));
+        stdout.truncate(stdout_share);
+        stderr.truncate(MAX_REPLY_OUTPUT - stdout.len());
+    }
+    (stdout, stderr)
 }
 
 type Captured = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
@@ -98,4 +115,23 @@ async fn drained(capture: Option<(Captured, tokio::task::JoinHandle<()>)>) -> Ve
         reader.abort();
     }
     std::mem::take(&mut *captured.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_streams_fit_one_reply() {
+        let fitted = |out: usize, err: usize| {
+            let (stdout, stderr) = fit_in_reply(vec![b'o'; out], vec![b'e'; err]);
+            (stdout.len(), stderr.len())
+        };
+        let half = MAX_REPLY_OUTPUT / 2;
+        assert_eq!(fitted(10, 20), (10, 20));
+        assert_eq!(fitted(MAX_OUTPUT, MAX_OUTPUT), (half, MAX_REPLY_OUTPUT - half));
+        assert_eq!(fitted(MAX_OUTPUT, 100), (MAX_REPLY_OUTPUT - 100, 100));
+        assert_eq!(fitted(100, MAX_OUTPUT), (100, MAX_REPLY_OUTPUT - 100));
+        assert_eq!(fitted(MAX_OUTPUT, 0), (MAX_REPLY_OUTPUT, 0));
+    }
 }

@@ -95,3 +95,26 @@ async fn exec_sync_in_a_container_that_is_not_running_fails() {
     let err = bed.exec(&"a".repeat(64), &["true"], 10).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
 }
+
+/// Two streams of 12 MiB each would make a 24 MiB reply, past the 16 MiB a
+/// kubelet takes: berth cuts their tails so the reply fits, as containerd
+/// does, and the call succeeds with each stream's beginning.
+#[tokio::test]
+async fn exec_sync_output_is_cut_to_fit_one_reply() {
+    const KUBELET_MAX_MESSAGE: usize = 16 * 1024 * 1024;
+    let bed = Bed::new().await;
+    let pod = bed.pod("exec-large").await;
+    let id = bed.run(&pod, sh("target", &bed.busybox, "sleep 1000")).await;
+    let mut client = bed.berth.runtime().await.max_decoding_message_size(KUBELET_MAX_MESSAGE);
+    let script = "head -c 12582912 /dev/zero | tr '\\0' o; head -c 12582912 /dev/zero | tr '\\0' e >&2";
+    let request = k8s_cri::v1::ExecSyncRequest {
+        container_id: id.clone(),
+        cmd: vec!["sh".into(), "-c".into(), script.into()],
+        timeout: 60,
+    };
+    let reply = client.exec_sync(request).await.expect("the reply fits kubelet's message limit").into_inner();
+    assert_eq!(reply.exit_code, 0);
+    assert!(reply.stdout.len() + reply.stderr.len() < KUBELET_MAX_MESSAGE);
+    assert!(reply.stdout.len() > 7 << 20 && reply.stderr.len() > 7 << 20, "each stream keeps about half");
+    assert!(reply.stdout.iter().all(|&b| b == b'o') && reply.stderr.iter().all(|&b| b == b'e'));
+}
