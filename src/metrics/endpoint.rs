@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,12 +12,18 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::Metrics;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// A scraper sends its request at once; a connection that sends nothing is
+/// closed after this rather than held open for good.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed accept (out of file descriptors, say), a pause: retrying at
+/// once would spin a core on the same error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 #[error("metrics endpoint {address}: {source}")]
@@ -44,6 +51,7 @@ pub async fn serve(
                     Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                         continue;
                     }
                 },
@@ -54,7 +62,9 @@ pub async fn serve(
                     let metrics = metrics.clone();
                     async move { Ok::<_, Infallible>(answer(&request, &metrics)) }
                 });
-                if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                let mut http = http1::Builder::new();
+                http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+                if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
                     tracing::debug!(error = %e, "metrics endpoint: connection ended");
                 }
             });

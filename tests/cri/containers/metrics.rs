@@ -195,4 +195,10 @@ async fn metrics_endpoint_serves_openmetrics_with_rpcs_pulls_and_what_runs() {
 
     let missing = reqwest::get(format!("http://{address}/other")).await.unwrap();
     assert_eq!(missing.status(), 404);
+
+    // A connection that never sends its request is closed, not held forever.
+    let mut silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut rest)).await;
+    assert!(closed.is_ok(), "the endpoint held a silent connection open");
 }
