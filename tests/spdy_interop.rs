@@ -20,6 +20,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::time::timeout;
 
+/// The checks the Go client runs against berth's server, in its order.
+const GO_CLIENT_CHECKS: [&str; 9] = [
+    "ping",
+    "headers",
+    "concurrent-echo",
+    "large-echo",
+    "large-sink",
+    "large-source",
+    "reset-by-server",
+    "reset-by-client",
+    "ping-again",
+];
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 const PROMPT: Duration = Duration::from_secs(5);
 
@@ -283,14 +295,19 @@ async fn go_client_against_rust_server() {
         });
 
         let mut failures = Vec::new();
+        let mut passed = Vec::new();
         while let Some(line) = peer.line().await {
             eprintln!("go client: {line}");
-            if !line.starts_with("PASS ") {
-                failures.push(line);
+            match line.strip_prefix("PASS ") {
+                Some(check) => passed.push(check.split_whitespace().next().unwrap_or_default().to_string()),
+                None => failures.push(line),
             }
         }
         let status = peer.child.wait().await.unwrap();
         assert!(failures.is_empty() && status.success(), "Go client failed ({status}): {failures:#?}");
+        // Every check the Go client runs must have said PASS: a client that
+        // stopped early, saying nothing, would otherwise pass too.
+        assert_eq!(passed, GO_CLIENT_CHECKS, "the Go client's checks (tests/interop/spdy_peer/main.go, in order)");
 
         // The client ended with GOAWAY and closed the connection: accept()
         // ends and the session with it.

@@ -18,18 +18,21 @@ fn script(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// Calls `call` as kubelet would with a `deadline`: the grpc-timeout header is
-/// sent, and the call is dropped (its HTTP/2 stream reset) when the deadline
-/// passes. tonic's server answers an expired grpc-timeout with Cancelled where
-/// grpc-go's client reports DeadlineExceeded: both mean the deadline passed.
-async fn with_deadline<T>(
+/// Calls `call` as kubelet would with a `deadline` (the grpc-timeout header is
+/// sent) and asserts that it did not succeed in time: either berth's server
+/// ended it (tonic answers an expired grpc-timeout with Cancelled) or the
+/// client gave up a little after the deadline, as grpc-go's does. Nothing here
+/// makes up a status of its own.
+async fn assert_outlasts<T: std::fmt::Debug>(
     deadline: Duration,
     call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, tonic::Status> {
-    match tokio::time::timeout(deadline, call).await {
-        Err(_) => Err(tonic::Status::deadline_exceeded("the client's deadline passed")),
-        Ok(Err(status)) if status.code() == Code::Cancelled => Err(tonic::Status::deadline_exceeded(status.message())),
-        Ok(result) => result.map(tonic::Response::into_inner),
+) {
+    match tokio::time::timeout(deadline + Duration::from_millis(500), call).await {
+        Err(_elapsed) => {}
+        Ok(Err(status)) => {
+            assert!(matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded), "{status:?}")
+        }
+        Ok(Ok(response)) => panic!("succeeded despite its deadline: {response:?}"),
     }
 }
 
@@ -84,9 +87,7 @@ async fn a_create_that_outlasts_the_deadline_is_handed_to_the_retry() {
 
     let deadline = Duration::from_secs(1);
     let mut client = bed.berth.runtime().await;
-    let first = with_deadline(deadline, client.create_container(timed(pod.create_request(config.clone()), deadline)));
-    let err = first.await.expect_err("a create slower than the deadline cannot have succeeded");
-    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert_outlasts(deadline, client.create_container(timed(pod.create_request(config.clone()), deadline))).await;
 
     // kubelet retries the same request: no "name is reserved", one container.
     let id = bed.create(&pod, config.clone()).await.expect("the retry gets the container");
@@ -120,10 +121,7 @@ async fn a_pod_whose_network_setup_outlasts_the_deadline_is_handed_to_the_retry(
     let deadline = Duration::from_secs(1);
     let request = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
     let mut client = berth.runtime().await;
-    let err = with_deadline(deadline, client.run_pod_sandbox(timed(request.clone(), deadline)))
-        .await
-        .expect_err("a pod slower than the deadline cannot have been made");
-    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert_outlasts(deadline, client.run_pod_sandbox(timed(request.clone(), deadline))).await;
 
     let id = berth.runtime().await.run_pod_sandbox(request).await.expect("the retry gets the pod").into_inner();
     let listed = berth
