@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Namespaces, mounts, veths and iptables: without root the tests cannot run,
+# and a test that cannot run must not pass as skipped.
+if [[ $EUID -ne 0 ]]; then
+  echo "test: run as root (the tests create namespaces, mounts and veths)" >&2
+  exit 1
+fi
+
 hack/setup.sh
 # The real clients the conformance tests drive, built once into a cache.
 tools=$(hack/tools.sh)

@@ -33,16 +33,17 @@ struct Host {
 }
 
 impl Host {
-    /// `None` (and a note on stderr) where the test cannot run.
-    fn set_up() -> Option<Host> {
-        if !nix::unistd::geteuid().is_root() || !Path::new(DEBIAN_CNI_BIN).join("bridge").exists() {
-            eprintln!("skipped: needs root and Debian's CNI plugins in {DEBIAN_CNI_BIN}");
-            return None;
-        }
+    /// A missing prerequisite fails the test: a skipped test must not pass.
+    fn set_up() -> Host {
+        assert!(nix::unistd::geteuid().is_root(), "needs root: run the suite as root (hack/test.sh)");
+        assert!(
+            Path::new(DEBIAN_CNI_BIN).join("bridge").exists(),
+            "needs Debian's CNI plugins in {DEBIAN_CNI_BIN}: hack/setup.sh installs them"
+        );
         let random = random_bytes(40);
         let suffix = hex::encode(&random[..3]);
         let host = Host {
-            dir: tempfile::tempdir().ok()?,
+            dir: tempfile::tempdir().expect("a temp dir"),
             netns_name: format!("berth-test-{suffix}"),
             bridge: format!("bt{suffix}"),
             container_id: hex::encode(&random[8..40]),
@@ -52,7 +53,7 @@ impl Host {
         };
         let created = run("ip", &["netns", "add", &host.netns_name]).is_some();
         assert!(created, "ip netns add {}", host.netns_name);
-        Some(host)
+        host
     }
 
     fn netns_path(&self) -> PathBuf {
@@ -244,7 +245,7 @@ fn link_exists(name: &str) -> bool {
 #[tokio::test]
 async fn bridge_and_portmap_attach_then_detach_leave_nothing() {
     let _serial = SERIAL.lock().await;
-    let Some(host) = Host::set_up() else { return };
+    let host = Host::set_up();
     let network = host.network(true);
 
     let pod = network.attach(&host.attachment()).await.unwrap();
@@ -276,7 +277,7 @@ async fn bridge_and_portmap_attach_then_detach_leave_nothing() {
 #[tokio::test]
 async fn detach_after_the_netns_is_gone_still_releases_address_and_ports() {
     let _serial = SERIAL.lock().await;
-    let Some(host) = Host::set_up() else { return };
+    let host = Host::set_up();
     let network = host.network(false);
     let pod = network.attach(&host.attachment()).await.unwrap();
     let ip = pod.ips[0];
