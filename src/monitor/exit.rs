@@ -45,14 +45,12 @@ pub fn write_exit_file(path: &Path, record: &ExitRecord) -> io::Result<()> {
 }
 
 /// Where the container's memory cgroup keeps its OOM kill count, from the bundle's
-/// `linux.cgroupsPath` (cgroupfs form). `None` when the path is missing or in the
-/// systemd `slice:prefix:name` form, which would need systemd's naming rules.
+/// `linux.cgroupsPath`: a cgroupfs path, or systemd's `slice:prefix:name` laid
+/// out as systemd lays it out. `None` when the path is missing.
 pub fn oom_counter(bundle: &Path) -> Option<PathBuf> {
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).ok()?).ok()?;
-    let cgroup = config.pointer("/linux/cgroupsPath")?.as_str()?;
-    if cgroup.contains(':') {
-        return None;
-    }
+    let cgroups_path = config.pointer("/linux/cgroupsPath")?.as_str()?;
+    let cgroup = crate::stats::cgroup::hierarchy_path(cgroups_path);
     let cgroup = cgroup.trim_start_matches('/');
     let root = Path::new("/sys/fs/cgroup");
     if root.join("cgroup.controllers").exists() {
@@ -69,4 +67,25 @@ pub fn oom_killed(counter: Option<&Path>) -> bool {
     text.lines()
         .filter_map(|line| line.strip_prefix("oom_kill "))
         .any(|count| count.trim().parse::<u64>().is_ok_and(|n| n > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oom_counter_of_a_systemd_container_is_found() {
+        // Under the systemd driver the counter used to be None: an OOM-killed
+        // container was reported as an ordinary exit.
+        let bundle = tempfile::tempdir().unwrap();
+        let config = r#"{"linux":{"cgroupsPath":"kubepods-pod1.slice:berth:c1"}}"#;
+        std::fs::write(bundle.path().join("config.json"), config).unwrap();
+        let scope = "kubepods.slice/kubepods-pod1.slice/berth-c1.scope";
+        let expected = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            Path::new("/sys/fs/cgroup").join(scope).join("memory.events")
+        } else {
+            Path::new("/sys/fs/cgroup/memory").join(scope).join("memory.oom_control")
+        };
+        assert_eq!(oom_counter(bundle.path()), Some(expected));
+    }
 }
