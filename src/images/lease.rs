@@ -48,11 +48,11 @@ impl ImageService {
     /// still has is left alone without a collection: the usual case, on every
     /// RemoveContainer.
     pub async fn release_lease(&self, holder: &str) -> Result<(), ImageError> {
-        let _catalog = self.catalog_lock.lock().await;
+        let catalog = self.catalog_lock.lock().await;
         let Some(chain) = self.snapshots.release(&self.store, holder)? else { return Ok(()) };
         if catalog::list(&self.store)?.iter().any(|image| image.chain_ids.contains(&chain)) {
             return Ok(());
         }
-        tokio::task::block_in_place(|| self.collect_garbage())
+        self.collect_garbage_unlocked(catalog).await
     }
 }

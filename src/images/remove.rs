@@ -10,7 +10,7 @@ impl ImageService {
     /// stands on stay until that container is removed. Removing what is not
     /// there succeeds, as the CRI requires.
     pub async fn remove_image(&self, spec: &str) -> Result<(), ImageError> {
-        let _catalog = self.catalog_lock.lock().await;
+        let catalog = self.catalog_lock.lock().await;
         let Some((image, named)) = catalog::resolve(&self.store, spec)? else { return Ok(()) };
         if let Named::Tag(tag) = &named
             && image.repo_tags.len() > 1
@@ -21,6 +21,6 @@ impl ImageService {
         }
         catalog::delete(&self.store, &image)?;
         tracing::info!(image = %image.id, "removed");
-        tokio::task::block_in_place(|| self.collect_garbage())
+        self.collect_garbage_unlocked(catalog).await
     }
 }

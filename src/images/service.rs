@@ -9,7 +9,7 @@ use super::error::ImageError;
 use super::figures::{PullCounters, PullFigures};
 use super::reference::ImageRef;
 use super::single_flight::SingleFlight;
-use super::snapshots::Snapshots;
+use super::snapshots::{Garbage, Snapshots};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -50,7 +50,7 @@ impl ImageService {
         };
         // A crash may have left snapshots no image records (a pull that
         // never committed): reclaim them now, while no pull is running.
-        service.collect_garbage()?;
+        service.collect_garbage()?.remove();
         Ok(service)
     }
 
@@ -66,12 +66,14 @@ impl ImageService {
         &self.snapshots
     }
 
-    /// Deletes snapshots and blobs that no image, lease or running pull uses.
-    /// The caller holds `catalog_lock` (or is alone, at start). Blocking I/O.
-    pub(super) fn collect_garbage(&self) -> Result<(), ImageError> {
+    /// Deletes blobs and forgets snapshots that no image, lease or running
+    /// pull uses; the snapshots' directories are returned, for the caller to
+    /// remove after it releases `catalog_lock`, which it holds here (or is
+    /// alone, at start). Blocking I/O.
+    pub(super) fn collect_garbage(&self) -> Result<Garbage, ImageError> {
         let images = catalog::list(&self.store)?;
         let tops: Vec<String> = images.iter().filter_map(|i| i.top_chain_id().map(str::to_string)).collect();
-        let removed = self.snapshots.collect_garbage(&self.store, &tops)?;
+        let garbage = self.snapshots.collect_garbage(&self.store, &tops)?;
         let mut blobs: std::collections::HashSet<String> = std::collections::HashSet::new();
         for image in &images {
             blobs.insert(image.id.clone());
@@ -83,8 +85,23 @@ impl ImageService {
                 self.content.remove(&digest);
             }
         }
-        if removed > 0 {
-            tracing::info!(snapshots = removed, "garbage collected");
+        if !garbage.is_empty() {
+            tracing::info!(snapshots = garbage.len(), "garbage collected");
+        }
+        Ok(garbage)
+    }
+
+    /// Collects the garbage under `catalog_lock`, then removes the snapshot
+    /// directories after releasing it: CreateContainer and pull commits wait
+    /// on that lock, and a large tree takes long to remove.
+    pub(super) async fn collect_garbage_unlocked(
+        &self,
+        catalog: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<(), ImageError> {
+        let garbage = tokio::task::block_in_place(|| self.collect_garbage())?;
+        drop(catalog);
+        if !garbage.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || garbage.remove()).await;
         }
         Ok(())
     }

@@ -224,9 +224,12 @@ impl Snapshots {
         Ok(chains)
     }
 
-    /// Deletes every snapshot that no image (`in_use`: each image's top chain
-    /// ID), lease or running pull stands on. Blocking.
-    pub fn collect_garbage(&self, store: &Store, in_use: &[String]) -> Result<usize, ImageError> {
+    /// Forgets every snapshot that no image (`in_use`: each image's top chain
+    /// ID), lease or running pull stands on, and returns their directories for
+    /// the caller to remove once it has let go of its locks: removing a large
+    /// tree takes long, and nothing can name these directories any more (a new
+    /// snapshot of the same chain gets a new number). Blocking.
+    pub fn collect_garbage(&self, store: &Store, in_use: &[String]) -> Result<Garbage, ImageError> {
         let records = Self::all(store)?;
         let mut keep = HashSet::new();
         let mut tops: Vec<String> = in_use.to_vec();
@@ -246,7 +249,7 @@ impl Snapshots {
         }
         let doomed: Vec<(&String, &SnapshotRecord)> = records.iter().filter(|(id, _)| !keep.contains(*id)).collect();
         if doomed.is_empty() {
-            return Ok(0);
+            return Ok(Garbage::default());
         }
         let txn = store.write()?;
         {
@@ -256,17 +259,39 @@ impl Snapshots {
             }
         }
         txn.commit().map_err(StoreError::from)?;
-        // Records go first: a crash now leaves directories without records,
-        // which the next start removes.
-        for (chain_id, record) in &doomed {
-            tracing::debug!(chain_id = %chain_id, id = record.id, "removing snapshot");
-            let _ = std::fs::remove_dir_all(self.root.join(record.id.to_string()));
-        }
-        Ok(doomed.len())
+        // Records go first: a crash before the directories are removed leaves
+        // directories without records, which the next start removes.
+        Ok(Garbage { dirs: doomed.iter().map(|(_, record)| self.root.join(record.id.to_string())).collect() })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+/// Snapshot directories no record names any more, to be removed.
+#[derive(Debug, Default)]
+#[must_use = "the directories stay on disk until removed"]
+pub struct Garbage {
+    dirs: Vec<PathBuf>,
+}
+
+impl Garbage {
+    pub fn len(&self) -> usize {
+        self.dirs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
+    /// Removes the directories. Blocking, and best effort: what is left is
+    /// unrecorded, and the next start removes it.
+    pub fn remove(self) {
+        for dir in self.dirs {
+            tracing::debug!(path = %dir.display(), "removing snapshot");
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -328,13 +353,18 @@ mod tests {
 
         // The image stands on top (and so on base); a container leases other.
         snapshots.lease(&store, "container/x", "sha256:other").unwrap();
-        assert_eq!(snapshots.collect_garbage(&store, &["sha256:top".into()]).unwrap(), 0);
+        assert!(snapshots.collect_garbage(&store, &["sha256:top".into()]).unwrap().is_empty());
         snapshots.release(&store, "container/x").unwrap();
         {
             let _hold = snapshots.hold(&["sha256:other".into()]);
-            assert_eq!(snapshots.collect_garbage(&store, &["sha256:top".into()]).unwrap(), 0);
+            assert!(snapshots.collect_garbage(&store, &["sha256:top".into()]).unwrap().is_empty());
         }
-        assert_eq!(snapshots.collect_garbage(&store, &["sha256:top".into()]).unwrap(), 1);
+        let garbage = snapshots.collect_garbage(&store, &["sha256:top".into()]).unwrap();
+        assert_eq!(garbage.len(), 1);
+        // Forgotten at once, removed when the caller says so (after its locks).
+        assert!(!Snapshots::all(&store).unwrap().contains_key("sha256:other"));
+        assert!(snapshots.fs_dir(&other).exists());
+        garbage.remove();
         assert!(!snapshots.fs_dir(&other).exists());
         assert!(snapshots.fs_dir(&base).exists());
 

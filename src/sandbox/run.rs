@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::error::SandboxError;
-use super::infra::{self, InfraProcess};
+use super::infra::InfraProcess;
 use super::namespaces::{self, NamespaceRequest};
 use super::record::{
     self, DnsConfig, Metadata, NamespaceMode, NamespaceModes, PodNamespaces, PortMapping, SandboxRecord, SandboxState,
 };
-use super::{SHM_SIZE, SandboxService, cgroups, files, sysctls};
+use super::{SHM_SIZE, SandboxService, files, shared_pid, sysctls};
 use crate::config::CgroupDriver;
 use crate::ids::new_id;
 use crate::network::{Attachment, Bandwidth, Dns, PortMapping as CniPortMapping};
@@ -149,9 +149,8 @@ impl SandboxService {
     }
 
     async fn undo(&self, spec: &PodSpec, id: &str, made: Made) {
-        if let Some(process) = &made.infra {
-            infra::stop(process);
-            cgroups::remove(&made.infra_cgroups);
+        if let Some(process) = made.infra {
+            shared_pid::stop_infra(process, made.infra_cgroups.clone()).await;
         }
         if made.network
             && let Err(e) = self.network.detach(id, made.namespaces.as_ref().and_then(|n| n.net.as_deref())).await

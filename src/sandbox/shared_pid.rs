@@ -63,7 +63,8 @@ impl SandboxService {
     }
 }
 
-async fn stop_infra(process: InfraProcess, cgroup_dirs: Vec<PathBuf>) {
+/// Stops the infra process and removes its cgroups, off the async workers.
+pub(super) async fn stop_infra(process: InfraProcess, cgroup_dirs: Vec<PathBuf>) {
     infra::stop(&process);
     // Removing a cgroup waits for the kernel to let go of it: off the workers.
     let _ = tokio::task::spawn_blocking(move || cgroups::remove(&cgroup_dirs)).await;
