@@ -243,7 +243,9 @@ impl RuntimeService for RuntimeApi {
     }
 
     async fn container_stats(&self, request: Request<cri::ContainerStatsRequest>) -> Rpc<cri::ContainerStatsResponse> {
-        let usage = self.daemon.containers().stats(&request.get_ref().container_id).map_err(to_status)?;
+        // The writable layer may be walked (at most every 10 s): off the async workers.
+        let wanted = &request.get_ref().container_id;
+        let usage = tokio::task::block_in_place(|| self.daemon.containers().stats(wanted)).map_err(to_status)?;
         Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats::container_stats(usage)) }))
     }
 
@@ -263,7 +265,9 @@ impl RuntimeService for RuntimeApi {
         &self,
         request: Request<cri::PodSandboxStatsRequest>,
     ) -> Rpc<cri::PodSandboxStatsResponse> {
-        let usage = self.daemon.pod_stats(&request.get_ref().pod_sandbox_id).map_err(to_status)?;
+        // Cgroup and /proc reads, and its containers' writable layers: off the async workers.
+        let wanted = &request.get_ref().pod_sandbox_id;
+        let usage = tokio::task::block_in_place(|| self.daemon.pod_stats(wanted)).map_err(to_status)?;
         Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(stats::pod_stats(usage)) }))
     }
 
