@@ -321,7 +321,7 @@ pub fn classify(err: OciDistributionError, endpoint: &Endpoint, reference: &str)
 /// own message ("error sending request for url") says nothing of why. A TLS
 /// handshake that found plain HTTP, or HTTP that found a TLS server, says
 /// which and what to set.
-pub fn transport_failure(error: &(dyn std::error::Error + 'static), endpoint: &Endpoint) -> String {
+fn transport_failure(error: &(dyn std::error::Error + 'static), endpoint: &Endpoint) -> String {
     let mut message = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
