@@ -71,6 +71,10 @@ pub struct CniConfig {
     pub conf_dir: PathBuf,
     /// Where plugin binaries are looked up, in order.
     pub bin_dirs: Vec<PathBuf>,
+    /// How long one plugin run may take before it is killed (with whatever it
+    /// started) and the pod's setup or teardown fails.
+    #[serde(with = "humantime_serde")]
+    pub plugin_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +99,10 @@ pub struct RuntimeHandlerConfig {
     /// Pass `--systemd-cgroup`; default: true when `cgroup_driver` is `systemd`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_cgroup: Option<bool>,
+    /// How long one command of this runtime may run before it is killed and the
+    /// call fails; default 30 s. A VM-based runtime may need more for `create`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +190,7 @@ impl Default for CniConfig {
         CniConfig {
             conf_dir: PathBuf::from("/etc/cni/net.d"),
             bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            plugin_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -193,6 +202,7 @@ impl Default for RuntimeConfig {
             kind: RuntimeKind::Oci,
             root: None,
             systemd_cgroup: None,
+            timeout: None,
         };
         RuntimeConfig {
             default_handler: DEFAULT_HANDLER.into(),
@@ -228,6 +238,11 @@ impl Config {
     /// Whether a handler is driven with `--systemd-cgroup`.
     pub fn handler_systemd_cgroup(&self, handler: &RuntimeHandlerConfig) -> bool {
         handler.systemd_cgroup.unwrap_or(self.cgroup_driver == CgroupDriver::Systemd)
+    }
+
+    /// How long one command of a handler's runtime may run.
+    pub fn handler_timeout(&self, handler: &RuntimeHandlerConfig) -> Duration {
+        handler.timeout.unwrap_or(crate::runtime::DEFAULT_TIMEOUT)
     }
 
     pub fn metadata_db(&self) -> PathBuf {

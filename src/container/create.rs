@@ -13,7 +13,7 @@ use super::spec::{SpecInput, build_spec};
 use super::{ContainerError, ContainerService};
 use crate::config::resolve_binary;
 use crate::ids::new_id;
-use crate::monitor::{self, Monitor, MonitorArgs};
+use crate::monitor::{self, MonitorArgs};
 use crate::sandbox::{SandboxRecord, SandboxState};
 
 /// What a create has made so far, to undo on failure.
@@ -23,7 +23,9 @@ struct Made {
     lease: bool,
     dirs: bool,
     rootfs: bool,
-    monitor: Option<Monitor>,
+    /// A monitor was started: the runtime may hold the container even when the
+    /// monitor's answer was a failure or never came.
+    monitor: bool,
 }
 
 /// The snapshot lease a container holds on its image.
@@ -123,6 +125,7 @@ impl ContainerService {
             runtime: resolve_binary(&handler.binary).unwrap_or_else(|| handler.binary.clone()),
             runtime_root: handler.root.clone(),
             systemd_cgroup: handler.systemd_cgroup,
+            runtime_timeout: handler.timeout,
             log_path: log_path.clone().unwrap_or_else(|| PathBuf::from("/dev/null")),
             exit_file: self.exit_file(id),
             socket_dir: run_dir,
@@ -131,10 +134,10 @@ impl ContainerService {
             stdin_once: config.stdin_once,
             berth_binary: None,
         };
+        made.monitor = true;
         let started = tokio::task::spawn_blocking(move || monitor::spawn(&args))
             .await
             .map_err(|e| ContainerError::host("monitor task", e))??;
-        made.monitor = Some(started);
 
         let stop_signal = image.config.config().as_ref().and_then(|c| c.stop_signal().clone()).unwrap_or_default();
         let used = ImageUsed {
@@ -171,7 +174,7 @@ impl ContainerService {
     }
 
     async fn undo_create(&self, id: &str, sandbox: &SandboxRecord, made: Made) {
-        if made.monitor.is_some()
+        if made.monitor
             && let Ok(handler) = self.handlers.get(&sandbox.runtime_handler)
             && let Err(e) = handler.runtime().delete(id, true).await
         {

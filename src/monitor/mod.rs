@@ -6,9 +6,15 @@
 //!
 //! The library side ([`spawn`]) starts a monitor and waits for its first word on a
 //! sync pipe (fd 3 of the monitor): `ok <container pid> <monitor pid>`, `error
-//! <runtime's message>` (the runtime refused to create the container) or `failed
-//! <message>` (the monitor itself could not set up). The monitor side ([`run`]) is
-//! what `berth monitor` runs; it starts no async runtime and no threads.
+//! <runtime's message>` (the runtime refused to create the container), `timeout
+//! <milliseconds>` (`create` outran its bound and was killed, its remains deleted)
+//! or `failed <message>` (the monitor itself could not set up). The monitor side
+//! ([`run`]) is what `berth monitor` runs; it starts no async runtime and no threads.
+//!
+//! A late answer is never left running: a monitor whose `ok` finds the pipe closed
+//! (berth gave up waiting) kills and deletes its container, and berth, having
+//! closed the pipe, deletes the container from the runtime in its undo, which
+//! catches an `ok` written just before the close.
 
 mod attach;
 mod console;
@@ -17,11 +23,13 @@ mod exit;
 mod log;
 mod output;
 mod process;
+mod runtime_call;
 mod spawn;
 pub(crate) mod sys;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use exit::{ExitRecord, read_exit_file};
 pub use log::rfc3339_nano;
@@ -62,6 +70,10 @@ pub struct MonitorArgs {
     pub runtime_root: PathBuf,
     #[arg(long)]
     pub systemd_cgroup: bool,
+    /// The bound on each runtime command the monitor runs (`create`, and the
+    /// `delete` that cleans up after one that failed or was too late).
+    #[arg(long = "runtime-timeout-ms", value_name = "MS", value_parser = parse_millis, default_value = "30000")]
+    pub runtime_timeout: Duration,
     /// The CRI log file the container's output goes to.
     #[arg(long, value_name = "FILE")]
     pub log_path: PathBuf,
@@ -107,6 +119,7 @@ impl MonitorArgs {
             ("--stdin-once", self.stdin_once),
         ];
         args.extend(switches.into_iter().filter(|(_, on)| *on).map(|(flag, _)| flag.into()));
+        args.extend(["--runtime-timeout-ms".into(), self.runtime_timeout.as_millis().to_string().into()]);
         args
     }
 
@@ -118,6 +131,7 @@ impl MonitorArgs {
             binary: self.runtime.clone(),
             root: self.runtime_root.clone(),
             systemd_cgroup: self.systemd_cgroup,
+            timeout: self.runtime_timeout,
         };
         crate::runtime::OciCli::new(&handler)
     }
@@ -140,4 +154,8 @@ pub fn connect(socket_dir: &std::path::Path, name: &str) -> std::io::Result<std:
         .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
         .open(socket_dir)?;
     std::os::unix::net::UnixStream::connect(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+fn parse_millis(text: &str) -> Result<Duration, std::num::ParseIntError> {
+    text.parse().map(Duration::from_millis)
 }

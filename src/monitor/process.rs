@@ -24,13 +24,15 @@ use super::control::{self, ControlClient};
 use super::exit::{self, ExitRecord};
 use super::log::{CriLog, Stream};
 use super::output::{Output, Read1, STDIN_BACKLOG, Stdin};
-use super::{ATTACH_SOCKET, CONTROL_SOCKET, MonitorArgs, STREAM_STDERR, STREAM_STDOUT, SYNC_FD, sys};
+use super::{ATTACH_SOCKET, CONTROL_SOCKET, MonitorArgs, STREAM_STDERR, STREAM_STDOUT, SYNC_FD, runtime_call, sys};
 use crate::runtime::RuntimeError;
 
 /// How the monitor failed before the container ran: the runtime refused (its
-/// message goes back as `error`), or the monitor's own setup failed (`failed`).
+/// message goes back as `error`), `create` outran its bound (`timeout`), or the
+/// monitor's own setup failed (`failed`).
 enum Failure {
     Runtime(String),
+    TimedOut(std::time::Duration),
     Setup(String),
 }
 
@@ -52,7 +54,12 @@ pub fn run(args: &MonitorArgs) -> Result<(), String> {
     detach()?;
     match Session::start(args) {
         Ok(mut session) => {
-            let _ = writeln!(sync, "ok {} {}", session.container_pid, std::process::id());
+            if let Err(e) = writeln!(sync, "ok {} {}", session.container_pid, std::process::id()) {
+                // berth stopped waiting and undid its side of the create: a container
+                // nobody knows of must not be left running.
+                session.abandon(args);
+                return Err(format!("berth is no longer waiting ({e}); the container was deleted"));
+            }
             drop(sync);
             sys::release_file_pages();
             session.serve();
@@ -61,6 +68,10 @@ pub fn run(args: &MonitorArgs) -> Result<(), String> {
         Err(Failure::Runtime(message)) => {
             let _ = writeln!(sync, "error {}", one_line(&message));
             Err(message)
+        }
+        Err(Failure::TimedOut(timeout)) => {
+            let _ = writeln!(sync, "timeout {}", timeout.as_millis());
+            Err(format!("the runtime's create did not finish within {timeout:?}"))
         }
         Err(Failure::Setup(message)) => {
             let _ = writeln!(sync, "failed {}", one_line(&message));
@@ -152,7 +163,7 @@ impl Session {
         let attach = listen(&sockets[0]).map_err(setup("binding the attach socket"))?;
         let control = listen(&sockets[1]).map_err(setup("binding the control socket"))?;
         let log = CriLog::open(&args.log_path).map_err(setup("opening the log file"))?;
-        let created = create_container(args).inspect_err(|_| {
+        let created = create_container(args, &signals).inspect_err(|_| {
             for socket in &sockets {
                 let _ = std::fs::remove_file(socket);
             }
@@ -181,6 +192,9 @@ impl Session {
     /// The poll loop, until the container's init has exited; then the last output,
     /// the exit record, and the sockets go.
     fn serve(&mut self) {
+        // An init that died during `create` was announced by a SIGCHLD that the
+        // bounded wait for the runtime consumed.
+        self.reap();
         while self.exit.is_none() {
             let (mut fds, slots) = self.poll_set();
             if sys::poll(&mut fds, -1).is_err() {
@@ -388,6 +402,19 @@ impl Session {
         }
     }
 
+    /// Undoes a create berth no longer waits for: the init is killed (it is this
+    /// monitor's unreaped child, so its PID cannot have been reused), the runtime's
+    /// state deleted, the init reaped and the sockets removed. No exit is recorded:
+    /// berth has no record of the container.
+    fn abandon(&mut self, args: &MonitorArgs) {
+        let _ = nix::sys::signal::kill(self.container_pid, Signal::SIGKILL);
+        runtime_call::force_delete(&args.oci_cli(), &args.id, &self.signals);
+        let _ = waitpid(self.container_pid, None);
+        for socket in &self.sockets {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+
     /// Reads an output stream until it has nothing more (without waiting), then
     /// ends it: a writer left (an exec'd process) no longer counts.
     fn drain(&mut self, i: usize) {
@@ -411,7 +438,7 @@ fn listen(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Runs `runtime create` with the container's stdio, and returns its init's pid.
-fn create_container(args: &MonitorArgs) -> Result<Created, Failure> {
+fn create_container(args: &MonitorArgs, signals: &SignalFd) -> Result<Created, Failure> {
     let cli = args.oci_cli();
     let runtime_log = cli.scratch_file(".berth-log-", b"").map_err(setup("creating the runtime log"))?;
     let pid_file = args.socket_dir.join("container.pid");
@@ -428,10 +455,15 @@ fn create_container(args: &MonitorArgs) -> Result<Created, Failure> {
     let mut command = Command::new(cli.program());
     command.args(cli.create_args(&runtime_log, &args.id, &args.bundle, Some(&pid_file), console_path.as_deref()));
     let pipes = stdio.attach_to(&mut command);
-    let status = command.status();
+    let child = command.spawn();
     // Our copies of the container's ends must go, or its output would never end.
     drop(command);
-    let status = status.map_err(|e| Failure::Setup(format!("running {}: {e}", cli.program().display())))?;
+    let running = |e| Failure::Setup(format!("running {}: {e}", cli.program().display()));
+    let Some(status) = runtime_call::wait_bounded(&mut child.map_err(running)?, signals, cli.timeout()).map_err(running)?
+    else {
+        runtime_call::force_delete(&cli, &args.id, signals);
+        return Err(Failure::TimedOut(cli.timeout()));
+    };
     if !status.success() {
         let log = std::fs::read_to_string(&runtime_log).unwrap_or_default();
         let stderr = read_available(&pipes.stderr);

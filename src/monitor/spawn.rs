@@ -13,11 +13,13 @@ use nix::libc;
 
 use super::{MonitorArgs, SYNC_FD, sys};
 use crate::error::{Classify, ErrorKind};
-use crate::runtime::{Call, DEFAULT_TIMEOUT, RuntimeError};
+use crate::runtime::{Call, RuntimeError};
 
-/// How long the monitor may take to answer: the runtime's own deadline for
-/// `create`, and a margin for the monitor's setup.
-const ANSWER_TIMEOUT: Duration = DEFAULT_TIMEOUT.saturating_add(Duration::from_secs(10));
+/// How long the monitor may take to answer: its bound on `create`, then on the
+/// `delete` that cleans up after a create it killed, and a margin for its setup.
+fn answer_timeout(args: &MonitorArgs) -> Duration {
+    args.runtime_timeout.saturating_mul(2).saturating_add(Duration::from_secs(10))
+}
 
 /// A running monitor and the container it created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +75,7 @@ pub fn spawn(args: &MonitorArgs) -> Result<Monitor, MonitorError> {
     drop(command);
     // The first process forks the monitor and exits at once; reaping it leaves no zombie.
     let _ = child.wait();
-    let line = read_answer(File::from(read), &args.id)?;
+    let line = read_answer(File::from(read), &args.id, answer_timeout(args))?;
     parse_answer(&line, args)
 }
 
@@ -92,12 +94,13 @@ fn child_setup(sync: i32) -> std::io::Result<()> {
 }
 
 /// The monitor's one line, or why there is none.
-fn read_answer(pipe: File, id: &str) -> Result<String, MonitorError> {
-    let timeout_ms = i32::try_from(ANSWER_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+fn read_answer(pipe: File, id: &str, timeout: Duration) -> Result<String, MonitorError> {
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     let mut fds = [libc::pollfd { fd: pipe.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }];
     let setup = |message: String| MonitorError::Setup { id: id.to_string(), message };
     if sys::poll(&mut fds, timeout_ms).map_err(|e| setup(format!("waiting for its answer: {e}")))? == 0 {
-        return Err(MonitorError::TimedOut { id: id.to_string(), timeout: ANSWER_TIMEOUT });
+        // The pipe closes as this returns: a monitor answering later finds it closed.
+        return Err(MonitorError::TimedOut { id: id.to_string(), timeout });
     }
     // The monitor writes its line in one write, or exits: this does not block long.
     let mut line = String::new();
@@ -119,6 +122,10 @@ fn parse_answer(line: &str, args: &MonitorArgs) -> Result<Monitor, MonitorError>
         "error" => Err(MonitorError::Runtime(RuntimeError::Failed {
             call: Call::new(&args.runtime_name(), "create", &args.id),
             message: rest.to_string(),
+        })),
+        "timeout" => Err(MonitorError::Runtime(RuntimeError::TimedOut {
+            call: Call::new(&args.runtime_name(), "create", &args.id),
+            timeout: rest.parse().map(Duration::from_millis).unwrap_or(args.runtime_timeout),
         })),
         "failed" => Err(setup(rest.to_string())),
         "" => Err(setup("exited without an answer".into())),

@@ -107,7 +107,11 @@ exit 0
     }
 
     fn network(&self) -> Network {
-        let config = CniConfig { conf_dir: self.conf(), bin_dirs: vec![self.dir.path().join("nope"), self.bin()] };
+        let config = CniConfig {
+            conf_dir: self.conf(),
+            bin_dirs: vec![self.dir.path().join("nope"), self.bin()],
+            ..CniConfig::default()
+        };
         Network::new(&config, self.cache())
     }
 

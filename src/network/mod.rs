@@ -27,9 +27,6 @@ use crate::config::CniConfig;
 use cache::{CacheEntry, ResultCache};
 use plugin_exec::{Command, Invocation, PluginRunner};
 
-/// How long one plugin run may take before it is killed.
-const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// The interface the loopback plugin brings up.
 const LOOPBACK_IFNAME: &str = "lo";
 
@@ -46,13 +43,13 @@ impl Network {
     pub fn new(config: &CniConfig, cache_dir: PathBuf) -> Self {
         Network {
             conf_dir: config.conf_dir.clone(),
-            runner: PluginRunner { bin_dirs: config.bin_dirs.clone(), timeout: PLUGIN_TIMEOUT },
+            runner: PluginRunner { bin_dirs: config.bin_dirs.clone(), timeout: config.plugin_timeout },
             cache: ResultCache::new(cache_dir),
             pod_cidr: RwLock::new(None),
         }
     }
 
-    /// Bounds each plugin run (default 60 s).
+    /// Bounds each plugin run (`cni.plugin_timeout` otherwise).
     pub fn with_plugin_timeout(mut self, timeout: Duration) -> Self {
         self.runner.timeout = timeout;
         self

@@ -85,7 +85,7 @@ impl Host {
             ]
         });
         std::fs::write(conf_dir.join("10-test.conflist"), conflist.to_string()).unwrap();
-        let config = CniConfig { conf_dir, bin_dirs: vec![PathBuf::from(DEBIAN_CNI_BIN)] };
+        let config = CniConfig { conf_dir, bin_dirs: vec![PathBuf::from(DEBIAN_CNI_BIN)], ..CniConfig::default() };
         Network::new(&config, self.dir.path().join("cache"))
     }
 

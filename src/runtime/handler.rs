@@ -39,6 +39,8 @@ pub struct RuntimeHandler {
     pub binary: PathBuf,
     pub root: PathBuf,
     pub systemd_cgroup: bool,
+    /// The bound on each runtime command; past it the command is killed.
+    pub timeout: Duration,
 }
 
 impl RuntimeHandler {
@@ -91,6 +93,7 @@ impl RuntimeHandlers {
                     binary: handler.path.clone(),
                     root: config.handler_root(name, handler),
                     systemd_cgroup: config.handler_systemd_cgroup(handler),
+                    timeout: config.handler_timeout(handler),
                 };
                 (name.clone(), runtime)
             })

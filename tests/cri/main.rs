@@ -11,6 +11,7 @@ mod image_resilience;
 mod images;
 mod monitor;
 mod oci_runtime;
+mod rollback;
 mod runtime_info;
 mod sandboxes;
 mod streaming;

@@ -73,6 +73,7 @@ impl Bed {
             runtime: RUNC.into(),
             runtime_root: self.path("root"),
             systemd_cgroup: false,
+            runtime_timeout: berth::runtime::DEFAULT_TIMEOUT,
             log_path: self.log_path(),
             exit_file: self.path("exit.json"),
             socket_dir: self.path("sockets"),

@@ -39,6 +39,7 @@ pub struct BerthBuilder {
     extra_config: String,
     cni_conflist: Option<String>,
     extra_cni_bin_dirs: Vec<PathBuf>,
+    extra_cni_config: String,
     args: Vec<String>,
 }
 
@@ -63,6 +64,13 @@ impl BerthBuilder {
         self
     }
 
+    /// TOML lines added to the `[cni]` table the builder writes.
+    pub fn cni_config(mut self, toml: &str) -> Self {
+        self.extra_cni_config.push_str(toml);
+        self.extra_cni_config.push('\n');
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
         self
@@ -79,13 +87,14 @@ impl BerthBuilder {
             self.extra_cni_bin_dirs.iter().map(|d| format!("{:?}", d.display().to_string())).collect();
         bin_dirs.push(format!("{CNI_BIN_DIR:?}"));
         let config = format!(
-            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{}]\n",
+            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{}]\n{}",
             paths.state_root,
             paths.run_root,
             paths.socket,
             self.extra_config,
             paths.cni_conf_dir,
             bin_dirs.join(", "),
+            self.extra_cni_config,
         );
         std::fs::write(&paths.config, config).expect("write config");
         let mut berth = Berth { dir, paths, args: self.args, child: None };

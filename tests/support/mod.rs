@@ -7,6 +7,8 @@ pub mod cni;
 pub mod containers;
 pub mod crictl;
 pub mod critest_images;
+pub mod faults;
+pub mod footprint;
 pub mod http_server;
 pub mod image;
 pub mod kubelet;

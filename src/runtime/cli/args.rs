@@ -143,6 +143,7 @@ mod tests {
             binary: PathBuf::from("runc"),
             root: PathBuf::from("/run/berth/runtimes/runc"),
             systemd_cgroup,
+            timeout: crate::runtime::DEFAULT_TIMEOUT,
         })
     }
 

@@ -42,8 +42,13 @@ impl OciCli {
             binary: handler.binary.clone(),
             root: handler.root.clone(),
             systemd_cgroup: handler.systemd_cgroup,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: handler.timeout,
         }
+    }
+
+    /// The bound on each of its commands.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -184,6 +189,7 @@ mod tests {
             binary: binary.into(),
             root: root.to_path_buf(),
             systemd_cgroup: false,
+            timeout: DEFAULT_TIMEOUT,
         })
     }
 
