@@ -6,6 +6,7 @@ mod support;
 
 mod config_cli;
 mod containers;
+mod crash_points;
 mod daemon_lifecycle;
 mod image_resilience;
 mod images;
