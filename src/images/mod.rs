@@ -8,6 +8,7 @@
 //! (manifest and config blobs), `catalog` (image records and names), and
 //! `single_flight` (one download per layer, whoever asks).
 
+mod capped;
 pub mod catalog;
 pub mod content;
 pub mod error;

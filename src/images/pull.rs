@@ -12,6 +12,7 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 
+use super::capped::CappedBuffer;
 use super::catalog::{self, ImageRecord};
 use super::content::sha256_digest;
 use super::error::ImageError;
@@ -234,12 +235,14 @@ impl ImageService {
                 message: format!("config blob {} has an unreasonable size {}", oci.digest, oci.size),
             });
         }
-        let mut bytes = Vec::with_capacity(oci.size as usize);
+        // The descriptor's size is what the digest check will hold it to: a
+        // registry sending more is refused as the bytes come, not after.
+        let mut bytes = CappedBuffer::new(oci.size as usize);
         let request = session.client.pull_blob(&session.reference, &oci, &mut bytes);
         stall_bounded(session, format!("blob {}", oci.digest), request)
             .await?
             .map_err(|e| classify(e, session.endpoint, &session.reference.whole()))?;
-        Ok(bytes)
+        Ok(bytes.into_inner())
     }
 
     /// Downloads and unpacks every layer not yet present, several at once. Each

@@ -234,3 +234,30 @@ async fn a_pull_failing_at_each_step_leaves_no_partial_image_and_the_retry_pulls
     let pulled = berth.images().await.pull_image(pull).await.expect("the retry pulls").into_inner();
     assert!(pulled.image_ref.starts_with("sha256:"), "{pulled:?}");
 }
+
+/// A registry that answers the config blob with far more than its descriptor's
+/// size is cut off at that size, as the bytes arrive: the error says so, where a
+/// check after buffering the whole body could only report a digest mismatch.
+#[tokio::test]
+async fn a_config_blob_longer_than_its_descriptor_is_cut_off_while_it_arrives() {
+    use crate::support::image::ImageBuilder;
+    use crate::support::proxy::{RegistryProxy, Rule};
+    use crate::support::registry::Registry;
+
+    let registry = Registry::start().await;
+    let image = ImageBuilder::busybox().build();
+    image.push(&registry, "test/long-config", "latest").await;
+    let proxy = RegistryProxy::start(&registry.url()).await;
+    let berth = Berth::builder().config(&crate::support::containers::plain_http(&proxy.host())).start().await;
+    proxy.set_rule(Rule::Respond {
+        path_contains: image.config_digest.clone(),
+        status: 200,
+        content_type: "application/octet-stream".into(),
+        body: vec![b' '; 64 << 20],
+    });
+    let reference = format!("{}/test/long-config:latest", proxy.host());
+    let pull = PullImageRequest { image: Some(image_spec(&reference)), auth: None, sandbox_config: None };
+    let error = berth.images().await.pull_image(pull).await.expect_err("the oversized config is refused");
+    let expected = format!("more than the {} bytes expected", image.config.len());
+    assert!(error.message().contains(&expected), "{error:?}");
+}
