@@ -142,7 +142,7 @@ pub fn commit_pull(store: &Store, mut image: ImageRecord, names: &[String]) -> R
         }
         images.insert(image.id.as_str(), encode(&image).as_slice()).map_err(StoreError::from)?;
     }
-    txn.commit().map_err(StoreError::from)?;
+    store.commit(txn)?;
     Ok(image)
 }
 
@@ -157,7 +157,7 @@ pub fn untag(store: &Store, image: &ImageRecord, tag: &str) -> Result<(), ImageE
         names.remove(tag).map_err(StoreError::from)?;
         images.insert(image.id.as_str(), encode(&image).as_slice()).map_err(StoreError::from)?;
     }
-    txn.commit().map_err(StoreError::from)?;
+    store.commit(txn)?;
     Ok(())
 }
 
@@ -176,7 +176,7 @@ pub fn delete(store: &Store, image: &ImageRecord) -> Result<(), ImageError> {
         }
         images.remove(image.id.as_str()).map_err(StoreError::from)?;
     }
-    txn.commit().map_err(StoreError::from)?;
+    store.commit(txn)?;
     Ok(())
 }
 

@@ -163,7 +163,7 @@ impl Snapshots {
             let mut table = txn.open_table(SNAPSHOTS).map_err(StoreError::from)?;
             table.insert(chain_id, encode(&record).as_slice()).map_err(StoreError::from)?;
         }
-        txn.commit().map_err(StoreError::from)?;
+        store.commit(txn)?;
         Ok(record)
     }
 
@@ -194,7 +194,7 @@ impl Snapshots {
             let mut table = txn.open_table(LEASES).map_err(StoreError::from)?;
             table.insert(holder, chain_id).map_err(StoreError::from)?;
         }
-        txn.commit().map_err(StoreError::from)?;
+        store.commit(txn)?;
         Ok(())
     }
 
@@ -205,7 +205,7 @@ impl Snapshots {
             let mut table = txn.open_table(LEASES).map_err(StoreError::from)?;
             table.remove(holder).map_err(StoreError::from)?.map(|chain| chain.value().to_string())
         };
-        txn.commit().map_err(StoreError::from)?;
+        store.commit(txn)?;
         Ok(released)
     }
 
@@ -258,7 +258,7 @@ impl Snapshots {
                 table.remove(chain_id.as_str()).map_err(StoreError::from)?;
             }
         }
-        txn.commit().map_err(StoreError::from)?;
+        store.commit(txn)?;
         // Records go first: a crash before the directories are removed leaves
         // directories without records, which the next start removes.
         Ok(Garbage { dirs: doomed.iter().map(|(_, record)| self.root.join(record.id.to_string())).collect() })

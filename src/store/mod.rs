@@ -64,8 +64,15 @@ impl Store {
         Ok(self.db.begin_read()?)
     }
 
+    /// Begins the one write transaction redb allows at a time: this waits for the
+    /// previous writer's commit, so it runs off the async workers.
     pub fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
-        Ok(self.db.begin_write()?)
+        Ok(off_worker(|| self.db.begin_write())?)
+    }
+
+    /// Commits `txn`, off the async workers: a commit fsyncs.
+    pub fn commit(&self, txn: redb::WriteTransaction) -> Result<(), StoreError> {
+        Ok(off_worker(|| txn.commit())?)
     }
 
     /// The JSON record at `key`, if any (a missing table is an empty one).
@@ -123,6 +130,17 @@ impl Store {
     }
 }
 
+/// Runs `work`, which may block, without stalling the other tasks of the tokio
+/// worker it is called on: the worker's queue moves to another thread meanwhile.
+/// Outside a multi-threaded runtime (start-up, tests, blocking threads) it just runs.
+fn off_worker<R>(work: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own plain structs to JSON cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
@@ -130,4 +148,49 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: JsonTable = TableDefinition::new("test");
+
+    /// A write that waits for another writer's commit must leave the worker free:
+    /// on a runtime of one worker, the task that lets the other writer finish
+    /// could not run otherwise, and the two would wait on each other for ever.
+    #[test]
+    fn a_waiting_writer_does_not_hold_its_worker() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = std::sync::Arc::new(Store::open(&dir.path().join("db.redb")).expect("open"));
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+
+        let held = store.write().expect("the first writer");
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            // Only a guard: with the worker free, the release comes at once.
+            let by_the_other_task = released.recv_timeout(std::time::Duration::from_secs(20)).is_ok();
+            held.commit().expect("commit the first writer");
+            by_the_other_task
+        });
+        let (waiting, started) = std::sync::mpsc::channel::<()>();
+        let writer = {
+            let store = store.clone();
+            runtime.spawn(async move {
+                let _ = waiting.send(());
+                store.put_json(TABLE, "key", &"value")
+            })
+        };
+        started.recv().expect("the second writer started");
+        // Runs only if the second writer's wait left the only worker free.
+        let releaser = runtime.spawn(async move {
+            let _ = release.send(());
+        });
+        runtime.block_on(async {
+            releaser.await.expect("releaser task");
+            writer.await.expect("writer task").expect("second write");
+        });
+        assert!(holder.join().expect("holder thread"), "the waiting writer held the only worker");
+        assert_eq!(store.get_json::<String>(TABLE, "key").expect("read"), Some("value".to_string()));
+    }
 }

@@ -29,7 +29,7 @@ impl Store {
             }
             table.insert(name, id)?;
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(None)
     }
 
@@ -43,7 +43,7 @@ impl Store {
                 table.remove(name)?;
             }
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
@@ -80,7 +80,7 @@ impl Store {
             let mut table = txn.open_table(table)?;
             table.insert(key, encode(value).as_slice())?;
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
@@ -96,7 +96,7 @@ impl Store {
                 names.remove(name)?;
             }
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
