@@ -105,12 +105,64 @@ pub(crate) struct RawFrame {
     pub payload: Bytes,
 }
 
-/// Reads one frame. `Ok(None)` is a clean end of input between frames.
-///
-/// The payload buffer grows as bytes arrive rather than being sized from the
-/// length field, so a peer announcing a large frame and then stalling does not
-/// pin that much memory.
+/// The most of a DATA frame's payload held at once. A DATA frame may be 16 MiB;
+/// its bytes are only stream bytes, so it is handed on as consecutive DATA
+/// frames of at most this size (the FIN on the last), each through the stream's
+/// bounded buffer before the next is read.
+pub(crate) const MAX_DATA_PIECE: usize = 64 * 1024;
+
+/// Reads frames off one connection, remembering how much of a DATA frame is
+/// still to come.
+#[derive(Default)]
+pub(crate) struct FrameReader {
+    data_left: Option<DataLeft>,
+}
+
+#[derive(Clone, Copy)]
+struct DataLeft {
+    id: u32,
+    flags: u8,
+    len: usize,
+}
+
+impl FrameReader {
+    /// The next frame, or the next piece of a DATA frame. `Ok(None)` is a clean
+    /// end of input between frames.
+    pub(crate) async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Option<RawFrame>, Error> {
+        if let Some(left) = self.data_left.take() {
+            return self.data_piece(r, left).await.map(Some);
+        }
+        let Some(head) = read_head(r).await? else { return Ok(None) };
+        match head {
+            Head::Data { id, flags, len } => self.data_piece(r, DataLeft { id, flags, len }).await.map(Some),
+            Head::Control { .. } => read_control(r, head).await.map(Some),
+        }
+    }
+
+    async fn data_piece<R: AsyncRead + Unpin>(&mut self, r: &mut R, left: DataLeft) -> Result<RawFrame, Error> {
+        let len = left.len.min(MAX_DATA_PIECE);
+        let payload = read_payload(r, len).await?;
+        let last = len == left.len;
+        if !last {
+            self.data_left = Some(DataLeft { len: left.len - len, ..left });
+        }
+        let flags = if last { left.flags } else { left.flags & !FLAG_FIN };
+        Ok(RawFrame { head: Head::Data { id: left.id, flags, len }, payload })
+    }
+}
+
+/// Reads one whole frame (a test's peer, which trusts its input).
+#[cfg(test)]
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<RawFrame>, Error> {
+    let Some(head) = read_head(r).await? else { return Ok(None) };
+    match head {
+        Head::Data { len, .. } => Ok(Some(RawFrame { head, payload: read_payload(r, len).await? })),
+        Head::Control { .. } => read_control(r, head).await.map(Some),
+    }
+}
+
+/// The 8-byte frame head; `Ok(None)` at a clean end of input.
+async fn read_head<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Head>, Error> {
     let mut prefix = [0u8; 8];
     let mut filled = 0;
     while filled < prefix.len() {
@@ -123,7 +175,10 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option
         }
         filled += n;
     }
-    let head = Head::parse(prefix);
+    Ok(Some(Head::parse(prefix)))
+}
+
+async fn read_control<R: AsyncRead + Unpin>(r: &mut R, head: Head) -> Result<RawFrame, Error> {
     let len = head.len();
     if let Head::Control { version, kind, .. } = head {
         if version != VERSION {
@@ -136,18 +191,25 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option
             if skipped != len as u64 {
                 return Err(Error::from(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
             }
-            return Ok(Some(RawFrame { head, payload: Bytes::new() }));
+            return Ok(RawFrame { head, payload: Bytes::new() });
         }
         if len > MAX_CONTROL_FRAME_LEN {
             return Err(Error::protocol(format!("control frame of {len} bytes exceeds {MAX_CONTROL_FRAME_LEN}")));
         }
     }
-    let mut payload = Vec::with_capacity(len.min(64 * 1024));
+    Ok(RawFrame { head, payload: read_payload(r, len).await? })
+}
+
+/// Exactly `len` bytes. The buffer grows as bytes arrive rather than being sized
+/// from the length field, so a peer announcing a large frame and then stalling
+/// does not pin that much memory.
+async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> Result<Bytes, Error> {
+    let mut payload = Vec::with_capacity(len.min(MAX_DATA_PIECE));
     r.take(len as u64).read_to_end(&mut payload).await?;
     if payload.len() != len {
         return Err(Error::from(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
     }
-    Ok(Some(RawFrame { head, payload: Bytes::from(payload) }))
+    Ok(Bytes::from(payload))
 }
 
 struct Cursor<'a>(&'a [u8]);
@@ -349,6 +411,39 @@ fn flag(set: bool, bit: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer's 16 MiB DATA frame costs one piece of memory at a time: it comes
+    /// out as pieces of at most MAX_DATA_PIECE, the FIN on the last only, then
+    /// the next frame as usual.
+    #[tokio::test]
+    async fn a_large_data_frame_is_read_in_bounded_pieces() {
+        let data: Vec<u8> = (0..MAX_FRAME_LEN).map(|i| (i % 251) as u8).collect();
+        let mut headers = HeaderEncoder::new().expect("encoder");
+        let mut wire = BytesMut::new();
+        encode(&Frame::Data { id: 1, fin: true, data: Bytes::from(data.clone()) }, &mut headers, &mut wire).unwrap();
+        encode(&Frame::Ping { id: 7 }, &mut headers, &mut wire).unwrap();
+        let mut wire = &wire[..];
+        let mut decoder = HeaderDecoder::new();
+        let mut reader = FrameReader::default();
+        let mut received = Vec::new();
+        loop {
+            let raw = reader.next(&mut wire).await.unwrap().expect("a frame");
+            assert!(raw.payload.len() <= MAX_DATA_PIECE, "a piece of {} bytes", raw.payload.len());
+            match decode(raw, &mut decoder).unwrap() {
+                Some(Frame::Data { id: 1, fin, data }) => {
+                    received.extend_from_slice(&data);
+                    assert_eq!(fin, received.len() == MAX_FRAME_LEN, "FIN on the last piece only");
+                    if fin {
+                        break;
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(received == data, "the pieces make the frame");
+        assert_eq!(decode(reader.next(&mut wire).await.unwrap().unwrap(), &mut decoder).unwrap(), Some(Frame::Ping { id: 7 }));
+        assert!(reader.next(&mut wire).await.unwrap().is_none());
+    }
 
     fn all_frames() -> Vec<Frame> {
         vec![

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::error::Error;
-use super::frame::{self, Frame};
+use super::frame::{self, Frame, FrameReader};
 use super::header_block::{HeaderDecoder, HeaderEncoder};
 use super::headers::Headers;
 use super::state::{End, Handle, Shared, WRITE_BATCH};
@@ -200,11 +200,12 @@ async fn reader_task<R: AsyncRead + Unpin>(shared: Arc<Shared>, io: R) {
     let _guard = TaskGuard(shared.clone());
     let mut io = BufReader::with_capacity(READ_BUFFER, io);
     let mut headers = HeaderDecoder::new();
+    let mut frames = FrameReader::default();
     loop {
         let raw = tokio::select! {
             biased;
             () = poll_fn(|cx| shared.lock().poll_reader_end(cx)) => break,
-            raw = frame::read_frame(&mut io) => raw,
+            raw = frames.next(&mut io) => raw,
         };
         let raw = match raw {
             Ok(Some(raw)) => raw,
