@@ -289,6 +289,13 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// Neither gone nor a zombie (killed, waiting for its reaper).
+    fn process_alive(pid: i32) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        // The state follows the command name, which ends at the last ')'.
+        stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    }
+
     fn invocation() -> Invocation<'static> {
         Invocation { command: Command::Add, container_id: "c1", netns: None, ifname: "eth0", cni_args: "" }
     }
@@ -297,16 +304,30 @@ mod tests {
     async fn non_json_failure_reports_stderr_and_timeout_kills_the_group() {
         let dir = tempfile::tempdir().unwrap();
         script(dir.path(), "noisy", "cat >/dev/null; echo 'something broke' >&2; exit 2");
-        // The grandchild holds stdout open: only killing the group ends the wait.
-        script(dir.path(), "slow", "sleep 30 & sleep 30");
+        // A plugin and a process it started, both holding stdout open and
+        // never ending by themselves: only the deadline ends the call.
+        let started = dir.path().join("started");
+        let body = format!("sleep 100000 & echo $! > {0}.tmp; mv {0}.tmp {0}; sleep 100000", started.display());
+        script(dir.path(), "slow", &body);
         let runner = PluginRunner { bin_dirs: vec![dir.path().to_path_buf()], timeout: Duration::from_millis(500) };
         let err = runner.run("pods", "noisy", &invocation(), &json!({})).await.unwrap_err();
         assert!(matches!(&err, NetworkError::Plugin(e) if e.msg == "something broke" && e.code.is_none()), "{err}");
-        let started = Instant::now();
-        let err = runner.run("pods", "slow", &invocation(), &json!({})).await.unwrap_err();
+        // Only a guard against a hang: the call ends at its own deadline.
+        let (invocation, config) = (invocation(), json!({}));
+        let slow = runner.run("pods", "slow", &invocation, &config);
+        let err = tokio::time::timeout(Duration::from_secs(60), slow).await.expect("the plugin call hung").unwrap_err();
         assert!(matches!(err, NetworkError::Timeout { .. }), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(10));
-        let err = runner.run("pods", "absent", &invocation(), &json!({})).await.unwrap_err();
+        // The group went: the process the plugin started dies with it (and,
+        // orphaned, is reaped by init), if it got to start before the deadline.
+        if let Ok(pid) = std::fs::read_to_string(&started) {
+            let pid: i32 = pid.trim().parse().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while process_alive(pid) {
+                assert!(Instant::now() < deadline, "the plugin's child {pid} outlived the group kill");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let err = runner.run("pods", "absent", &invocation, &config).await.unwrap_err();
         assert!(matches!(err, NetworkError::PluginMissing { .. }), "{err}");
     }
 }
