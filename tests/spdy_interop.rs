@@ -8,16 +8,19 @@
 //! says what the serving side does with it.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use berth::streaming::spdy::{Error, Headers, RstStatus, Session, Stream};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::watch;
 use tokio::time::timeout;
 
 /// The checks the Go client runs against berth's server, in its order.
@@ -33,7 +36,9 @@ const GO_CLIENT_CHECKS: [&str; 9] = [
     "ping-again",
 ];
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
-const PROMPT: Duration = Duration::from_secs(5);
+/// A bound on each wait for an event, only there so that a test that goes
+/// wrong says where instead of hanging: no wait is expected to come near it.
+const HANG_GUARD: Duration = Duration::from_secs(60);
 
 // ---- the Go peer -----------------------------------------------------------
 
@@ -170,17 +175,14 @@ fn header_lines(h: &Headers) -> String {
     entries.iter().map(|(n, v)| format!("{n}={v}\n")).collect()
 }
 
-type Tags = Arc<Mutex<HashMap<String, String>>>;
+/// What the "expect-reset" streams saw, by tag; "query" waits for its tag to
+/// be set (the test's guard bounds that wait).
+type Tags = Arc<watch::Sender<HashMap<String, String>>>;
 
 async fn wait_tag(tags: &Tags, tag: &str) -> String {
-    let deadline = Instant::now() + PROMPT;
-    while Instant::now() < deadline {
-        if let Some(v) = tags.lock().unwrap().get(tag) {
-            return v.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    "unknown".into()
+    let mut seen = tags.subscribe();
+    let set = seen.wait_for(|tags| tags.contains_key(tag)).await.expect("the sender lives in `tags`");
+    set[tag].clone()
 }
 
 /// The Rust side of the ops, for the Go client.
@@ -222,7 +224,9 @@ async fn serve(stream: Stream, tags: Tags) {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "reset",
                 Err(e) => panic!("expect-reset: {e}"),
             };
-            tags.lock().unwrap().insert(h.get("tag").unwrap_or_default().to_owned(), seen.to_owned());
+            tags.send_modify(|tags| {
+                tags.insert(h.get("tag").unwrap_or_default().to_owned(), seen.to_owned());
+            });
         }
         "query" => {
             let answer = wait_tag(&tags, h.get("tag").unwrap_or_default()).await;
@@ -244,7 +248,7 @@ async fn read_all<R: AsyncReadExt + Unpin>(r: &mut R) -> Vec<u8> {
 
 async fn open(session: &Session, pairs: &[(&str, &str)]) -> Stream {
     let headers: Headers = pairs.iter().copied().collect();
-    timeout(PROMPT, session.open(headers, false)).await.expect("no SYN_REPLY").expect("open failed")
+    timeout(HANG_GUARD, session.open(headers, false)).await.expect("no SYN_REPLY").expect("open failed")
 }
 
 async fn echo(session: &Session, payload: Vec<u8>) {
@@ -270,6 +274,21 @@ async fn echo(session: &Session, payload: Vec<u8>) {
     assert!(got == payload, "echo of {len} bytes came back different");
 }
 
+/// Whether the peer of the TCP socket `socket` advertises a zero receive
+/// window: it takes nothing more until its application reads.
+fn receive_window_closed(socket: &OwnedFd) -> bool {
+    use nix::libc;
+    // SAFETY: tcp_info is plain data, zeroed is a valid value of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which has them.
+    let got = unsafe {
+        libc::getsockopt(socket.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len)
+    };
+    assert_eq!(got, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_snd_wnd == 0
+}
+
 // ---- tests -----------------------------------------------------------------
 
 /// A Go (spdystream) client runs its checks against a berth server.
@@ -283,7 +302,7 @@ async fn go_client_against_rust_server() {
         let (tcp, _) = listener.accept().await.unwrap();
         let (session, mut incoming) = Session::server(tcp);
 
-        let tags = Tags::default();
+        let tags = Tags::new(watch::Sender::new(HashMap::new()));
         let acceptor = tokio::spawn(async move {
             let mut served = tokio::task::JoinSet::new();
             while let Some(stream) = incoming.accept().await {
@@ -311,8 +330,8 @@ async fn go_client_against_rust_server() {
 
         // The client ended with GOAWAY and closed the connection: accept()
         // ends and the session with it.
-        timeout(PROMPT, acceptor).await.expect("accept loop did not end").unwrap();
-        timeout(PROMPT, session.closed()).await.expect("session did not end").unwrap();
+        timeout(HANG_GUARD, acceptor).await.expect("accept loop did not end").unwrap();
+        timeout(HANG_GUARD, session.closed()).await.expect("session did not end").unwrap();
         assert!(session.is_closed());
         eprintln!("go_client_against_rust_server: {:?}", started.elapsed());
     })
@@ -329,7 +348,7 @@ async fn rust_client_against_go_server() {
         let (session, _incoming) = Session::client(TcpStream::connect(addr).await.unwrap());
 
         // PING answered by spdystream.
-        timeout(PROMPT, session.ping()).await.expect("no PING reply").unwrap();
+        timeout(HANG_GUARD, session.ping()).await.expect("no PING reply").unwrap();
 
         // Headers, both ways: the Go server lists what it decoded, and its
         // SYN_REPLY carries a header back.
@@ -384,7 +403,7 @@ async fn rust_client_against_go_server() {
         let mut got = [0u8; 3];
         rd.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"bye");
-        let err = timeout(PROMPT, rd.read_u8()).await.unwrap().unwrap_err();
+        let err = timeout(HANG_GUARD, rd.read_u8()).await.unwrap().unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
         let inner = err.get_ref().and_then(|e| e.downcast_ref::<Error>());
         assert!(matches!(inner, Some(Error::Reset { status: RstStatus::CANCEL, .. })), "{err:?}");
@@ -405,13 +424,13 @@ async fn rust_client_against_go_server() {
 
         // An op the server does not know: it resets the stream.
         let (mut rd, _wr) = open(&session, &[("op", "nonsense")]).await.split();
-        let err = timeout(PROMPT, rd.read_u8()).await.unwrap().unwrap_err();
+        let err = timeout(HANG_GUARD, rd.read_u8()).await.unwrap().unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
 
-        timeout(PROMPT, session.ping()).await.expect("no PING reply").unwrap();
+        timeout(HANG_GUARD, session.ping()).await.expect("no PING reply").unwrap();
 
         // GOAWAY and a prompt end.
-        timeout(PROMPT, session.close()).await.expect("close hung").unwrap();
+        timeout(HANG_GUARD, session.close()).await.expect("close hung").unwrap();
         assert!(matches!(session.open(Headers::new(), false).await, Err(Error::SessionClosed)));
         eprintln!("rust_client_against_go_server: {:?}", started.elapsed());
     })
@@ -428,9 +447,11 @@ async fn go_client_vanishing_ends_rust_streams() {
         let addr = listener.local_addr().unwrap().to_string();
         let mut peer = Peer::spawn(&["client-hold", &addr]).await;
         let (tcp, _) = listener.accept().await.unwrap();
+        // The same socket, for asking the kernel how full the connection is.
+        let probe = tcp.as_fd().try_clone_to_owned().unwrap();
         let (session, mut incoming) = Session::server(tcp);
 
-        let stream = timeout(PROMPT, incoming.accept()).await.unwrap().expect("no stream");
+        let stream = timeout(HANG_GUARD, incoming.accept()).await.unwrap().expect("no stream");
         assert_eq!(stream.headers().get("op"), Some("hold"));
         let (mut rd, mut wr) = stream.split();
         let mut ready = [0u8; 5];
@@ -448,29 +469,44 @@ async fn go_client_vanishing_ends_rust_streams() {
             }
         });
         // The Go client never reads: this writer soon blocks on backpressure.
+        let (waiting_tx, waiting) = watch::channel(false);
         let writer = tokio::spawn(async move {
             let chunk = vec![0u8; 64 * 1024];
             let mut total = 0usize;
             loop {
-                match wr.write_all(&chunk).await {
+                let mut write = std::pin::pin!(wr.write_all(&chunk));
+                // Whether the writer is stuck in a write right now.
+                let written = std::future::poll_fn(|cx| {
+                    let poll = write.as_mut().poll(cx);
+                    waiting_tx.send_replace(poll.is_pending());
+                    poll
+                });
+                match written.await {
                     Ok(()) => total += chunk.len(),
                     Err(e) => return (total, e.kind()),
                 }
             }
         });
         peer.expect_line("HOLDING").await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Held: the peer's receive window has closed, so nothing more can go
+        // out, and the writer waits in a write.
+        let deadline = Instant::now() + HANG_GUARD;
+        while !(receive_window_closed(&probe) && *waiting.borrow()) {
+            assert!(Instant::now() < deadline, "the writer was never held by backpressure");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(probe);
         assert!(!writer.is_finished(), "writer should be held by backpressure");
 
         let killed = Instant::now();
         peer.child.kill().await.unwrap();
-        let read_end = timeout(PROMPT, reader).await.expect("reader hung after the peer vanished").unwrap();
+        let read_end = timeout(HANG_GUARD, reader).await.expect("reader hung after the peer vanished").unwrap();
         assert!(read_end.is_some(), "the stream was never finished, so its end must be an error");
-        let (written, _) = timeout(PROMPT, writer).await.expect("writer hung after the peer vanished").unwrap();
+        let (written, _) = timeout(HANG_GUARD, writer).await.expect("writer hung after the peer vanished").unwrap();
         // Bounded buffering: the writer got nowhere near unbounded.
         assert!(written < 64 << 20, "{written} bytes accepted by a peer that never read");
-        timeout(PROMPT, session.closed()).await.expect("session did not end").ok();
-        assert!(timeout(PROMPT, incoming.accept()).await.unwrap().is_none());
+        timeout(HANG_GUARD, session.closed()).await.expect("session did not end").ok();
+        assert!(timeout(HANG_GUARD, incoming.accept()).await.unwrap().is_none());
         eprintln!("peer vanished; everything ended within {:?} (wrote {written} bytes first)", killed.elapsed());
     })
     .await
@@ -488,9 +524,9 @@ async fn go_server_vanishing_ends_rust_streams() {
         peer.expect_line("HOLDING").await;
         peer.child.kill().await.unwrap();
         let mut buf = [0u8; 16];
-        let end = timeout(PROMPT, rd.read(&mut buf)).await.expect("read hung after the peer vanished");
+        let end = timeout(HANG_GUARD, rd.read(&mut buf)).await.expect("read hung after the peer vanished");
         assert!(end.is_err(), "{end:?}");
-        timeout(PROMPT, session.closed()).await.expect("session did not end").ok();
+        timeout(HANG_GUARD, session.closed()).await.expect("session did not end").ok();
         assert!(wr.write_all(b"y").await.is_err());
     })
     .await

@@ -30,7 +30,7 @@
 //	reset         write "bye", then reset the stream
 //	expect-reset  read to the end; remember under header "tag" whether the
 //	              stream was reset ("reset") or finished ("fin")
-//	query         answer what was remembered for "tag" (waits up to 5s)
+//	query         answer what was remembered for "tag", once it is
 //	hold          read and discard until the stream ends; prints "HOLDING"
 //	exit          exit the process at once (the peer vanishes)
 package main
@@ -82,6 +82,10 @@ func say(format string, args ...interface{}) {
 
 // ---- ops ---------------------------------------------------------------------
 
+// hangGuard bounds every wait for an event, only so that a check that goes
+// wrong fails instead of hanging: no wait is expected to come near it.
+const hangGuard = 60 * time.Second
+
 type tags struct {
 	mu sync.Mutex
 	m  map[string]string
@@ -125,11 +129,11 @@ func headerLines(h http.Header) string {
 	return b.String()
 }
 
-// resetSeen tells a reset stream from a finished one: spdystream reports
-// both as EOF on read, but only a reset marks the stream finished for
-// writing without our own FIN.
+// resetSeen waits until a stream that read EOF is marked reset: spdystream
+// reports a reset and a FIN both as EOF on read, and marks the stream
+// finished for writing (without our own FIN) just after a reset.
 func resetSeen(s *spdystream.Stream) bool {
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(hangGuard)
 	for time.Now().Before(deadline) {
 		if s.IsFinished() {
 			return true
@@ -179,7 +183,7 @@ func writeSource(w io.Writer, seed, size, chunk int) error {
 	return nil
 }
 
-func runOp(s *spdystream.Stream) {
+func runOp(sc *spdystream.Connection, s *spdystream.Stream) {
 	h := s.Headers()
 	switch h.Get("op") {
 	case "echo":
@@ -200,13 +204,15 @@ func runOp(s *spdystream.Stream) {
 		s.Reset()
 	case "expect-reset":
 		io.Copy(io.Discard, s)
-		if resetSeen(s) {
+		// A reset takes the stream off its connection before its reads end;
+		// a FIN leaves it there until our side has finished too.
+		if sc.FindStream(s.Identifier()) == nil {
 			remembered.set(h.Get("tag"), "reset")
 		} else {
 			remembered.set(h.Get("tag"), "fin")
 		}
 	case "query":
-		s.Write([]byte(remembered.wait(h.Get("tag"), 5*time.Second)))
+		s.Write([]byte(remembered.wait(h.Get("tag"), hangGuard)))
 		s.Close()
 	case "hold":
 		say("HOLDING")
@@ -221,13 +227,13 @@ func runOp(s *spdystream.Stream) {
 // serveStream runs inside spdystream's frame worker: the reply must be sent
 // here, before the worker handles the stream's next frame, or spdystream
 // drops the data that follows. The op itself runs on its own goroutine.
-func serveStream(s *spdystream.Stream) {
+func serveStream(sc *spdystream.Connection, s *spdystream.Stream) {
 	reply := http.Header{}
 	reply.Set("x-reply-op", s.Headers().Get("op"))
 	if err := s.SendReply(reply, false); err != nil {
 		return
 	}
-	go runOp(s)
+	go runOp(sc, s)
 }
 
 func server() error {
@@ -245,7 +251,7 @@ func server() error {
 		if err != nil {
 			return err
 		}
-		go sc.Serve(serveStream)
+		go sc.Serve(func(s *spdystream.Stream) { serveStream(sc, s) })
 	}
 }
 
@@ -274,7 +280,7 @@ func open(sc *spdystream.Connection, kv ...string) (*spdystream.Stream, error) {
 		return nil, err
 	}
 	// As Kubernetes' client does: wait for the reply before using the stream.
-	if err := s.WaitTimeout(10 * time.Second); err != nil {
+	if err := s.WaitTimeout(hangGuard); err != nil {
 		return nil, fmt.Errorf("waiting for reply: %w", err)
 	}
 	return s, nil
@@ -307,7 +313,7 @@ func checkPing(sc *spdystream.Connection) error {
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(5 * time.Second):
+	case <-time.After(hangGuard):
 		return errors.New("no PING reply")
 	}
 }
@@ -324,7 +330,7 @@ func checkHeaders(sc *spdystream.Connection) error {
 		return err
 	}
 	s.Close()
-	got, err := readAllTimeout(s, 10*time.Second)
+	got, err := readAllTimeout(s, hangGuard)
 	if err != nil {
 		return err
 	}
@@ -357,7 +363,7 @@ func echo(sc *spdystream.Connection, payload []byte) error {
 		}
 		werr <- s.Close()
 	}()
-	got, err := readAllTimeout(s, 60*time.Second)
+	got, err := readAllTimeout(s, hangGuard)
 	if err != nil {
 		return err
 	}
@@ -396,7 +402,7 @@ func checkSink(sc *spdystream.Connection, size int) error {
 		return err
 	}
 	s.Close()
-	got, err := readAllTimeout(s, 60*time.Second)
+	got, err := readAllTimeout(s, hangGuard)
 	if err != nil {
 		return err
 	}
@@ -420,7 +426,7 @@ func checkSource(sc *spdystream.Connection, size int) error {
 			return fmt.Errorf("received %q, want %q", got, want)
 		}
 		return nil
-	case <-time.After(60 * time.Second):
+	case <-time.After(hangGuard):
 		return errors.New("timed out")
 	}
 }
@@ -430,7 +436,7 @@ func checkResetByServer(sc *spdystream.Connection) error {
 	if err != nil {
 		return err
 	}
-	got, err := readAllTimeout(s, 10*time.Second)
+	got, err := readAllTimeout(s, hangGuard)
 	if err != nil {
 		return err
 	}
@@ -464,7 +470,7 @@ func checkResetByClient(sc *spdystream.Connection) error {
 			return err
 		}
 		q.Close()
-		got, err := readAllTimeout(q, 10*time.Second)
+		got, err := readAllTimeout(q, hangGuard)
 		if err != nil {
 			return err
 		}
