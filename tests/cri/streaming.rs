@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use berth::streaming::spdy::RstStatus;
 use k8s_cri::v1::{AttachRequest, ContainerState, ExecRequest, PodSandboxStatusRequest, PortForwardRequest};
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
@@ -12,7 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::berth::Berth;
 use crate::support::cni::TestNetwork;
 use crate::support::containers::{Bed, pod_network_options, security_context, sh, wait_for_line};
-use crate::support::streaming::{SpdyCommand, WAIT, Wanted, channel, spdy_upgrade, websocket, ws_read_all, ws_send};
+use crate::support::streaming::{
+    SpdyCommand, StdinEnd, WAIT, Wanted, channel, spdy_upgrade, websocket, ws_read_all, ws_send,
+};
 
 const V4: &[&str] = &["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
 
@@ -65,7 +68,8 @@ async fn exec_over_spdy_relays_output_stdin_and_exit_codes() {
     let (stdout, _, error) = command.outputs().await;
     assert_eq!(stdout, b"HELLO FROM STDIN\n", "stdin reached the process and its end closed it");
     assert_eq!(status(&error)["status"], "Success");
-    assert!(!command.server_finished_stdin(), "v4: the server resets stdin at the end, never FINs it early");
+    let stdin_end = command.server_stdin_end().await;
+    assert_eq!(stdin_end, StdinEnd::Reset(RstStatus::CANCEL), "v4: the server resets stdin at the end, never FINs it");
 
     let url = exec_url(&bed, &id, &["sh", "-c", "exit 3"], OUT).await;
     let (_, _, error) = SpdyCommand::connect(&url, V4, OUT).await.outputs().await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use berth::streaming::spdy::{Headers, RecvStream, SendStream, Session};
+use berth::streaming::spdy::{self, Headers, RecvStream, RstStatus, SendStream, Session};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -98,9 +98,19 @@ pub struct SpdyCommand {
     pub stderr: Option<RecvStream>,
     pub resize: Option<SendStream>,
     pub error: RecvStream,
-    /// Whether the server ended its side of stdin with a FIN: client-go then
-    /// ends its own stdin, so a server must not before the session is over.
-    pub server_finished_stdin: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How the server ends its side of stdin, once it has: client-go ends its
+    /// own stdin on a FIN, so a server must not send one before the session
+    /// is over.
+    server_stdin_end: Option<tokio::task::JoinHandle<StdinEnd>>,
+}
+
+/// How the server's side of the stdin stream ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdinEnd {
+    Fin,
+    Reset(RstStatus),
+    /// Neither: the session went, say.
+    Broken(String),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -134,16 +144,19 @@ impl SpdyCommand {
         };
         // kubectl's order: error, then the others.
         let (error, _) = open("error").await.split();
-        let server_finished_stdin = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut server_stdin_end = None;
         let stdin = if wanted.stdin {
             let (mut from_server, to_server) = open("stdin").await.split();
-            let flag = server_finished_stdin.clone();
-            tokio::spawn(async move {
+            server_stdin_end = Some(tokio::spawn(async move {
                 let mut ignored = Vec::new();
-                if from_server.read_to_end(&mut ignored).await.is_ok() {
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                match from_server.read_to_end(&mut ignored).await {
+                    Ok(_) => StdinEnd::Fin,
+                    Err(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<spdy::Error>()) {
+                        Some(spdy::Error::Reset { status, .. }) => StdinEnd::Reset(*status),
+                        _ => StdinEnd::Broken(e.to_string()),
+                    },
                 }
-            });
+            }));
             Some(to_server)
         } else {
             None
@@ -155,11 +168,14 @@ impl SpdyCommand {
         } else {
             None
         };
-        SpdyCommand { session, protocol, stdin, stdout, stderr, resize, error, server_finished_stdin }
+        SpdyCommand { session, protocol, stdin, stdout, stderr, resize, error, server_stdin_end }
     }
 
-    pub fn server_finished_stdin(&self) -> bool {
-        self.server_finished_stdin.load(std::sync::atomic::Ordering::SeqCst)
+    /// Waits until the server has ended its side of stdin (a command opened
+    /// with stdin only), and says how.
+    pub async fn server_stdin_end(&mut self) -> StdinEnd {
+        let end = self.server_stdin_end.take().expect("a stdin stream, once");
+        tokio::time::timeout(WAIT, end).await.expect("the server never ended stdin").expect("the stdin reader")
     }
 
     /// Reads stdout, stderr and the error stream to their ends.
