@@ -76,6 +76,8 @@ where
             match flights.get_mut(&key) {
                 Some(flight) => {
                     flight.waiters += 1;
+                    // Says when calls were merged (and lets tests wait for it).
+                    tracing::debug!(waiters = flight.waiters, "joining the flight already under way");
                     flight.outcome.clone()
                 }
                 None => {
@@ -127,7 +129,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    // The tests run on paused time: a sleep ends only once every other task
+    // is idle, at a virtual instant, so the sleeps below order events exactly
+    // however slow the machine is.
+
+    #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_one_run() {
         let flights: Arc<SingleFlight<&str, u32, Lost>> = Arc::default();
         let runs = Arc::new(AtomicUsize::new(0));
@@ -145,6 +151,7 @@ mod tests {
                     .await
             }));
         }
+        // Every caller has joined (or started) the flight and waits on it.
         tokio::time::sleep(Duration::from_millis(50)).await;
         release.send(true).unwrap();
         for caller in callers {
@@ -153,7 +160,7 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn work_is_aborted_when_the_last_caller_leaves() {
         let flights: Arc<SingleFlight<&str, u32, Lost>> = Arc::default();
         let finished = Arc::new(AtomicUsize::new(0));
@@ -170,6 +177,7 @@ mod tests {
                     .await
             }
         });
+        // At 50 ms the work is under way; it would finish at 300 ms.
         tokio::time::sleep(Duration::from_millis(50)).await;
         caller.abort();
         let _ = caller.await;
@@ -179,7 +187,7 @@ mod tests {
         assert_eq!(flights.run("layer", || async { Ok(2) }).await.unwrap(), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_leaving_caller_does_not_cancel_the_others() {
         let flights: Arc<SingleFlight<&str, u32, Lost>> = Arc::default();
         let slow = || async {
@@ -190,6 +198,8 @@ mod tests {
             let flights = flights.clone();
             async move { flights.run("k", slow).await }
         });
+        // At 20 ms the leaver's flight runs; at 40 ms the stayer has joined it,
+        // and the work still has 160 ms to go.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let stayer = tokio::spawn({
             let flights = flights.clone();

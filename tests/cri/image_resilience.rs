@@ -22,6 +22,9 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// What berth logs when a pull joins an identical one already under way.
+const JOINED: &str = "joining the flight already under way";
+
 fn temp_dirs(berth: &Berth) -> Vec<std::path::PathBuf> {
     snapshot_dirs(berth)
         .into_iter()
@@ -126,7 +129,8 @@ async fn a_cancelled_pull_stops_its_download() {
 async fn a_pull_another_caller_waits_on_survives_one_cancel() {
     let image = big_image();
     let s = setup(&image, "test/shared", "").await;
-    s.proxy.set_rule(Rule::Throttle { path_contains: "/blobs/".into(), bytes_per_sec: 2 << 20 });
+    // Slow enough that the second pull joins long before the download ends.
+    s.proxy.set_rule(Rule::Throttle { path_contains: "/blobs/".into(), bytes_per_sec: 1 << 20 });
 
     let mut leaver = s.berth.images().await;
     let request = k8s_cri::v1::PullImageRequest { image: spec(&s.name), ..Default::default() };
@@ -135,12 +139,14 @@ async fn a_pull_another_caller_waits_on_survives_one_cancel() {
     let staying = pull(&s.berth, &s.name);
     let (_, result) = tokio::join!(
         async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // The leaver goes only once the other pull waits on its flight.
+            eventually("the second pull joins the first", || s.berth.log().contains(JOINED)).await;
             leaving.abort();
         },
         staying
     );
     assert_eq!(result.unwrap(), image.image_id());
+    assert_eq!(s.berth.log().matches(JOINED).count(), 1, "one pull joined another");
     assert_eq!(s.proxy.blob_gets(&image.layer_digests()[1]), 1, "the download went on, not again");
 }
 
