@@ -8,7 +8,8 @@ struct ConfigDir {
 
 impl ConfigDir {
     fn new(main: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        // Named as every test berth's directory is, for hack/sweep-test-leftovers.sh.
+        let dir = tempfile::Builder::new().prefix("berth-test-").tempdir().unwrap();
         std::fs::create_dir(dir.path().join("config.d")).unwrap();
         std::fs::write(dir.path().join("config.toml"), main).unwrap();
         ConfigDir { dir }
@@ -88,11 +89,17 @@ fn a_bad_value_exits_2_naming_key_and_file() {
 
 #[test]
 fn serve_refuses_a_bad_config_before_touching_anything() {
-    let dir = ConfigDir::new("socket = \"relative.sock\"\n");
+    let dir = ConfigDir::new("");
+    // Roots of its own, so that a berth that served after all would touch
+    // only the test's directory (and be killed by run_berth's bound).
+    let (state_root, run_root) = (dir.dir.path().join("state"), dir.dir.path().join("run"));
+    let main = format!("state_root = {state_root:?}\nrun_root = {run_root:?}\nsocket = \"relative.sock\"\n");
     let config = dir.dir.path().join("config.toml");
+    std::fs::write(&config, main).unwrap();
     let output = run_berth(&["--config", config.to_str().unwrap(), "serve"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("must be an absolute path"));
+    assert!(!state_root.exists() && !run_root.exists(), "the roots were created");
 }
 
 #[test]

@@ -1,4 +1,6 @@
 //! The daemon's life: one per socket and state root, clean shutdown, stale sockets.
+//! Every berth here runs on a test's own directories, and one expected to exit
+//! is killed, failing its test, if it serves instead.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
@@ -6,7 +8,7 @@ use std::time::Duration;
 use k8s_cri::v1::VersionRequest;
 use nix::sys::signal::Signal;
 
-use crate::support::berth::Berth;
+use crate::support::berth::{Berth, output_within};
 
 #[tokio::test]
 async fn socket_and_its_directory_have_the_documented_modes() {
@@ -21,7 +23,7 @@ async fn socket_and_its_directory_have_the_documented_modes() {
 #[tokio::test]
 async fn a_second_instance_on_the_same_socket_is_refused() {
     let berth = Berth::start().await;
-    let output = berth.command().arg("serve").output().unwrap();
+    let output = output_within(berth.command().arg("serve"));
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("in use") || stderr.contains("already served"), "{stderr}");
@@ -33,7 +35,7 @@ async fn a_second_instance_on_the_same_socket_is_refused() {
 async fn a_second_instance_on_another_socket_but_the_same_state_is_refused() {
     let berth = Berth::start().await;
     let other_socket = berth.dir().join("other.sock");
-    let output = berth.command().arg("serve").arg("--socket").arg(&other_socket).output().unwrap();
+    let output = output_within(berth.command().arg("serve").arg("--socket").arg(&other_socket));
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("in use by another berth"));
     assert!(!other_socket.exists());

@@ -29,6 +29,8 @@ pub fn berth_binary() -> PathBuf {
 pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a berth run to completion may take: only a guard against one that never ends.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A conflist whose plugins Debian ships; Status needs no more than that it exists.
 pub const LOOPBACK_CONFLIST: &str = r#"{"cniVersion":"1.0.0","name":"berth-test-lo","plugins":[{"type":"loopback"}]}"#;
@@ -279,9 +281,53 @@ pub async fn connect(socket: &Path) -> Channel {
         .expect("connect to berth socket")
 }
 
-/// Runs the berth binary to completion with `args`.
+/// Runs the berth binary to completion with `args` (see [`output_within`]).
 pub fn run_berth(args: &[&str]) -> Output {
-    Command::new(berth_binary()).args(args).output().expect("run berth")
+    output_within(Command::new(berth_binary()).args(args))
+}
+
+/// Runs `command` to completion, as `Command::output` does, except that one
+/// still running after [`RUN_TIMEOUT`] is killed and fails the test: a berth
+/// that should have refused to start, but serves, must not hang the suite.
+/// It dies with the test, too.
+pub fn output_within(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
+    }
+    let mut child = command.spawn().expect("spawn berth");
+    // Drained as it runs, so that a full pipe cannot stop it.
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        match child.try_wait().expect("wait for berth") {
+            Some(status) => break Some(status),
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+    let Some(status) = status else {
+        panic!("{command:?} still ran after {RUN_TIMEOUT:?}; killed:\n{}", String::from_utf8_lossy(&stderr));
+    };
+    Output { status, stdout, stderr }
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// Detaches every mount below `dir`, deepest first.
