@@ -180,6 +180,24 @@ async fn a_dropped_network_takes_its_host_port_rules() {
     assert!(iptables_rules_mentioning(&rules).is_empty(), "{:?}", iptables_rules_mentioning(&rules));
 }
 
+/// The test bed's own cleanup: a test that ends with its pods up (it failed,
+/// say) has berth remove them as its guard goes, CNI DEL included, so nothing
+/// is left even for its network's cleanup to find.
+#[tokio::test]
+async fn a_dropped_berth_takes_its_pods_networking_with_it() {
+    let network = TestNetwork::new();
+    let berth = berth_with(&network).await;
+    let (config, host_port) = ported_pod_config("left-running");
+    run(&berth, config).await.unwrap();
+    let rules = format!("--dport {host_port}");
+    assert!(!iptables_rules_mentioning(&rules).is_empty(), "portmap's rules are in place");
+    assert_eq!((network.veths(), network.allocated_ips().len()), (1, 1));
+    drop(berth);
+    assert!(iptables_rules_mentioning(&rules).is_empty(), "{:?}", iptables_rules_mentioning(&rules));
+    assert_eq!(network.veths(), 0, "the pod's veth is gone");
+    assert_eq!(network.allocated_ips(), Vec::<String>::new(), "its address went back to IPAM");
+}
+
 #[tokio::test]
 async fn dns_hostname_and_sysctls_are_the_pods() {
     let network = TestNetwork::new();

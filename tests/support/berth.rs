@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{ListPodSandboxRequest, RemovePodSandboxRequest};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -29,6 +30,9 @@ pub fn berth_binary() -> PathBuf {
 pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the guard gives berth to remove the pods a test left: only a bound
+/// on a wedged berth, which is killed next anyway.
+const POD_REMOVAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a berth run to completion may take: only a guard against one that never ends.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -233,6 +237,31 @@ impl Berth {
         }
     }
 
+    /// Has berth remove every pod it has, within [`POD_REMOVAL_TIMEOUT`]; nothing
+    /// when it is not running (killed by the test).
+    fn remove_pods_left(&mut self) {
+        let running = self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)));
+        if !running {
+            return;
+        }
+        let socket = self.paths.socket.clone();
+        // A thread and a runtime of its own: Drop may run inside the test's
+        // runtime, which cannot be blocked on from within.
+        let removal = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = runtime.map_err(|e| format!("a runtime: {e}"))?;
+            runtime.block_on(async {
+                let removal = tokio::time::timeout(POD_REMOVAL_TIMEOUT, remove_every_pod(&socket)).await;
+                removal.unwrap_or_else(|_| Err(format!("still removing pods after {POD_REMOVAL_TIMEOUT:?}")))
+            })
+        });
+        match removal.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("berth test guard: the pods left were not all removed: {e}"),
+            Err(_) => eprintln!("berth test guard: removing the pods left panicked"),
+        }
+    }
+
     /// Kills berth without warning, as a crash or OOM kill would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -250,6 +279,10 @@ impl Berth {
 
 impl Drop for Berth {
     fn drop(&mut self) {
+        // Pods the test left up (it failed, say) never had their CNI DEL:
+        // portmap's rules, bandwidth's devices and IPAM leases would outlive
+        // them. Berth removes them, network included, while it still runs.
+        self.remove_pods_left();
         self.stop();
         // Containers outlive berth by design: their monitors and runc's
         // containers are the test's to end, or they would outlive it.
@@ -270,6 +303,10 @@ impl Drop for Berth {
 
 /// A tonic channel over the unix socket at `socket`.
 pub async fn connect(socket: &Path) -> Channel {
+    try_connect(socket).await.expect("connect to berth socket")
+}
+
+async fn try_connect(socket: &Path) -> Result<Channel, tonic::transport::Error> {
     let socket = socket.to_path_buf();
     Endpoint::try_from("http://berth.invalid")
         .expect("static URI")
@@ -278,7 +315,19 @@ pub async fn connect(socket: &Path) -> Channel {
             async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
         }))
         .await
-        .expect("connect to berth socket")
+}
+
+/// RemovePodSandbox (containers, network and all) of every pod berth at `socket` lists.
+async fn remove_every_pod(socket: &Path) -> Result<(), String> {
+    let channel = try_connect(socket).await.map_err(|e| format!("connecting: {e}"))?;
+    let mut runtime = RuntimeServiceClient::new(channel);
+    let listed = runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await;
+    let pods = listed.map_err(|e| format!("listing pods: {e}"))?.into_inner().items;
+    for pod in pods {
+        let request = RemovePodSandboxRequest { pod_sandbox_id: pod.id.clone() };
+        runtime.remove_pod_sandbox(request).await.map_err(|e| format!("removing pod {}: {e}", pod.id))?;
+    }
+    Ok(())
 }
 
 /// Runs the berth binary to completion with `args` (see [`output_within`]).
