@@ -18,6 +18,7 @@ mod layer_fetch;
 mod lease;
 mod list;
 pub mod manifest;
+mod manifest_fetch;
 mod pull;
 pub mod reference;
 pub mod registry;

@@ -17,6 +17,7 @@ use super::catalog::{self, ImageRecord};
 use super::content::sha256_digest;
 use super::error::ImageError;
 use super::layer_fetch::{LayerSource, Progress, fetch_and_unpack};
+use super::manifest_fetch::ManifestFetcher;
 use super::manifest::{self, ACCEPTED, LAYER_TYPES, Parsed};
 use super::reference::{ImageRef, validate_digest};
 use super::registry::{self, Credentials, Endpoint, classify};
@@ -43,6 +44,7 @@ struct Resolved {
 /// An endpoint with its client and credentials, ready for requests.
 struct Session<'a> {
     endpoint: &'a Endpoint,
+    manifests: ManifestFetcher<'a>,
     /// Shared with the layer flights, so they reuse its connections and the
     /// token it obtained while resolving the manifest.
     client: Arc<oci_client::Client>,
@@ -94,6 +96,7 @@ impl ImageService {
         let stall_timeout = self.config.images.stall_timeout;
         let session = Session {
             endpoint,
+            manifests: ManifestFetcher::new(endpoint, stall_timeout)?,
             client: Arc::new(registry::client(endpoint, stall_timeout)),
             auth: credentials.registry_auth(endpoint, image).await?,
             reference: image.on_host(&endpoint.host),
@@ -214,17 +217,10 @@ impl ImageService {
     }
 
     async fn fetch_manifest(&self, session: &Session<'_>, reference: &Reference) -> Result<Vec<u8>, ImageError> {
-        let request = session.client.pull_manifest_raw(reference, &session.auth, ACCEPTED);
-        let (bytes, _) = stall_bounded(session, format!("manifest {}", reference.whole()), request)
-            .await?
-            .map_err(|e| classify(e, session.endpoint, &reference.whole()))?;
-        if bytes.len() > MAX_SMALL_BLOB {
-            return Err(ImageError::Registry {
-                registry: session.endpoint.host.clone(),
-                message: format!("manifest of {} is larger than {MAX_SMALL_BLOB} bytes", reference.whole()),
-            });
-        }
-        Ok(bytes.to_vec())
+        session
+            .manifests
+            .fetch(&session.client, &session.auth, reference, ACCEPTED, MAX_SMALL_BLOB, session.stall_timeout)
+            .await
     }
 
     async fn fetch_small_blob(&self, session: &Session<'_>, descriptor: &Descriptor) -> Result<Vec<u8>, ImageError> {

@@ -102,6 +102,19 @@ pub fn client(endpoint: &Endpoint, stall_timeout: Duration) -> oci_client::Clien
     oci_client::Client::new(config)
 }
 
+/// A plain HTTP client for the requests berth makes itself (manifests), with the
+/// endpoint's TLS settings. Like the oci-client's, no read timeout: the caller
+/// bounds each wait by the stall timeout and reports it as such.
+pub fn http_client(endpoint: &Endpoint, stall_timeout: Duration) -> Result<reqwest::Client, ImageError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(endpoint.skip_verify)
+        .connect_timeout(CONNECT_TIMEOUT.min(stall_timeout))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ImageError::Registry { registry: endpoint.host.clone(), message: e.to_string() })
+}
+
 /// The credentials of a `PullImageRequest.auth`, in the forms the CRI allows.
 #[derive(Clone, Default)]
 pub enum Credentials {
@@ -321,7 +334,7 @@ pub fn classify(err: OciDistributionError, endpoint: &Endpoint, reference: &str)
 /// own message ("error sending request for url") says nothing of why. A TLS
 /// handshake that found plain HTTP, or HTTP that found a TLS server, says
 /// which and what to set.
-fn transport_failure(error: &(dyn std::error::Error + 'static), endpoint: &Endpoint) -> String {
+pub(super) fn transport_failure(error: &(dyn std::error::Error + 'static), endpoint: &Endpoint) -> String {
     let mut message = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
@@ -347,7 +360,7 @@ fn transport_failure(error: &(dyn std::error::Error + 'static), endpoint: &Endpo
     message
 }
 
-fn scheme_hint(endpoint: &Endpoint) -> String {
+pub(super) fn scheme_hint(endpoint: &Endpoint) -> String {
     let host = &endpoint.host;
     if endpoint.plain_http {
         format!(

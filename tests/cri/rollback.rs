@@ -261,3 +261,26 @@ async fn a_config_blob_longer_than_its_descriptor_is_cut_off_while_it_arrives() 
     let expected = format!("more than the {} bytes expected", image.config.len());
     assert!(error.message().contains(&expected), "{error:?}");
 }
+
+/// A "manifest" that never ends is refused once it passes the manifest limit
+/// (16 MiB), as it arrives: buffered whole, it would grow until the pull fails as
+/// stalled (the body is paced so that this takes only a few hundred MiB).
+#[tokio::test]
+async fn an_endless_manifest_is_refused_at_its_limit_not_buffered() {
+    use crate::support::proxy::{RegistryProxy, Rule};
+    use crate::support::registry::Registry;
+
+    let registry = Registry::start().await;
+    let proxy = RegistryProxy::start(&registry.url()).await;
+    let config = format!("[images]\nstall_timeout = \"10s\"\n{}", crate::support::containers::plain_http(&proxy.host()));
+    let berth = Berth::builder().config(&config).start().await;
+    proxy.set_rule(Rule::RespondEndless {
+        path_contains: "/manifests/".into(),
+        content_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        bytes_per_sec: 32 << 20,
+    });
+    let reference = format!("{}/test/endless:latest", proxy.host());
+    let pull = PullImageRequest { image: Some(image_spec(&reference)), auth: None, sandbox_config: None };
+    let error = berth.images().await.pull_image(pull).await.expect_err("the endless manifest is refused");
+    assert!(error.message().contains("larger than"), "{error:?}");
+}

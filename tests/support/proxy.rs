@@ -80,6 +80,10 @@ pub enum Rule {
     Throttle { path_contains: String, bytes_per_sec: u64 },
     /// Matching requests get this answer instead of going upstream.
     Respond { path_contains: String, status: u16, content_type: String, body: Vec<u8> },
+    /// Matching requests get 200 and a body of spaces that never ends (no
+    /// Content-Length), at about `bytes_per_sec`: a client that buffers a body
+    /// whole never gets past it.
+    RespondEndless { path_contains: String, content_type: String, bytes_per_sec: u64 },
 }
 
 /// One request the proxy received, as far as it got.
@@ -234,6 +238,7 @@ enum Action {
     Forward(Pace),
     StallHeaders,
     Respond { status: u16, content_type: String, body: Vec<u8> },
+    RespondEndless { content_type: String, pace: Pace },
 }
 
 impl Rule {
@@ -249,6 +254,9 @@ impl Rule {
             }
             Rule::Respond { path_contains, status, content_type, body } if path.contains(&path_contains) => {
                 Action::Respond { status, content_type, body }
+            }
+            Rule::RespondEndless { path_contains, content_type, bytes_per_sec } if path.contains(&path_contains) => {
+                Action::RespondEndless { content_type, pace: Pace::BytesPerSec(bytes_per_sec.max(1)) }
             }
             _ => Action::Forward(Pace::AsFastAsPossible),
         }
@@ -266,6 +274,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Pro
             let head_only = request.method() == Method::HEAD;
             canned(&shared, index, status, &content_type, body, head_only)
         }
+        Action::RespondEndless { content_type, pace } => Response::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .body(stream_body(&shared, index, Source::Endless, pace))
+            .expect("an endless answer"),
         Action::Forward(pace) => forward(&shared, index, request, pace).await,
     };
     shared.update(index, |record| record.status = Some(response.status().as_u16()));
@@ -381,6 +393,8 @@ enum Source {
     Upstream(reqwest::Response),
     /// Taken on the first read.
     Canned(Option<Bytes>),
+    /// Spaces, PIECE at a time, for ever.
+    Endless,
 }
 
 impl Source {
@@ -389,6 +403,7 @@ impl Source {
         match self {
             Source::Upstream(response) => response.content_length(),
             Source::Canned(bytes) => bytes.as_ref().map(|bytes| bytes.len() as u64),
+            Source::Endless => None,
         }
     }
 
@@ -396,6 +411,7 @@ impl Source {
         match self {
             Source::Upstream(response) => response.chunk().await,
             Source::Canned(bytes) => Ok(bytes.take()),
+            Source::Endless => Ok(Some(Bytes::from_static(&[b' '; PIECE]))),
         }
     }
 }
