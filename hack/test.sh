@@ -13,6 +13,9 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 hack/setup.sh
+# What killed runs left (monitors, containers, mounts, test networks) would
+# stand in this run's way: swept first, found by the marks test state carries.
+hack/sweep-test-leftovers.sh
 # The real clients the conformance tests drive, built once into a cache.
 tools=$(hack/tools.sh)
 set -a; eval "$tools"; set +a
