@@ -21,6 +21,8 @@ pub mod manifest;
 mod manifest_fetch;
 mod pull;
 pub mod reference;
+#[cfg(test)]
+mod reference_props;
 pub mod registry;
 mod remove;
 mod service;
@@ -28,6 +30,8 @@ pub mod single_flight;
 pub mod snapshots;
 pub mod status;
 pub mod unpack;
+#[cfg(test)]
+mod unpack_props;
 
 pub use error::ImageError;
 pub use figures::PullFigures;

@@ -5,6 +5,9 @@ use oci_client::Reference;
 
 use super::error::ImageError;
 
+/// The longest DNS name (253 characters, RFC 1035) and a port.
+const REGISTRY_MAX: usize = 253 + ":65535".len();
+
 /// A parsed, normalised reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -23,6 +26,11 @@ impl ImageRef {
         let inner: Reference = text.parse().map_err(|e: oci_client::ParseError| invalid(e.to_string()))?;
         if let Some(digest) = inner.digest() {
             validate_digest(digest).map_err(invalid)?;
+        }
+        // The grammar bounds everything but the host: an unbounded one would make the normalised
+        // form (`whole`, `tagged`, `with_digest`) longer than this function accepts back.
+        if inner.registry().len() > REGISTRY_MAX {
+            return Err(invalid(format!("registry of {} characters exceeds {REGISTRY_MAX}", inner.registry().len())));
         }
         for component in inner.repository().split('/') {
             validate_path_component(component).map_err(invalid)?;

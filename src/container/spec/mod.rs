@@ -18,6 +18,7 @@ mod devices;
 mod mounts;
 pub mod namespaces;
 mod process;
+mod representable;
 mod resources;
 mod seccomp;
 mod seccomp_default;
@@ -161,6 +162,7 @@ pub fn linux_resources(
 
 /// The OCI spec for one container of a pod.
 pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
+    representable::refuse_unrepresentable(input)?;
     let linux_config = input.config.linux.as_ref();
     let sc = linux_config.and_then(|linux| linux.security_context.as_ref());
     let security = security(sc, input.host)?;
@@ -208,5 +210,7 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -147,7 +147,8 @@ fn refuse_unsupported(mount: &CriMount, field: &dyn Fn(&str) -> String) -> Resul
         return Err(SpecError::invalid(field("image"), "image volumes are not supported"));
     }
     if !mount.uid_mappings.is_empty() || !mount.gid_mappings.is_empty() {
-        return Err(SpecError::invalid(field("uidMappings"), "ID-mapped mounts are not supported"));
+        let list = if mount.uid_mappings.is_empty() { "gid_mappings" } else { "uid_mappings" };
+        return Err(SpecError::invalid(field(list), "ID-mapped mounts are not supported"));
     }
     Ok(())
 }

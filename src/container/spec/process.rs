@@ -81,7 +81,13 @@ fn env_name(entry: &str) -> &str {
     entry.split_once('=').map_or(entry, |(name, _)| name)
 }
 
+/// An entry without `=` unsets the variable, as containerd reads an image's Env (runc would refuse
+/// to start a process with it).
 fn set_env(env: &mut Vec<String>, entry: String) {
+    if !entry.contains('=') {
+        env.retain(|existing| env_name(existing) != entry);
+        return;
+    }
     match env.iter_mut().find(|existing| env_name(existing) == env_name(&entry)) {
         Some(existing) => *existing = entry,
         None => env.push(entry),

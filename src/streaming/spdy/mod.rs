@@ -57,6 +57,8 @@ mod error;
 mod frame;
 mod header_block;
 mod headers;
+#[cfg(test)]
+mod props;
 mod session;
 mod state;
 mod stream;
