@@ -15,12 +15,16 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 pub enum RootfsError {
     #[error("{path}: {message}")]
     Host { path: String, message: String },
+    /// The image is valid but deeper than overlayfs can stack: it cannot run here.
+    #[error("the image has {layers} layers; overlayfs stacks at most {MAX_LOWER_LAYERS}")]
+    TooDeep { layers: usize },
 }
 
 impl crate::error::Classify for RootfsError {
     fn kind(&self) -> crate::error::ErrorKind {
         match self {
             RootfsError::Host { .. } => crate::error::ErrorKind::Internal,
+            RootfsError::TooDeep { .. } => crate::error::ErrorKind::FailedPrecondition,
         }
     }
 }
@@ -37,8 +41,22 @@ pub struct RootfsPaths {
     pub mount_point: PathBuf,
 }
 
+/// The most lower layers overlayfs stacks (the kernel's `OVL_MAX_STACK`).
+pub const MAX_LOWER_LAYERS: usize = 500;
+
+/// mount(2) copies its options into one page, NUL included.
+const MOUNT_OPTIONS_MAX: usize = 4096 - 1;
+
 /// Mounts the overlay; idempotent (an existing mount is left as it is).
+///
+/// A chain whose absolute paths do not fit the one page of mount options (a deep
+/// image) is mounted through a directory of short links to its layers (`lower/0`,
+/// `lower/1`, ...), named relative to it from a thread with a working directory
+/// of its own: 500 layers then take under 2 KiB.
 pub fn mount_rootfs(lower: &[PathBuf], paths: &RootfsPaths) -> Result<(), RootfsError> {
+    if lower.len() > MAX_LOWER_LAYERS {
+        return Err(RootfsError::TooDeep { layers: lower.len() });
+    }
     let (upper, work) = (paths.layer.join("upper"), paths.layer.join("work"));
     for dir in [&upper, &work, &paths.mount_point] {
         std::fs::create_dir_all(dir).map_err(|e| host(dir, e))?;
@@ -46,10 +64,54 @@ pub fn mount_rootfs(lower: &[PathBuf], paths: &RootfsPaths) -> Result<(), Rootfs
     if is_mounted(&paths.mount_point) {
         return Ok(());
     }
-    let lowerdir: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
-    let options = format!("lowerdir={},upperdir={},workdir={}", lowerdir.join(":"), upper.display(), work.display());
-    mount(Some("overlay"), &paths.mount_point, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
-        .map_err(|e| host(&paths.mount_point, format!("overlay mount: {e}")))
+    let absolute: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    let options = overlay_options(&absolute, &upper, &work);
+    if options.len() <= MOUNT_OPTIONS_MAX {
+        return mount_overlay(&paths.mount_point, &options);
+    }
+    let links = paths.layer.join("lower");
+    let names = link_layers(lower, &links)?;
+    let options = overlay_options(&names, &upper, &work);
+    if options.len() > MOUNT_OPTIONS_MAX {
+        return Err(host(&paths.mount_point, "the overlay's options exceed a page even through short links"));
+    }
+    let mount_point = paths.mount_point.clone();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // Its own working directory: chdir here moves no other thread's.
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(|e| host(&links, format!("unshare: {e}")))?;
+                nix::unistd::chdir(&links).map_err(|e| host(&links, e))?;
+                mount_overlay(&mount_point, &options)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(host(&mount_point, "the mounting thread panicked")))
+    })
+}
+
+fn overlay_options(lower: &[String], upper: &Path, work: &Path) -> String {
+    format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display())
+}
+
+fn mount_overlay(mount_point: &Path, options: &str) -> Result<(), RootfsError> {
+    mount(Some("overlay"), mount_point, Some("overlay"), MsFlags::empty(), Some(options))
+        .map_err(|e| host(mount_point, format!("overlay mount: {e}")))
+}
+
+/// `links/<i>` → `lower[i]`, made afresh; returns the link names in order.
+fn link_layers(lower: &[PathBuf], links: &Path) -> Result<Vec<String>, RootfsError> {
+    match std::fs::remove_dir_all(links) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(host(links, e)),
+        _ => {}
+    }
+    std::fs::create_dir_all(links).map_err(|e| host(links, e))?;
+    let mut names = Vec::with_capacity(lower.len());
+    for (i, layer) in lower.iter().enumerate() {
+        let name = i.to_string();
+        std::os::unix::fs::symlink(layer, links.join(&name)).map_err(|e| host(layer, e))?;
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// Unmounts the rootfs; safe when it is not mounted.
@@ -128,5 +190,47 @@ mod tests {
         remove_rootfs(&paths).unwrap();
         assert!(!is_mounted(merged) && !paths.layer.exists());
         assert!(snapshots.lower_dirs(&store, "sha256:gone").is_err());
+    }
+
+    /// Layers `0..count` under a long directory name, so that their absolute
+    /// paths overflow a page of mount options long before the kernel's limit.
+    fn deep_chain(dir: &Path, count: usize) -> Vec<PathBuf> {
+        let base = dir.join("snapshots-with-a-long-name-to-fill-the-mount-options");
+        (0..count)
+            .map(|i| {
+                let layer = base.join(i.to_string()).join("fs");
+                std::fs::create_dir_all(&layer).unwrap();
+                std::fs::write(layer.join(format!("from-{i}")), i.to_string()).unwrap();
+                std::fs::write(layer.join("winner"), i.to_string()).unwrap();
+                layer
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_of_the_kernels_500_layers_mounts_though_its_paths_exceed_a_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let lower = deep_chain(dir.path(), MAX_LOWER_LAYERS);
+        let absolute: usize = lower.iter().map(|p| p.as_os_str().len() + 1).sum();
+        assert!(absolute > MOUNT_OPTIONS_MAX, "the test's paths must overflow a page ({absolute} bytes)");
+        let paths = RootfsPaths { layer: dir.path().join("containers/c1"), mount_point: dir.path().join("run/rootfs") };
+        let cwd = std::env::current_dir().ok();
+        mount_rootfs(&lower, &paths).expect("the deep chain mounts");
+        assert_eq!(std::env::current_dir().ok(), cwd, "the mount moved no other thread's working directory");
+        let _mounted = Mounted(&paths);
+        let merged = &paths.mount_point;
+        assert_eq!(std::fs::read_to_string(merged.join("from-0")).unwrap(), "0");
+        assert_eq!(std::fs::read_to_string(merged.join("from-499")).unwrap(), "499", "the bottom layer is there");
+        assert_eq!(std::fs::read_to_string(merged.join("winner")).unwrap(), "0", "the first layer is the top");
+    }
+
+    #[test]
+    fn a_chain_deeper_than_overlayfs_stacks_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let lower = deep_chain(dir.path(), MAX_LOWER_LAYERS + 1);
+        let paths = RootfsPaths { layer: dir.path().join("containers/c1"), mount_point: dir.path().join("run/rootfs") };
+        let error = mount_rootfs(&lower, &paths).expect_err("501 layers");
+        assert!(error.to_string().contains("at most 500"), "{error}");
+        assert!(!is_mounted(&paths.mount_point));
     }
 }

@@ -16,6 +16,7 @@ mod exec;
 mod handlers;
 mod images;
 mod lifecycle;
+mod limits;
 mod list;
 mod logs;
 mod metrics;
