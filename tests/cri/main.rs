@@ -8,6 +8,7 @@ mod config_cli;
 mod containers;
 mod crash_points;
 mod daemon_lifecycle;
+mod hung_mount;
 mod image_resilience;
 mod images;
 mod monitor;

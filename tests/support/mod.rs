@@ -10,6 +10,7 @@ pub mod critest_images;
 pub mod faults;
 pub mod footprint;
 pub mod http_server;
+pub mod hung_fuse;
 pub mod image;
 pub mod kubelet;
 pub mod pods;

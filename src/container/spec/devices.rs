@@ -10,6 +10,7 @@ use k8s_cri::v1::Device as CriDevice;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 
 use super::SpecError;
+use super::host_fs::{self, HOST_PATH_TIMEOUT};
 
 /// Directories of the host's `/dev` not copied into a privileged container:
 /// the container gets its own pts, shm and mqueue, and the rest are not
@@ -64,22 +65,25 @@ fn config_device(index: usize, device: &CriDevice) -> Result<Vec<LinuxDevice>, S
         return Err(SpecError::invalid(field("container_path"), format!("{container_path:?} is not absolute")));
     }
     let host_path = Path::new(&device.host_path);
-    let metadata = std::fs::metadata(host_path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SpecError::invalid(field("host_path"), format!("{host_path:?} does not exist")),
-        _ => SpecError::io(host_path.display().to_string(), e),
-    })?;
-    if metadata.is_dir() {
-        let mut nodes = host_devices(host_path)?;
-        for node in &mut nodes {
-            let relative = node.path().strip_prefix(host_path).unwrap_or(node.path()).to_path_buf();
-            node.set_path(container_path.join(relative));
+    let (path, container_path, host_path_field) = (host_path.to_path_buf(), container_path.to_path_buf(), field("host_path"));
+    host_fs::bounded(host_path, HOST_PATH_TIMEOUT, move || {
+        let metadata = std::fs::metadata(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SpecError::invalid(&host_path_field, format!("{path:?} does not exist")),
+            _ => SpecError::io(path.display().to_string(), e),
+        })?;
+        if metadata.is_dir() {
+            let mut nodes = host_devices(&path)?;
+            for node in &mut nodes {
+                let relative = node.path().strip_prefix(&path).unwrap_or(node.path()).to_path_buf();
+                node.set_path(container_path.join(relative));
+            }
+            return Ok(nodes);
         }
-        return Ok(nodes);
-    }
-    match device_node(container_path, &metadata) {
-        Some(node) => Ok(vec![node]),
-        None => Err(SpecError::invalid(field("host_path"), format!("{host_path:?} is not a device"))),
-    }
+        match device_node(&container_path, &metadata) {
+            Some(node) => Ok(vec![node]),
+            None => Err(SpecError::invalid(host_path_field, format!("{path:?} is not a device"))),
+        }
+    })
 }
 
 /// Every device node under `dir`, at its host path; symlinks are not followed.

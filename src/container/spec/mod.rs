@@ -15,6 +15,7 @@
 //! - `security.rs`: capabilities, seccomp, LSM labels, masked paths.
 
 mod devices;
+mod host_fs;
 mod mounts;
 pub mod namespaces;
 mod process;
@@ -122,6 +123,14 @@ pub enum SpecError {
     /// device, a directory, or too large): the image's fault, not the request's.
     #[error("the image's {path}: {problem}")]
     ImageFile { path: String, problem: String },
+    /// A host path the request names did not answer in time (an NFS or FUSE
+    /// server gone away); the call was abandoned on its thread. `earlier`: one
+    /// abandoned before is still stuck, so this one was not even tried.
+    #[error(
+        "host path {path} did not answer within {timeout:?}{}; is a network or FUSE filesystem there hung?",
+        if *earlier { " (an earlier call on it is still stuck)" } else { "" }
+    )]
+    HostPathHung { path: String, timeout: std::time::Duration, earlier: bool },
     /// oci-spec refused a value its builder checks (a bug in berth).
     #[error("OCI spec: {0}")]
     Oci(#[from] oci_spec::OciSpecError),
@@ -147,6 +156,7 @@ impl Classify for SpecError {
             SpecError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             SpecError::NotFound { .. } => ErrorKind::NotFound,
             SpecError::ImageFile { .. } => ErrorKind::FailedPrecondition,
+            SpecError::HostPathHung { .. } => ErrorKind::DeadlineExceeded,
             SpecError::Io { .. } | SpecError::Oci(_) => ErrorKind::Internal,
         }
     }

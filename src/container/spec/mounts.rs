@@ -12,6 +12,7 @@ use std::sync::Once;
 use k8s_cri::v1::{Mount as CriMount, MountPropagation};
 use oci_spec::runtime::Mount;
 
+use super::host_fs::{self, HOST_PATH_TIMEOUT};
 use super::{HostFacts, SpecError, SpecInput};
 use crate::sandbox::{NamespaceMode, SandboxRecord};
 
@@ -157,17 +158,20 @@ fn existing_source(host_path: &Path, field: &str) -> Result<PathBuf, SpecError> 
     if !host_path.is_absolute() {
         return Err(SpecError::invalid(field, format!("{host_path:?} is not absolute")));
     }
-    if let Err(e) = std::fs::symlink_metadata(host_path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(SpecError::io(host_path.display().to_string(), e));
+    let path = host_path.to_path_buf();
+    host_fs::bounded(host_path, HOST_PATH_TIMEOUT, move || {
+        if let Err(e) = std::fs::symlink_metadata(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(SpecError::io(path.display().to_string(), e));
+            }
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&path)
+                .map_err(|e| SpecError::io(format!("create {}", path.display()), e))?;
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(host_path)
-            .map_err(|e| SpecError::io(format!("create {}", host_path.display()), e))?;
-    }
-    std::fs::canonicalize(host_path).map_err(|e| SpecError::io(format!("resolve {}", host_path.display()), e))
+        std::fs::canonicalize(&path).map_err(|e| SpecError::io(format!("resolve {}", path.display()), e))
+    })
 }
 
 fn warn_relabel_unsupported() {
