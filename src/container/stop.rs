@@ -11,6 +11,10 @@ use crate::runtime::Signal;
 /// (a process stuck in the kernel, in D state, outlives any signal).
 const KILL_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a container whose runtime refused SIGKILL is given to show it had
+/// exited anyway.
+const KILL_REFUSED_GRACE: Duration = Duration::from_secs(1);
+
 impl ContainerService {
     /// Sends the image's StopSignal (SIGTERM by default), waits up to `timeout`
     /// seconds, then SIGKILLs every process of the container. kubelet calls this
@@ -46,7 +50,14 @@ impl ContainerService {
             }
         }
         if let Err(e) = runtime.kill(id, Signal::SIGKILL, true).await {
-            tracing::debug!(container = %id, error = %e, "SIGKILL not delivered");
+            // The runtime refuses to signal a container that has just exited;
+            // otherwise its failure is the stop's, reported now for the retry
+            // rather than after waiting for an exit nothing was sent to cause.
+            if self.wait_exit(container, KILL_REFUSED_GRACE).await {
+                self.fold_exit(id).await?;
+                return Ok(());
+            }
+            return Err(e.into());
         }
         if !self.wait_exit(container, KILL_WAIT).await {
             return Err(ContainerError::StopTimedOut { id: id.to_string(), seconds: KILL_WAIT.as_secs() });

@@ -106,3 +106,55 @@ impl Drop for CgroupParent {
         remove_cgroup_parent(&self.0);
     }
 }
+
+/// berth dies while runc start hangs: the restarted berth reports the container
+/// as it is (created, not started), and kubelet's StartContainer runs it.
+#[tokio::test]
+async fn berth_killed_while_runc_start_hangs_reports_the_truth_and_the_retry_starts() {
+    let wrapper = Arc::new(faults::runtime("start", Fault::Hang, 1));
+    let config = faults::runtime_handler("faulty", &wrapper, Duration::from_secs(60));
+    let mut bed = Bed::with(Berth::builder().config(&config)).await;
+    let pod = bed.pod_with(host_pod_config("crash-start"), "faulty").await.expect("RunPodSandbox");
+    let id = bed.create(&pod, sh("app", &bed.busybox, "sleep 1000")).await.expect("CreateContainer");
+
+    let mut client = bed.berth.runtime().await;
+    let request = k8s_cri::v1::StartContainerRequest { container_id: id.clone() };
+    let call = tokio::spawn(async move { client.start_container(request).await });
+    wait_hung(&wrapper).await;
+    bed.berth.kill();
+    let _ = call.await;
+    bed.berth.restart().await;
+
+    assert_eq!(bed.status(&id).await.state(), ContainerState::ContainerCreated);
+    bed.start(&id).await.expect("StartContainer after the restart");
+    assert_eq!(bed.status(&id).await.state(), ContainerState::ContainerRunning);
+}
+
+/// berth dies while a pod's CNI DEL hangs: the pod's network is still there,
+/// and kubelet's StopPodSandbox after the restart releases all of it.
+#[tokio::test]
+async fn berth_killed_mid_cni_del_leaves_the_stop_to_the_retry() {
+    let network = TestNetwork::new();
+    let plugin = faults::cni_plugin("bridge", "DEL", Fault::Hang, 1);
+    let mut berth = Berth::builder().cni_bin_dir(plugin.dir()).cni_conflist(&network.conflist()).start().await;
+    let before = Footprint::of(&berth, Some(&network), "").await;
+    let request = RunPodSandboxRequest { config: Some(pod_config("crash-del")), runtime_handler: String::new() };
+    let pod = berth.runtime().await.run_pod_sandbox(request).await.expect("RunPodSandbox").into_inner().pod_sandbox_id;
+
+    let stop = k8s_cri::v1::StopPodSandboxRequest { pod_sandbox_id: pod.clone() };
+    let mut client = berth.runtime().await;
+    let call = {
+        let stop = stop.clone();
+        tokio::spawn(async move { client.stop_pod_sandbox(stop).await })
+    };
+    wait_hung(&plugin).await;
+    berth.kill();
+    let _ = call.await;
+    drop(plugin);
+    berth.restart().await;
+
+    berth.runtime().await.stop_pod_sandbox(stop).await.expect("StopPodSandbox after the restart");
+    let remove = k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: pod };
+    berth.runtime().await.remove_pod_sandbox(remove).await.expect("RemovePodSandbox");
+    assert_settles(&before, || Footprint::of(&berth, Some(&network), "")).await;
+}

@@ -284,3 +284,21 @@ async fn an_endless_manifest_is_refused_at_its_limit_not_buffered() {
     let error = berth.images().await.pull_image(pull).await.expect_err("the endless manifest is refused");
     assert!(error.message().contains("larger than"), "{error:?}");
 }
+
+/// StopPodSandbox kills the pod's containers first: runc's kill failing once
+/// fails the stop, naming the step, and kubelet's retry stops everything.
+#[tokio::test]
+async fn a_stop_whose_runc_kill_fails_is_finished_by_the_retry() {
+    let wrapper = std::sync::Arc::new(faults::runtime("kill", Fault::Fail, 1));
+    let t = Faulty::new(wrapper.clone()).await;
+    let id = t.bed.run(&t.pod, sh("app", &t.bed.busybox, "sleep 1000")).await;
+    let init = t.bed.pid(&id).await;
+
+    let stop = StopPodSandboxRequest { pod_sandbox_id: t.pod.id.clone() };
+    let error = t.bed.berth.runtime().await.stop_pod_sandbox(stop.clone()).await.expect_err("the injected kill failure");
+    assert_eq!(wrapper.injected(), 1);
+    assert_names_step(&error, "kill");
+    t.bed.berth.runtime().await.stop_pod_sandbox(stop).await.expect("the retry stops the pod");
+    wait_gone(init).await;
+    assert_eq!(t.bed.status(&id).await.state(), ContainerState::ContainerExited);
+}
