@@ -49,6 +49,9 @@ pub(crate) fn parse(block: &[u8]) -> Result<Headers, Error> {
         return Err(Error::protocol(format!("header block claims {count} pairs in {} bytes", rest.len())));
     }
     let mut headers = Headers::new();
+    // What the parsed headers hold: each NUL-separated value carries its own copy
+    // of the name, so a long name with many NULs would multiply past the block.
+    let mut parsed_size = 0usize;
     for _ in 0..count {
         let name = take_str(&mut rest)?;
         if name.is_empty() {
@@ -59,6 +62,10 @@ pub(crate) fn parse(block: &[u8]) -> Result<Headers, Error> {
         let name = name.to_ascii_lowercase();
         let value = take_str(&mut rest)?;
         for part in value.split('\0') {
+            parsed_size = parsed_size.saturating_add(name.len() + part.len());
+            if parsed_size > MAX_HEADER_BLOCK {
+                return Err(Error::protocol(format!("header block expands past {MAX_HEADER_BLOCK} bytes of headers")));
+            }
             headers.push_raw(name.clone(), part.to_owned());
         }
     }
@@ -148,11 +155,15 @@ impl HeaderDecoder {
         let start = self.z.total_in();
         loop {
             let consumed = (self.z.total_in() - start) as usize;
+            // Room for one byte past the cap: a block of exactly the cap is only
+            // told from a larger one by zlib having nothing more to give.
             if self.out.len() == self.out.capacity() {
-                if self.out.len() >= MAX_HEADER_BLOCK {
+                if self.out.len() > MAX_HEADER_BLOCK {
                     return Err(Error::protocol(format!("header block inflates past {MAX_HEADER_BLOCK} bytes")));
                 }
-                let grow = self.out.len().clamp(256, MAX_HEADER_BLOCK - self.out.len());
+                // Doubling, from 256 bytes, up to the cap's one byte more (never
+                // `clamp`, which panics once what is left is under 256 bytes).
+                let grow = self.out.len().max(256).min(MAX_HEADER_BLOCK + 1 - self.out.len());
                 self.out.reserve_exact(grow);
             }
             let before_out = self.out.len();
