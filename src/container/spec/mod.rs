@@ -19,6 +19,7 @@ mod host_fs;
 mod mounts;
 pub mod namespaces;
 mod process;
+mod regular_file;
 mod representable;
 mod resources;
 mod seccomp;

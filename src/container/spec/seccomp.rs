@@ -2,7 +2,6 @@
 //! for the container's capabilities, as Docker's is), and profiles installed on the node.
 
 use std::collections::BTreeSet;
-use std::io;
 use std::path::Path;
 
 use k8s_cri::v1::LinuxContainerSecurityContext;
@@ -13,6 +12,7 @@ use oci_spec::runtime::{
 use serde_json::Value;
 
 use super::SpecError;
+use super::regular_file::{Refused, read_regular};
 use super::seccomp_default::{ALLOWED, ARM_ONLY, BY_CAPABILITY, CLONE_NAMESPACE_FLAGS, PERSONALITY_VALUES, X86_ONLY};
 use super::security::{Requested, SC, from_security_profile};
 
@@ -62,16 +62,32 @@ fn from_profile_path(value: &str) -> Result<Requested<'_>, SpecError> {
     }
 }
 
+/// The largest profile berth reads: Docker's default is about 20 KiB.
+const MAX_PROFILE: u64 = 4 * 1024 * 1024;
+
 /// A profile installed on the node: a JSON file in the OCI runtime spec's `linux.seccomp` format.
 /// `field` is the CRI field that named it.
 fn load(field: &str, file: &str) -> Result<LinuxSeccomp, SpecError> {
     if !Path::new(file).is_absolute() {
         return Err(SpecError::invalid(field, format!("seccomp profile {file:?} is not an absolute path")));
     }
-    let text = std::fs::read_to_string(file).map_err(|err| match err.kind() {
-        io::ErrorKind::NotFound => SpecError::not_found(format!("seccomp profile {file}")),
-        _ => SpecError::io(format!("reading seccomp profile {file}"), err),
-    })?;
+    // The node's profile may be a link (kubelet's dir often holds them); its
+    // target is what must be a regular file.
+    let target = match std::fs::canonicalize(file) {
+        Ok(target) => target,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SpecError::not_found(format!("seccomp profile {file}")));
+        }
+        Err(err) => return Err(SpecError::io(format!("resolving seccomp profile {file}"), err)),
+    };
+    let bytes = match read_regular(&target, MAX_PROFILE) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(SpecError::not_found(format!("seccomp profile {file}"))),
+        Err(Refused::Io(err)) => return Err(SpecError::io(format!("reading seccomp profile {file}"), err)),
+        Err(problem) => return Err(SpecError::invalid(field, format!("seccomp profile {file} {problem}"))),
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| SpecError::invalid(field, format!("seccomp profile {file} is not UTF-8 text")))?;
     parse(&text).map_err(|reason| SpecError::invalid(field, format!("seccomp profile {file}: {reason}")))
 }
 
@@ -523,6 +539,24 @@ mod tests {
         std::fs::write(&file, serde_json::to_string_pretty(&profile).unwrap()).unwrap();
         let sc = sc_with_profile(ProfileType::Localhost, file.to_str().unwrap());
         assert_eq!(seccomp(&sc, &Capabilities::new()).unwrap(), Some(profile));
+    }
+
+    /// A profile path that is no regular file (a FIFO would block the read for
+    /// ever, a device be read without end) is refused naming the field.
+    #[test]
+    fn a_profile_that_is_no_regular_file_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let linked = dir.path().join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &linked).unwrap();
+        for (path, kind) in [(&fifo, "a FIFO"), (&linked, "a character device")] {
+            let err = seccomp(&sc_with_profile(ProfileType::Localhost, path.to_str().unwrap()), &Capabilities::new())
+                .unwrap_err();
+            let message = err.to_string();
+            assert!(message.starts_with("linux.security_context.seccomp.localhost_ref: "), "{message}");
+            assert!(message.contains(kind), "{message}");
+        }
     }
 
     #[test]

@@ -7,15 +7,13 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use k8s_cri::v1::{LinuxContainerSecurityContext, SupplementalGroupsPolicy};
 use oci_spec::runtime::User;
 
 use super::SpecError;
+use super::regular_file::{Refused, read_regular};
 
 const RUN_AS_USER: &str = "linux.security_context.run_as_user";
 const RUN_AS_USERNAME: &str = "linux.security_context.run_as_username";
@@ -215,48 +213,12 @@ const MAX_IMAGE_FILE: u64 = 4 << 20;
 /// and nothing else is even opened for reading (a FIFO would block the open, a
 /// device could be read without end).
 fn read_in_rootfs(rootfs: &Path, path: &str) -> Result<String, SpecError> {
-    let what = || format!("the image's {path}");
-    let refuse = |problem: String| SpecError::ImageFile { path: path.to_string(), problem };
-    let resolved = resolve_in_root(rootfs, Path::new(path)).map_err(|e| SpecError::io(what(), e))?;
-    // O_PATH opens without reading: no FIFO wait, no device driver involved.
-    let handle = match std::fs::File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_PATH | nix::libc::O_NOFOLLOW)
-        .open(&resolved)
-    {
-        Ok(handle) => handle,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => return Err(SpecError::io(what(), e)),
-    };
-    let meta = handle.metadata().map_err(|e| SpecError::io(what(), e))?;
-    if !meta.file_type().is_file() {
-        return Err(refuse(format!("is {}, not a regular file", file_kind(&meta.file_type()))));
-    }
-    if meta.len() > MAX_IMAGE_FILE {
-        return Err(refuse(format!("is {} bytes, more than the {MAX_IMAGE_FILE} berth reads", meta.len())));
-    }
-    // Reopened through the handle: the very file just checked, now for reading.
-    let file =
-        std::fs::File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(|e| SpecError::io(what(), e))?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_IMAGE_FILE + 1).read_to_end(&mut bytes).map_err(|e| SpecError::io(what(), e))?;
-    if bytes.len() as u64 > MAX_IMAGE_FILE {
-        return Err(refuse(format!("grew past the {MAX_IMAGE_FILE} bytes berth reads")));
-    }
-    // libc reads these files as bytes; a name that is not UTF-8 matches nothing.
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn file_kind(kind: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    match kind {
-        k if k.is_dir() => "a directory",
-        k if k.is_fifo() => "a FIFO",
-        k if k.is_char_device() => "a character device",
-        k if k.is_block_device() => "a block device",
-        k if k.is_socket() => "a socket",
-        k if k.is_symlink() => "a symlink",
-        _ => "of an unknown type",
+    let resolved = resolve_in_root(rootfs, Path::new(path)).map_err(|e| SpecError::io(format!("the image's {path}"), e))?;
+    match read_regular(&resolved, MAX_IMAGE_FILE) {
+        // libc reads these files as bytes; a name that is not UTF-8 matches nothing.
+        Ok(bytes) => Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()),
+        Err(Refused::Io(e)) => Err(SpecError::io(format!("the image's {path}"), e)),
+        Err(problem) => Err(SpecError::ImageFile { path: path.to_string(), problem: problem.to_string() }),
     }
 }
 
