@@ -22,6 +22,10 @@
 //! bare `runc exec`, and 256 MiB of exec output through SPDY and WebSocket with
 //! berth's RSS (`bench/streaming.rs`).
 //!
+//! `bench load`: ContainerStatus and ListPodSandbox latency from 20 concurrent
+//! clients, idle and while a large pull commits and another image is removed
+//! (`bench/load.rs`).
+//!
 //! `bench all` runs each in turn. Whatever a benchmark made (containerd, registry,
 //! berth, pods' mounts, netns pins, the bridge, containers and their monitors,
 //! runc's containers) is undone when it fails midway
@@ -32,6 +36,8 @@ mod support;
 
 #[path = "bench/containers.rs"]
 mod containers;
+#[path = "bench/load.rs"]
+mod load;
 #[path = "bench/shared.rs"]
 mod shared;
 #[path = "bench/stats.rs"]
@@ -60,7 +66,7 @@ const RUNS: usize = 3;
 const POD_CYCLES: usize = 30;
 /// Cycles run first and not counted: the bridge is created, caches are warm.
 const POD_WARMUP: usize = 3;
-const BENCHMARKS: [&str; 5] = ["images", "pods", "containers", "stats", "streaming"];
+const BENCHMARKS: [&str; 6] = ["images", "pods", "containers", "stats", "streaming", "load"];
 
 #[tokio::main]
 async fn main() {
@@ -83,6 +89,7 @@ async fn main() {
                 "pods" => pods().await,
                 "containers" => containers::containers().await,
                 "stats" => stats::stats().await,
+                "load" => load::load().await,
                 _ => streaming::streaming().await,
             }
         }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints berth's figures next to the floor of the same work done by reference
-# tools, measured in the same run. Usage: hack/bench.sh [images|pods|containers|stats|all]
+# tools, measured in the same run. Usage: hack/bench.sh [images|pods|containers|stats|streaming|load|all]
 #   images (the default): cold pulls, berth vs containerd's ctr
 #   pods: RunPodSandbox + StopPodSandbox + RemovePodSandbox on a private bridge,
 #         berth vs the CNI plugins run by hand; berth's RSS
@@ -12,14 +12,16 @@
 #         ListPodSandboxMetrics; berth's RSS
 #   streaming: exec of `true` through Exec + SPDY vs ExecSync vs bare `runc exec`;
 #         256 MiB of exec output through SPDY and WebSocket, berth's RSS
+#   load: 20 concurrent clients calling ContainerStatus and ListPodSandbox, idle and
+#         while a 256 MiB pull commits and another image is removed (latency figures)
 #   all: each of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-images}
 case "$what" in
-  images | pods | containers | stats | streaming | all) ;;
-  *) echo "bench: unknown benchmark '$what' (known: images, pods, containers, stats, streaming, all)" >&2; exit 2 ;;
+  images | pods | containers | stats | streaming | load | all) ;;
+  *) echo "bench: unknown benchmark '$what' (known: images, pods, containers, stats, streaming, load, all)" >&2; exit 2 ;;
 esac
 
 hack/setup.sh
