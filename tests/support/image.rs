@@ -1220,6 +1220,11 @@ impl RegistryClient {
     }
 
     /// Sends a request and turns anything but `expected` into a RegistryError.
+    ///
+    /// Debian's docker-registry (filesystem driver) answers 500 now and then
+    /// when the same blob is pushed to several repositories at once (critest's
+    /// images share layers): a HEAD or PUT that can be sent again is, a few
+    /// times, before its answer counts.
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -1227,15 +1232,26 @@ impl RegistryClient {
     ) -> Result<reqwest::Response, RegistryError> {
         let request = request.build().expect("building a registry request");
         let description = format!("{} {}", request.method(), request.url());
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .unwrap_or_else(|e| panic!("{description}: no answer from the registry: {e}"));
-        if response.status() == expected {
-            return Ok(response);
+        let (mut current, mut retries) = (request, 0u32);
+        loop {
+            let copy = if retries < 4 { current.try_clone() } else { None };
+            let response = self
+                .http
+                .execute(current)
+                .await
+                .unwrap_or_else(|e| panic!("{description}: no answer from the registry: {e}"));
+            if response.status() == expected {
+                return Ok(response);
+            }
+            match copy {
+                Some(copy) if response.status().is_server_error() => {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 << retries)).await;
+                    current = copy;
+                }
+                _ => return Err(RegistryError::read(description, response).await),
+            }
         }
-        Err(RegistryError::read(description, response).await)
     }
 
     /// GET `path` (e.g. "/v2/") with this client's credentials, whatever the answer.
