@@ -27,6 +27,19 @@ async fn wait_hung(wrapper: &Wrapper) {
     }
 }
 
+/// Runs `call` on a task of its own until `wrapper` has hung it, then SIGKILLs
+/// berth: the call dies with berth in the middle of that step.
+async fn kill_berth_during<T: Send + 'static>(
+    berth: &mut Berth,
+    wrapper: &Wrapper,
+    call: impl Future<Output = T> + Send + 'static,
+) {
+    let call = tokio::spawn(call);
+    wait_hung(wrapper).await;
+    berth.kill();
+    let _ = call.await;
+}
+
 /// Waits for the footprint to settle back to `before` (processes of the
 /// interrupted call end on their own bounds), then asserts it.
 async fn assert_settles(before: &Footprint, now: impl AsyncFn() -> Footprint) {
@@ -57,10 +70,7 @@ async fn berth_killed_while_runc_create_hangs_restarts_with_no_half_made_contain
     let request = pod.create_request(container.clone());
     std::fs::create_dir_all(pod.log_path(&container).parent().expect("log dir")).expect("log dir");
     let mut client = bed.berth.runtime().await;
-    let call = tokio::spawn(async move { client.create_container(request).await });
-    wait_hung(&wrapper).await;
-    bed.berth.kill();
-    let _ = call.await;
+    kill_berth_during(&mut bed.berth, &wrapper, async move { client.create_container(request).await }).await;
     // The monitor outlives berth, still bounds its runc, and deletes what it made.
     for pid in wrapper.hung_pids() {
         wait_gone(pid).await;
@@ -83,15 +93,9 @@ async fn berth_killed_mid_cni_add_restarts_with_no_leaked_network() {
     let before = Footprint::of(&berth, Some(&network), "").await;
 
     let request = RunPodSandboxRequest { config: Some(pod_config("crash-net")), runtime_handler: String::new() };
-    let mut client = berth.runtime().await;
-    let call = {
-        let request = request.clone();
-        tokio::spawn(async move { client.run_pod_sandbox(request).await })
-    };
-    wait_hung(&plugin).await;
-    assert_eq!(network.allocated_ips().len(), 1, "the bridge took an IP before the hang");
-    berth.kill();
-    let _ = call.await;
+    let (mut client, call) = (berth.runtime().await, request.clone());
+    kill_berth_during(&mut berth, &plugin, async move { client.run_pod_sandbox(call).await }).await;
+    assert_eq!(network.allocated_ips().len(), 1, "the bridge had taken an IP when berth died");
     drop(plugin);
     berth.restart().await;
     assert_settles(&before, || Footprint::of(&berth, Some(&network), "")).await;
@@ -119,10 +123,7 @@ async fn berth_killed_while_runc_start_hangs_reports_the_truth_and_the_retry_sta
 
     let mut client = bed.berth.runtime().await;
     let request = k8s_cri::v1::StartContainerRequest { container_id: id.clone() };
-    let call = tokio::spawn(async move { client.start_container(request).await });
-    wait_hung(&wrapper).await;
-    bed.berth.kill();
-    let _ = call.await;
+    kill_berth_during(&mut bed.berth, &wrapper, async move { client.start_container(request).await }).await;
     bed.berth.restart().await;
 
     assert_eq!(bed.status(&id).await.state(), ContainerState::ContainerCreated);
@@ -142,14 +143,8 @@ async fn berth_killed_mid_cni_del_leaves_the_stop_to_the_retry() {
     let pod = berth.runtime().await.run_pod_sandbox(request).await.expect("RunPodSandbox").into_inner().pod_sandbox_id;
 
     let stop = k8s_cri::v1::StopPodSandboxRequest { pod_sandbox_id: pod.clone() };
-    let mut client = berth.runtime().await;
-    let call = {
-        let stop = stop.clone();
-        tokio::spawn(async move { client.stop_pod_sandbox(stop).await })
-    };
-    wait_hung(&plugin).await;
-    berth.kill();
-    let _ = call.await;
+    let (mut client, call) = (berth.runtime().await, stop.clone());
+    kill_berth_during(&mut berth, &plugin, async move { client.stop_pod_sandbox(call).await }).await;
     drop(plugin);
     berth.restart().await;
 

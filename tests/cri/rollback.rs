@@ -54,34 +54,19 @@ fn assert_names_step(status: &tonic::Status, step: &str) {
     assert!(status.message().contains(step), "the error should name {step:?}: {status:?}");
 }
 
-#[tokio::test]
-async fn a_create_that_runc_refuses_leaves_nothing_and_the_retry_runs() {
-    let wrapper = std::sync::Arc::new(faults::runtime("create", Fault::Fail, 1));
+/// CreateContainer through a runc that faults at `create` once: the call fails
+/// naming the step (`check` looks further), nothing is left once the hung runc
+/// is gone, and kubelet's retry runs the container.
+async fn create_through(fault: Fault, check: impl FnOnce(&tonic::Status)) {
+    let wrapper = std::sync::Arc::new(faults::runtime("create", fault, 1));
     let t = Faulty::new(wrapper.clone()).await;
     let before = t.footprint().await;
     let config = sh("app", &t.bed.busybox, "sleep 1000");
 
-    let error = t.bed.create(&t.pod, config.clone()).await.expect_err("the injected create failure");
+    let error = t.bed.create(&t.pod, config.clone()).await.expect_err("the injected fault fails the create");
     assert_eq!(wrapper.injected(), 1);
     assert_names_step(&error, "create");
-    assert_names_step(&error, "injected failure at runc create");
-    assert_eq!(t.footprint().await, before);
-
-    let id = t.bed.create(&t.pod, config).await.expect("the retry creates the container");
-    t.bed.start(&id).await.expect("and it starts");
-    assert_eq!(t.bed.status(&id).await.state(), ContainerState::ContainerRunning);
-}
-
-#[tokio::test]
-async fn a_create_that_hangs_is_killed_at_its_bound_leaves_nothing_and_the_retry_runs() {
-    let wrapper = std::sync::Arc::new(faults::runtime("create", Fault::Hang, 1));
-    let t = Faulty::new(wrapper.clone()).await;
-    let before = t.footprint().await;
-    let config = sh("app", &t.bed.busybox, "sleep 1000");
-
-    let error = t.bed.create(&t.pod, config.clone()).await.expect_err("the hung create fails");
-    assert_eq!(error.code(), Code::Unavailable, "{error:?}");
-    assert_names_step(&error, "create");
+    check(&error);
     for pid in wrapper.hung_pids() {
         wait_gone(pid).await;
     }
@@ -90,28 +75,23 @@ async fn a_create_that_hangs_is_killed_at_its_bound_leaves_nothing_and_the_retry
     let id = t.bed.create(&t.pod, config).await.expect("the retry creates the container");
     t.bed.start(&id).await.expect("and it starts");
     assert_eq!(t.bed.status(&id).await.state(), ContainerState::ContainerRunning);
+}
+
+#[tokio::test]
+async fn a_create_that_runc_refuses_leaves_nothing_and_the_retry_runs() {
+    create_through(Fault::Fail, |error| assert_names_step(error, "injected failure at runc create")).await;
+}
+
+#[tokio::test]
+async fn a_create_that_hangs_is_killed_at_its_bound_leaves_nothing_and_the_retry_runs() {
+    create_through(Fault::Hang, |error| assert_eq!(error.code(), Code::Unavailable, "{error:?}")).await;
 }
 
 /// runc made the container, then never answered: the late result (a created
 /// container, its init waiting) is deleted, not left to run unknown to berth.
 #[tokio::test]
 async fn a_create_whose_answer_comes_too_late_leaves_no_orphan_container() {
-    let wrapper = std::sync::Arc::new(faults::runtime("create", Fault::HangAfter, 1));
-    let t = Faulty::new(wrapper.clone()).await;
-    let before = t.footprint().await;
-    let config = sh("app", &t.bed.busybox, "sleep 1000");
-
-    let error = t.bed.create(&t.pod, config.clone()).await.expect_err("the late create fails");
-    assert_eq!(error.code(), Code::Unavailable, "{error:?}");
-    assert_names_step(&error, "create");
-    for pid in wrapper.hung_pids() {
-        wait_gone(pid).await;
-    }
-    assert_eq!(t.footprint().await, before);
-
-    let id = t.bed.create(&t.pod, config).await.expect("the retry creates the container");
-    t.bed.start(&id).await.expect("and it starts");
-    assert_eq!(t.bed.runc_containers().len(), 0, "the default handler holds nothing");
+    create_through(Fault::HangAfter, |error| assert_eq!(error.code(), Code::Unavailable, "{error:?}")).await;
 }
 
 #[tokio::test]
