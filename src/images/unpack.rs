@@ -742,40 +742,11 @@ mod tests {
             unpack_layer(tar, &self.dest)
         }
 
-        /// Everything outside dest: path, type, mode, owner, size, mtime and file contents.
+        /// Everything outside dest, as the property tests describe it.
         fn outside(&self) -> BTreeMap<PathBuf, String> {
             let mut found = BTreeMap::new();
-            describe_tree(self.outer(), &self.dest, &mut found);
+            crate::images::unpack_props::describe(self.outer(), &self.dest, &mut found);
             found
-        }
-    }
-
-    fn describe_tree(path: &Path, skip: &Path, found: &mut BTreeMap<PathBuf, String>) {
-        if path == skip {
-            return;
-        }
-        let meta = fs::symlink_metadata(path).unwrap();
-        let mut description = format!(
-            "{:?} {:o} {}:{} {} {}.{}",
-            meta.file_type(),
-            meta.mode(),
-            meta.uid(),
-            meta.gid(),
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec()
-        );
-        if meta.is_file() {
-            description += &format!(" {:?}", fs::read(path).unwrap());
-        }
-        for name in xattr::list(path).unwrap() {
-            description += &format!(" {name:?}={:?}", xattr::get(path, &name).unwrap());
-        }
-        found.insert(path.to_path_buf(), description);
-        if meta.is_dir() {
-            for child in fs::read_dir(path).unwrap() {
-                describe_tree(&child.unwrap().path(), skip, found);
-            }
         }
     }
 

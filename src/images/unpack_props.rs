@@ -69,7 +69,9 @@ impl Sandbox {
     }
 }
 
-fn describe(path: &Path, skip: &Path, found: &mut BTreeMap<PathBuf, String>) {
+/// Each path under `path` but `skip` with what a change to it would alter (the
+/// unpack unit tests check the same).
+pub(super) fn describe(path: &Path, skip: &Path, found: &mut BTreeMap<PathBuf, String>) {
     if path == skip {
         return;
     }
