@@ -14,6 +14,7 @@
 mod events;
 mod exec;
 mod handlers;
+mod hostile_rootfs;
 mod images;
 mod lifecycle;
 mod limits;

@@ -106,8 +106,8 @@ async fn an_unknown_user_name_is_refused_at_create() {
 
 /// An image's /etc/passwd may be any file a tar carries. A FIFO there used to
 /// hang CreateContainer (and every retry of it) for good; a device, or a link
-/// to one, was read until memory ran out. Each is refused at create, naming the
-/// file, and leaves nothing behind.
+/// to one, was read until memory ran out, and a huge file was held whole. Each
+/// is refused at create, naming the file, and leaves nothing behind.
 #[tokio::test]
 async fn a_hostile_etc_passwd_is_refused_at_create() {
     let bed = Bed::bare().await;
@@ -115,6 +115,14 @@ async fn a_hostile_etc_passwd_is_refused_at_create() {
     let layers = [
         ("fifo", Layer::new().dir("/etc", 0o755).fifo("/etc/passwd", 0o644), "a FIFO"),
         ("zero", Layer::new().dir("/etc", 0o755).char_device("/etc/passwd", 1, 5, 0o644), "a character device"),
+        ("loop", Layer::new().dir("/etc", 0o755).block_device("/etc/passwd", 7, 0, 0o644), "a block device"),
+        ("dir", Layer::new().dir("/etc", 0o755).dir("/etc/passwd", 0o755), "a directory"),
+        ("huge", Layer::new().dir("/etc", 0o755).random_file("/etc/passwd", 5 << 20, 7), "over the"),
+        (
+            "hardlink",
+            Layer::new().dir("/etc", 0o755).fifo("/etc/pipe", 0o644).hardlink("/etc/passwd", "/etc/pipe"),
+            "a FIFO",
+        ),
         (
             "link",
             Layer::new()
