@@ -99,7 +99,7 @@ pub struct MonitorArgs {
 
 impl MonitorArgs {
     /// The `berth monitor` command line for these arguments.
-    fn command_line(&self) -> Vec<OsString> {
+    pub fn command_line(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["monitor".into(), "--id".into(), self.id.clone().into()];
         let paths = [
             ("--bundle", &self.bundle),

@@ -408,3 +408,65 @@ fn a_bad_bundle_fails_spawn_with_the_runtimes_reason() {
     }
     assert!(!bed.path("sockets").join(monitor::ATTACH_SOCKET).exists(), "the failed monitor left its socket");
 }
+
+/// berth gave up waiting for the monitor's answer (its pipe is closed) while
+/// runc was still creating: the monitor's `ok` then finds nobody, so it kills and
+/// deletes the container it made instead of keeping one berth knows nothing of.
+#[test]
+fn a_monitor_whose_answer_finds_berth_gone_deletes_its_container() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let bed = Bed::new("late", "sleep 1000", false);
+    // A runc whose create waits until the test has closed berth's end of the pipe.
+    let go = bed.path("go");
+    let wrapper = bed.path("late-runc");
+    let script = format!(
+        "#!/bin/sh\nfor arg in \"$@\"; do [ \"$arg\" = create ] && while [ ! -e {} ]; do sleep 0.05; done; done\nexec {RUNC} \"$@\"\n",
+        go.display()
+    );
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = MonitorArgs { runtime: wrapper, ..bed.args() };
+
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let sync = write.as_raw_fd();
+    let mut command = std::process::Command::new(berth_binary());
+    command.args(args.command_line()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: dup2 is async-signal-safe; it gives the monitor its sync pipe on fd 3
+    // (the copy loses close-on-exec), as monitor::spawn does.
+    unsafe {
+        command.pre_exec(move || {
+            if nix::libc::dup2(sync, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+        });
+    }
+    let mut first = command.spawn().unwrap();
+    drop(write);
+    // The first process forks the monitor and exits.
+    first.wait().unwrap();
+    drop(read);
+    std::fs::write(&go, "").unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while monitors_of(&bed.id) > 0 {
+        assert!(Instant::now() < deadline, "the monitor is still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let listed = bed.runc(&["list", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "", "runc still holds the container");
+    assert!(!bed.path("exit.json").exists(), "no exit recorded for a container berth never knew");
+}
+
+/// Live monitors of container `id`.
+fn monitors_of(id: &str) -> usize {
+    let procs = std::fs::read_dir("/proc").unwrap().flatten();
+    procs
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| is_monitor(*pid))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.split(|&b| b == 0).any(|word| word == id.as_bytes())
+        })
+        .count()
+}
