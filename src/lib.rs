@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod network;
+pub mod procfs;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;

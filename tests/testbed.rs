@@ -486,13 +486,10 @@ fn registry_dies_with_the_thread_that_started_it_even_without_drop() {
     // reaps it: once killed it lingers as a zombie. Wait for that state.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Field 3 of /proc/PID/stat, after the parenthesised command name.
-        let dead = state.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z'));
-        if dead {
+        if !berth::procfs::is_alive(pid.as_raw()) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "registry {pid} outlived its thread: {state}");
+        assert!(std::time::Instant::now() < deadline, "registry {pid} outlived its thread");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // Reap it and clean up what the leaked handle would have removed.

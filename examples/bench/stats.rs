@@ -178,12 +178,7 @@ fn check_pods(stats: &[PodSandboxStats]) {
 
 /// The user + system CPU time `pid` has used, in clock ticks (`/proc/<pid>/stat`).
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
-    // After the command: state is field 3, utime 14 and stime 15.
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    field(14) + field(15)
+    berth::procfs::stat(pid as i32).map_or(0, |stat| stat.cpu_ticks)
 }
 
 /// USER_HZ, the unit of `/proc/<pid>/stat`'s times: `getconf CLK_TCK` (100 on Linux).

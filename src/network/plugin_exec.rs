@@ -291,9 +291,7 @@ mod tests {
 
     /// Neither gone nor a zombie (killed, waiting for its reaper).
     fn process_alive(pid: i32) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-        // The state follows the command name, which ends at the last ')'.
-        stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        crate::procfs::is_alive(pid)
     }
 
     fn invocation() -> Invocation<'static> {

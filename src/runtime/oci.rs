@@ -13,7 +13,7 @@ use super::error::RuntimeError;
 
 /// The lifecycle of one container in an OCI runtime. Container IDs are the runtime's:
 /// unique per runtime root.
-#[tonic::async_trait]
+#[async_trait::async_trait]
 pub trait OciRuntime: Send + Sync {
     /// Creates the container from `bundle` (its `config.json` and rootfs): its process
     /// waits, in all its namespaces and cgroups, for [`OciRuntime::start`].

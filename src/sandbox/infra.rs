@@ -68,12 +68,8 @@ pub fn start(pins: &PodNamespaces, run_dir: &Path) -> Result<InfraProcess, Sandb
     Ok(InfraProcess { pid, start_time })
 }
 
-/// The process's start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; fields after it are plain.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    crate::procfs::stat(pid).map(|stat| stat.start_time)
 }
 
 pub fn is_running(infra: &InfraProcess) -> bool {

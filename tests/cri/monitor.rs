@@ -168,14 +168,11 @@ fn is_monitor(pid: i32) -> bool {
 
 /// Alive, not a zombie.
 fn process_alive(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    berth::procfs::is_alive(pid)
 }
 
 fn parent_of(pid: i32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let (_, rest) = stat.rsplit_once(')').unwrap();
-    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+    berth::procfs::stat(pid).unwrap().ppid
 }
 
 fn wait_gone(pid: i32) {

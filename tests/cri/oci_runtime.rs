@@ -150,9 +150,7 @@ fn args(words: &[&str]) -> Vec<String> {
 /// Alive, not a zombie: a killed container's init waits a moment for the host's
 /// init (its reaper once runc has exited) to collect it.
 fn process_alive(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // The state follows the command name, which ends at the last ')'.
-    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    berth::procfs::is_alive(pid)
 }
 
 #[tokio::test]

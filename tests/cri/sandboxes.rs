@@ -427,8 +427,7 @@ async fn a_shared_pid_namespace_gets_an_infra_process_in_the_pod_cgroup() {
     assert!(!std::path::Path::new(&memory).exists(), "its cgroup is removed at stop");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if state.contains(") Z ") || state.is_empty() {
+        if !berth::procfs::is_alive(pid as i32) {
             break; // a zombie awaiting its new parent's reaping is gone for our purposes
         }
         assert!(std::time::Instant::now() < deadline, "infra process still running");

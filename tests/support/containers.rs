@@ -384,8 +384,7 @@ pub fn mounts_mentioning(needle: &str) -> Vec<String> {
 
 /// Alive and not a zombie.
 pub fn process_alive(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    berth::procfs::is_alive(pid)
 }
 
 pub async fn wait_gone(pid: i32) {

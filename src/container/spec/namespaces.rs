@@ -181,8 +181,7 @@ mod tests {
         let mut sandbox = fixtures::sandbox();
         // This test process stands in for the infra process: it is alive.
         let pid = std::process::id() as i32;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let start_time = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().parse().unwrap();
+        let start_time = crate::procfs::stat(pid).unwrap().start_time;
         sandbox.infra = Some(InfraProcess { pid, start_time });
         let got = entries(&build(&sandbox, Some(&with_pid(CriMode::Pod))).unwrap());
         assert!(got.contains(&(LinuxNamespaceType::Pid, Some(PathBuf::from(format!("/proc/{pid}/ns/pid"))))));

@@ -560,9 +560,7 @@ fn sandbox(pod: &Pod) -> SandboxRecord {
 
 /// Field 22 of `/proc/self/stat`, which the infra check compares.
 fn own_start_time() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-    after_name.split_whitespace().nth(19).unwrap().parse().unwrap()
+    crate::procfs::stat(std::process::id() as i32).unwrap().start_time
 }
 
 fn build(config: &ContainerConfig, case: &Case, temp: &Path) -> Result<Spec, SpecError> {

@@ -125,11 +125,8 @@ fn descendants_of(root: Pid) -> Vec<Pid> {
     let mut parents = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
-        if let Some(ppid) = ppid {
-            parents.push((pid, ppid));
+        if let Some(stat) = crate::procfs::stat(pid) {
+            parents.push((pid, stat.ppid));
         }
     }
     let mut found = vec![root.as_raw()];

@@ -83,7 +83,7 @@ impl OciCli {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait::async_trait]
 impl OciRuntime for OciCli {
     async fn create(&self, id: &str, bundle: &Path, io: CreateIo) -> Result<(), RuntimeError> {
         let (pid_file, console_socket) = (io.pid_file.as_deref(), io.console_socket.as_deref());
@@ -231,11 +231,9 @@ mod tests {
         let entries = std::fs::read_dir("/proc").unwrap().flatten();
         entries
             .filter_map(|entry| {
-                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-                let (head, rest) = stat.rsplit_once(')')?;
-                let ppid = rest.split_whitespace().nth(1)?;
-                let named = head.split_once('(')?.1 == name && ppid == me;
-                if named { entry.file_name().to_str()?.parse().ok() } else { None }
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                let stat = crate::procfs::stat(pid)?;
+                (stat.name == name && stat.ppid.to_string() == me).then_some(pid)
             })
             .collect()
     }
