@@ -6,13 +6,13 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::libc;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -196,52 +196,57 @@ impl Session {
         // bounded wait for the runtime consumed.
         self.reap();
         while self.exit.is_none() {
-            let (mut fds, slots) = self.poll_set();
-            if sys::poll(&mut fds, -1).is_err() {
+            let Some(ready) = self.wait_ready() else {
                 // Cannot happen with valid fds; waiting blind still records the exit.
                 self.wait_blocking();
                 break;
-            }
-            for (fd, slot) in fds.iter().zip(slots) {
-                if fd.revents != 0 {
-                    self.handle(slot, fd.revents);
-                }
+            };
+            for (slot, revents) in ready {
+                self.handle(slot, revents);
             }
             self.drop_closed_clients();
         }
         self.finish();
     }
 
-    fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Slot>) {
+    /// Waits for the next events; the slots that have some, or `None` if poll failed.
+    fn wait_ready(&self) -> Option<Vec<(Slot, PollFlags)>> {
+        let (mut fds, slots) = self.poll_set();
+        sys::poll(&mut fds, PollTimeout::NONE).ok()?;
+        let ready = fds.iter().zip(slots).filter_map(|(fd, slot)| Some((slot, fd.revents()?)));
+        Some(ready.filter(|(_, revents)| !revents.is_empty()).collect())
+    }
+
+    fn poll_set<'a>(&'a self) -> (Vec<PollFd<'a>>, Vec<Slot>) {
         let mut fds = Vec::new();
         let mut slots = Vec::new();
-        let mut add = |fd: i32, events: libc::c_short, slot: Slot| {
-            fds.push(libc::pollfd { fd, events, revents: 0 });
+        let mut add = |fd: BorrowedFd<'a>, events: PollFlags, slot: Slot| {
+            fds.push(PollFd::new(fd, events));
             slots.push(slot);
         };
-        add(self.signals.as_fd().as_raw_fd(), libc::POLLIN, Slot::Signals);
+        add(self.signals.as_fd(), PollFlags::POLLIN, Slot::Signals);
         for (i, output) in self.outputs.iter().enumerate().filter(|(_, o)| o.open) {
-            add(output.file.as_raw_fd(), libc::POLLIN, Slot::Output(i));
+            add(output.file.as_fd(), PollFlags::POLLIN, Slot::Output(i));
         }
         if let Some(file) = self.stdin.as_ref().filter(|s| s.wants_to_write()).and_then(Stdin::file) {
-            add(file.as_raw_fd(), libc::POLLOUT, Slot::Stdin);
+            add(file.as_fd(), PollFlags::POLLOUT, Slot::Stdin);
         }
         // Stop taking stdin from clients while the container does not read it.
         let backlog = self.stdin.as_ref().map_or(0, Stdin::backlog);
-        add(self.attach.as_raw_fd(), libc::POLLIN, Slot::AttachListener);
+        add(self.attach.as_fd(), PollFlags::POLLIN, Slot::AttachListener);
         for (i, client) in self.clients.iter().enumerate() {
-            let read = if backlog < STDIN_BACKLOG { libc::POLLIN } else { 0 };
-            let write = if client.wants_to_write() { libc::POLLOUT } else { 0 };
-            add(client.stream.as_raw_fd(), read | write, Slot::Attach(i));
+            let read = if backlog < STDIN_BACKLOG { PollFlags::POLLIN } else { PollFlags::empty() };
+            let write = if client.wants_to_write() { PollFlags::POLLOUT } else { PollFlags::empty() };
+            add(client.stream.as_fd(), read | write, Slot::Attach(i));
         }
-        add(self.control.as_raw_fd(), libc::POLLIN, Slot::ControlListener);
+        add(self.control.as_fd(), PollFlags::POLLIN, Slot::ControlListener);
         for (i, client) in self.controls.iter().enumerate() {
-            add(client.stream().as_raw_fd(), libc::POLLIN, Slot::Control(i));
+            add(client.stream().as_fd(), PollFlags::POLLIN, Slot::Control(i));
         }
         (fds, slots)
     }
 
-    fn handle(&mut self, slot: Slot, revents: libc::c_short) {
+    fn handle(&mut self, slot: Slot, revents: PollFlags) {
         match slot {
             Slot::Signals => self.reap(),
             Slot::Output(i) => {
@@ -316,11 +321,11 @@ impl Session {
         }
     }
 
-    fn serve_attach(&mut self, i: usize, revents: libc::c_short) {
-        if revents & libc::POLLOUT != 0 {
+    fn serve_attach(&mut self, i: usize, revents: PollFlags) {
+        if revents.contains(PollFlags::POLLOUT) {
             self.clients[i].flush();
         }
-        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+        if !revents.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
             return;
         }
         let requests = self.clients[i].receive();

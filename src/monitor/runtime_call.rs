@@ -2,11 +2,11 @@
 //! must not hold the monitor (and berth's CreateContainer) forever, and what it
 //! left behind must go before the monitor answers.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::libc;
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signalfd::SignalFd;
 
 use super::sys;
@@ -30,9 +30,8 @@ pub(super) fn wait_bounded(child: &mut Child, signals: &SignalFd, timeout: Durat
             child.wait()?;
             return Ok(None);
         }
-        let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
-        let mut fds = [libc::pollfd { fd: signals.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-        sys::poll(&mut fds, millis)?;
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        sys::poll(&mut fds, sys::poll_timeout(left.max(Duration::from_millis(1))))?;
         while let Ok(Some(_)) = signals.read_signal() {}
     }
 }

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::libc;
+use nix::poll::{PollFd, PollFlags};
 
 use super::{MonitorArgs, SYNC_FD, sys};
 use crate::error::{Classify, ErrorKind};
@@ -95,10 +96,9 @@ fn child_setup(sync: i32) -> std::io::Result<()> {
 
 /// The monitor's one line, or why there is none.
 fn read_answer(pipe: File, id: &str, timeout: Duration) -> Result<String, MonitorError> {
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut fds = [libc::pollfd { fd: pipe.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+    let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
     let setup = |message: String| MonitorError::Setup { id: id.to_string(), message };
-    if sys::poll(&mut fds, timeout_ms).map_err(|e| setup(format!("waiting for its answer: {e}")))? == 0 {
+    if sys::poll(&mut fds, sys::poll_timeout(timeout)).map_err(|e| setup(format!("waiting for its answer: {e}")))? == 0 {
         // The pipe closes as this returns: a monitor answering later finds it closed.
         return Err(MonitorError::TimedOut { id: id.to_string(), timeout });
     }

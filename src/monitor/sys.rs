@@ -1,10 +1,11 @@
-//! The few system calls nix does not give berth with its enabled features (`poll`,
-//! `term`, `uio` are off): poll(2), TIOCSWINSZ, and receiving an fd over SCM_RIGHTS.
+//! The monitor's small system-call helpers over nix: pipes, flags, poll(2),
+//! TIOCSWINSZ (which nix has no safe call for), and receiving an fd over SCM_RIGHTS.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::poll::{PollFd, PollTimeout};
 use nix::libc;
 
 /// A pipe whose both ends are close-on-exec; the end given to a child is made
@@ -30,17 +31,19 @@ pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits up to `timeout_ms` (-1: forever) for the events asked in `fds`. An
-/// interrupted wait reports no event rather than an error: the caller loops.
-pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the whole
-    // call, and its length is passed alongside it.
-    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if ready < 0 {
-        let error = io::Error::last_os_error();
-        return if error.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(error) };
+/// Waits up to `timeout` for the events asked in `fds`. An interrupted wait
+/// reports no event rather than an error: the caller loops.
+pub fn poll(fds: &mut [PollFd<'_>], timeout: impl Into<PollTimeout>) -> io::Result<usize> {
+    match nix::poll::poll(fds, timeout) {
+        Ok(ready) => Ok(usize::try_from(ready).unwrap_or(0)),
+        Err(nix::errno::Errno::EINTR) => Ok(0),
+        Err(e) => Err(e.into()),
     }
-    Ok(ready as usize)
+}
+
+/// A poll timeout of `duration`, at most what poll(2) can wait.
+pub fn poll_timeout(duration: std::time::Duration) -> PollTimeout {
+    PollTimeout::try_from(duration).unwrap_or(PollTimeout::MAX)
 }
 
 /// Sets a terminal's window size (the container sees SIGWINCH).
@@ -55,51 +58,23 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<(
 /// Receives one message on a unix socket and the first fd passed with it
 /// (SCM_RIGHTS): how runc hands over a container's pty master.
 pub fn receive_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut data = [0u8; 256];
-    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
-    // Room for one control message carrying a few fds; u64 keeps it aligned for cmsghdr.
-    let mut control = [0u64; 16];
-    // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = &mut iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.as_mut_ptr().cast();
-    message.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: every pointer in `message` points at a live local buffer of the length
-    // it declares; the kernel writes within those lengths only.
-    let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut message, libc::MSG_CMSG_CLOEXEC) };
-    if received < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    first_passed_fd(&message).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no fd was passed"))
-}
-
-/// The first fd of the SCM_RIGHTS messages in `message`; any others are closed.
-fn first_passed_fd(message: &libc::msghdr) -> Option<OwnedFd> {
-    let mut fds = Vec::new();
-    // SAFETY: `message` was filled by recvmsg; the CMSG_* macros walk its control
-    // buffer within `msg_controllen` and return null at its end.
-    let mut header = unsafe { libc::CMSG_FIRSTHDR(message) };
-    while !header.is_null() {
-        // SAFETY: `header` is non-null and points inside the control buffer (above).
-        let cmsg = unsafe { &*header };
-        if cmsg.cmsg_level == libc::SOL_SOCKET && cmsg.cmsg_type == libc::SCM_RIGHTS {
-            // SAFETY: CMSG_LEN(0) is a pure computation of the header's size.
-            let payload = cmsg.cmsg_len as usize - unsafe { libc::CMSG_LEN(0) } as usize;
-            // SAFETY: an SCM_RIGHTS payload is `payload` bytes of c_int fds, starting
-            // at CMSG_DATA; read unaligned as the buffer gives no alignment promise.
-            let data = unsafe { libc::CMSG_DATA(header) }.cast::<libc::c_int>();
-            for i in 0..payload / std::mem::size_of::<libc::c_int>() {
-                // SAFETY: `i` stays within the payload (above); each fd was just
-                // installed in this process by the kernel and nothing else owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(data.add(i).read_unaligned()) });
-            }
+    let mut iov = [io::IoSliceMut::new(&mut data)];
+    // Room for one control message carrying a few fds.
+    let mut control = nix::cmsg_space!([RawFd; 8]);
+    let message = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut control), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
+    let mut passed = Vec::new();
+    for cmsg in message.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            // SAFETY: the kernel just installed these fds in this process for this
+            // message; nothing else owns them.
+            passed.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
         }
-        // SAFETY: as for CMSG_FIRSTHDR: bounded by the message's control length.
-        header = unsafe { libc::CMSG_NXTHDR(message, header) };
     }
     // Dropping the rest closes them: a runtime passes one.
-    fds.into_iter().next()
+    passed.into_iter().next().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no fd was passed"))
 }
 
 /// Lets go of the file pages this process has mapped but no longer needs: the
