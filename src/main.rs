@@ -1,3 +1,5 @@
+#![deny(clippy::undocumented_unsafe_blocks, clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
