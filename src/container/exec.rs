@@ -4,24 +4,23 @@
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
 
-use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
 use super::attach::StreamChoice;
 use super::pty::{self, PtyMaster};
 use super::record::ContainerRecord;
 use super::{ContainerError, ContainerService};
-use crate::runtime::{ExecHandle, ExecIo};
+use crate::runtime::{ExecInput, ExecIo, ExecOutput, ExecProcess};
 
 /// The exec'd process's ends, as the session reads and writes them.
 pub enum ExecStreams {
     /// stdout and stderr apart; stdin closed by dropping it.
-    Pipes { stdin: Option<ChildStdin>, stdout: Option<ChildStdout>, stderr: Option<ChildStderr> },
+    Pipes { stdin: Option<ExecInput>, stdout: Option<ExecOutput>, stderr: Option<ExecOutput> },
     /// One terminal: input, and output with stderr merged in.
     Terminal(PtyMaster),
 }
 
 pub struct ExecSession {
-    handle: ExecHandle,
+    handle: Box<dyn ExecProcess>,
     streams: Option<ExecStreams>,
 }
 

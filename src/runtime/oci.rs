@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 pub use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, Process};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::cli::ExecHandle;
 use super::error::RuntimeError;
 
 /// The lifecycle of one container in an OCI runtime. Container IDs are the runtime's:
@@ -28,7 +29,7 @@ pub trait OciRuntime: Send + Sync {
     /// an ID the runtime does not know succeeds: a retried delete is not an error.
     async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
     /// Starts `process` in the running container; the handle waits for its exit code.
-    async fn exec(&self, id: &str, process: &Process, io: ExecIo) -> Result<ExecHandle, RuntimeError>;
+    async fn exec(&self, id: &str, process: &Process, io: ExecIo) -> Result<Box<dyn ExecProcess>, RuntimeError>;
     /// Changes the container's cgroup limits to `resources`.
     async fn update(&self, id: &str, resources: &LinuxResources) -> Result<(), RuntimeError>;
     /// Freezes every process of the container.
@@ -36,6 +37,32 @@ pub trait OciRuntime: Send + Sync {
     async fn resume(&self, id: &str) -> Result<(), RuntimeError>;
     /// Every container the runtime knows under its root.
     async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError>;
+}
+
+/// The writing end of an exec'd process's stdin.
+pub type ExecInput = Box<dyn AsyncWrite + Send + Unpin>;
+/// The reading end of an exec'd process's stdout or stderr.
+pub type ExecOutput = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A process [`OciRuntime::exec`] started, whatever runs it. Dropping it kills the
+/// process: a caller that goes away (a cancelled ExecSync, a client gone) must
+/// not leave it running in the container.
+#[async_trait::async_trait]
+pub trait ExecProcess: Send {
+    /// The ends of the streams [`ExecIo`] asked to be piped, each taken once.
+    fn stdin(&mut self) -> Option<ExecInput>;
+    fn stdout(&mut self) -> Option<ExecOutput>;
+    fn stderr(&mut self) -> Option<ExecOutput>;
+    /// The process's PID on the host, once it has started.
+    fn pid(&self) -> Option<nix::unistd::Pid>;
+    /// Waits for the process; its exit code (128 + N for signal N). An error when
+    /// the runtime could not start it at all.
+    async fn wait(&mut self) -> Result<i32, RuntimeError>;
+    /// As [`ExecProcess::wait`], but past `timeout` the process is killed and the
+    /// error is [`RuntimeError::ExecTimedOut`].
+    async fn wait_timeout(&mut self, timeout: Duration) -> Result<i32, RuntimeError>;
+    /// Kills the process and every process it started.
+    async fn kill(&mut self);
 }
 
 /// What `state` and `list` say of a container: the OCI runtime spec's state, plus
@@ -98,7 +125,7 @@ impl CreateIo {
 }
 
 /// An exec'd process's stdio: as for [`CreateIo`], and `Stdio::piped()` works too, its
-/// ends being taken from the [`ExecHandle`].
+/// ends being taken from the [`ExecProcess`].
 #[derive(Debug)]
 pub struct ExecIo {
     pub stdin: Stdio,

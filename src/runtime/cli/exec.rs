@@ -8,10 +8,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tempfile::TempPath;
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::process::Child;
 
 use super::invoke::read_log;
 use crate::runtime::error::{Call, RuntimeError, last_logged_error};
+use crate::runtime::oci::{ExecInput, ExecOutput, ExecProcess};
 
 /// How long the runtime gets to notice its killed process and exit before it is
 /// killed too.
@@ -21,7 +22,7 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// [`ExecHandle::stdout`] and friends, and must be read while waiting: a full pipe
 /// stops the process. Dropping the handle before the process ends kills it.
 #[derive(Debug)]
-pub struct ExecHandle {
+pub(super) struct ExecHandle {
     call: Call,
     /// `<runtime> exec`, not the process itself: that one lives in the container.
     child: Child,
@@ -35,61 +36,6 @@ pub struct ExecHandle {
 impl ExecHandle {
     pub(super) fn new(call: Call, child: Child, log: TempPath, pid_file: TempPath, process_file: TempPath) -> Self {
         ExecHandle { call, child, log, pid_file, _process_file: process_file }
-    }
-
-    pub fn stdin(&mut self) -> Option<ChildStdin> {
-        self.child.stdin.take()
-    }
-
-    pub fn stdout(&mut self) -> Option<ChildStdout> {
-        self.child.stdout.take()
-    }
-
-    pub fn stderr(&mut self) -> Option<ChildStderr> {
-        self.child.stderr.take()
-    }
-
-    /// The process's PID on the host, once the runtime has started it.
-    pub fn pid(&self) -> Option<Pid> {
-        let text = std::fs::read_to_string(&self.pid_file).ok()?;
-        text.trim().parse::<i32>().ok().filter(|pid| *pid > 0).map(Pid::from_raw)
-    }
-
-    /// Waits for the process and returns its exit code (128 + N for signal N). An
-    /// error when the runtime could not start it at all.
-    pub async fn wait(&mut self) -> Result<i32, RuntimeError> {
-        let status = self.child.wait().await.map_err(|e| RuntimeError::io(&self.call, "waiting for it", e))?;
-        self.exit_code(status).await
-    }
-
-    /// As [`ExecHandle::wait`], but past `timeout` the process is killed and the error
-    /// is DeadlineExceeded.
-    pub async fn wait_timeout(&mut self, timeout: Duration) -> Result<i32, RuntimeError> {
-        match tokio::time::timeout(timeout, self.wait()).await {
-            Ok(code) => code,
-            Err(_elapsed) => {
-                self.kill().await;
-                Err(RuntimeError::ExecTimedOut { call: self.call.clone(), timeout })
-            }
-        }
-    }
-
-    /// Kills the process and every process it started, then reaps the runtime.
-    /// SIGKILL to the runtime alone would orphan the process in the container,
-    /// so the process goes first; its descendants are listed before it dies,
-    /// since they are re-parented (out of reach of a walk) once it has.
-    pub async fn kill(&mut self) {
-        let descendants = self.pid().map(descendants_of).unwrap_or_default();
-        let signalled = self.signal_process(Signal::SIGKILL);
-        for pid in descendants {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-        }
-        if !signalled || tokio::time::timeout(KILL_GRACE, self.child.wait()).await.is_err() {
-            if let Err(e) = self.child.start_kill() {
-                tracing::debug!(call = %self.call, error = %e, "killing an exec'ing runtime");
-            }
-        }
-        let _ = self.child.wait().await;
     }
 
     /// Sends `signal` to the process; false when it could not be (not started yet, or
@@ -117,6 +63,64 @@ impl ExecHandle {
             return Err(RuntimeError::Failed { call: self.call.clone(), message });
         }
         Ok(status.code().or_else(|| status.signal().map(|signal| 128 + signal)).unwrap_or(-1))
+    }
+}
+
+#[async_trait::async_trait]
+impl ExecProcess for ExecHandle {
+    fn stdin(&mut self) -> Option<ExecInput> {
+        self.child.stdin.take().map(|pipe| Box::new(pipe) as ExecInput)
+    }
+
+    fn stdout(&mut self) -> Option<ExecOutput> {
+        self.child.stdout.take().map(|pipe| Box::new(pipe) as ExecOutput)
+    }
+
+    fn stderr(&mut self) -> Option<ExecOutput> {
+        self.child.stderr.take().map(|pipe| Box::new(pipe) as ExecOutput)
+    }
+
+    /// From the PID file the runtime writes once it has started the process.
+    fn pid(&self) -> Option<Pid> {
+        let text = std::fs::read_to_string(&self.pid_file).ok()?;
+        text.trim().parse::<i32>().ok().filter(|pid| *pid > 0).map(Pid::from_raw)
+    }
+
+    /// Waits for the process and returns its exit code (128 + N for signal N). An
+    /// error when the runtime could not start it at all.
+    async fn wait(&mut self) -> Result<i32, RuntimeError> {
+        let status = self.child.wait().await.map_err(|e| RuntimeError::io(&self.call, "waiting for it", e))?;
+        self.exit_code(status).await
+    }
+
+    /// As [`ExecHandle::wait`], but past `timeout` the process is killed and the error
+    /// is DeadlineExceeded.
+    async fn wait_timeout(&mut self, timeout: Duration) -> Result<i32, RuntimeError> {
+        match tokio::time::timeout(timeout, self.wait()).await {
+            Ok(code) => code,
+            Err(_elapsed) => {
+                self.kill().await;
+                Err(RuntimeError::ExecTimedOut { call: self.call.clone(), timeout })
+            }
+        }
+    }
+
+    /// Kills the process and every process it started, then reaps the runtime.
+    /// SIGKILL to the runtime alone would orphan the process in the container,
+    /// so the process goes first; its descendants are listed before it dies,
+    /// since they are re-parented (out of reach of a walk) once it has.
+    async fn kill(&mut self) {
+        let descendants = self.pid().map(descendants_of).unwrap_or_default();
+        let signalled = self.signal_process(Signal::SIGKILL);
+        for pid in descendants {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+        if !signalled || tokio::time::timeout(KILL_GRACE, self.child.wait()).await.is_err() {
+            if let Err(e) = self.child.start_kill() {
+                tracing::debug!(call = %self.call, error = %e, "killing an exec'ing runtime");
+            }
+        }
+        let _ = self.child.wait().await;
     }
 }
 

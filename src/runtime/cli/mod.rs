@@ -13,12 +13,12 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxResources, Process};
 
 pub use args::ExecArgs;
-pub use exec::ExecHandle;
+use exec::ExecHandle;
 use invoke::ProcessStdio;
 
 use super::RuntimeHandler;
 use super::error::{Call, RuntimeError};
-use super::oci::{ContainerState, CreateIo, ExecIo, OciRuntime};
+use super::oci::{ContainerState, CreateIo, ExecIo, ExecProcess, OciRuntime};
 use crate::config::resolve_binary;
 
 /// How long one runtime command may take before it is killed. `create` mounts and
@@ -114,7 +114,7 @@ impl OciRuntime for OciCli {
         }
     }
 
-    async fn exec(&self, id: &str, process: &Process, io: ExecIo) -> Result<ExecHandle, RuntimeError> {
+    async fn exec(&self, id: &str, process: &Process, io: ExecIo) -> Result<Box<dyn ExecProcess>, RuntimeError> {
         let call = self.call("exec", id);
         let spec = serde_json::to_vec(process).map_err(|e| RuntimeError::json(&call, "encoding the process", e))?;
         let scratch = |prefix, contents| {
@@ -137,7 +137,7 @@ impl OciRuntime for OciCli {
             unsafe { command.pre_exec(take_stdin_as_controlling_terminal) };
         }
         let child = self.spawn(&call, command)?;
-        Ok(ExecHandle::new(call, child, log, pid_file, process_file))
+        Ok(Box::new(ExecHandle::new(call, child, log, pid_file, process_file)))
     }
 
     async fn update(&self, id: &str, resources: &LinuxResources) -> Result<(), RuntimeError> {
