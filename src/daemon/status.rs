@@ -33,6 +33,7 @@ pub struct Condition {
 pub struct HandlerStatus {
     /// Empty for the default handler, as the CRI wants it listed.
     pub name: String,
+    pub features: crate::runtime::RuntimeFeatures,
 }
 
 #[derive(Debug, Clone)]
@@ -59,8 +60,13 @@ impl Daemon {
             condition(ConditionKind::NetworkReady, network, NETWORK_NOT_READY),
         ];
 
-        let mut handlers = vec![HandlerStatus { name: String::new() }];
-        handlers.extend(self.handlers.iter().map(|h| HandlerStatus { name: h.name.clone() }));
+        let status = |name: String, handler: &crate::runtime::RuntimeHandler| HandlerStatus {
+            name,
+            features: handler.features(),
+        };
+        let mut handlers: Vec<HandlerStatus> =
+            self.handlers.default_handler().map(|h| status(String::new(), h)).into_iter().collect();
+        handlers.extend(self.handlers.iter().map(|h| status(h.name.clone(), h)));
 
         let mut info = BTreeMap::new();
         if verbose {

@@ -5,28 +5,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{OciCli, OciRuntime};
-use crate::config::{Config, RuntimeKind, resolve_binary};
+use super::{OciCli, OciRuntime, RuntimeError, RuntimeFeatures};
+use crate::config::{Config, RuntimeKind};
 use crate::error::{Classify, ErrorKind};
-
-/// How long `<runtime> --version` may take before the runtime counts as broken.
-const VERSION_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     #[error("runtime handler {0:?} is not configured")]
     Unknown(String),
-    #[error("runtime handler {name:?}: binary {binary:?} not found or not executable")]
-    BinaryMissing { name: String, binary: PathBuf },
-    #[error("runtime handler {name:?}: `{binary} --version` failed: {message}")]
-    Broken { name: String, binary: String, message: String },
+    #[error("runtime handler {name:?} cannot run containers: {source}")]
+    Unhealthy {
+        name: String,
+        #[source]
+        source: Box<RuntimeError>,
+    },
 }
 
 impl Classify for HandlerError {
     fn kind(&self) -> ErrorKind {
         match self {
             HandlerError::Unknown(_) => ErrorKind::NotFound,
-            HandlerError::BinaryMissing { .. } | HandlerError::Broken { .. } => ErrorKind::Unavailable,
+            HandlerError::Unhealthy { .. } => ErrorKind::Unavailable,
         }
     }
 }
@@ -51,25 +50,15 @@ impl RuntimeHandler {
         }
     }
 
-    /// Runs `<binary> --version` and returns its first line.
+    /// Whether the handler's runtime can run containers, and what it says of itself.
     pub async fn probe(&self) -> Result<String, HandlerError> {
-        let binary = resolve_binary(&self.binary)
-            .ok_or_else(|| HandlerError::BinaryMissing { name: self.name.clone(), binary: self.binary.clone() })?;
-        let broken = |message: String| HandlerError::Broken {
-            name: self.name.clone(),
-            binary: binary.display().to_string(),
-            message,
-        };
-        let run = tokio::process::Command::new(&binary).arg("--version").kill_on_drop(true).output();
-        let output = tokio::time::timeout(VERSION_PROBE_TIMEOUT, run)
-            .await
-            .map_err(|_| broken(format!("no answer within {VERSION_PROBE_TIMEOUT:?}")))?
-            .map_err(|e| broken(e.to_string()))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(broken(format!("{}: {}", output.status, stderr.trim())));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or_default().trim().to_string())
+        let unhealthy = |source| HandlerError::Unhealthy { name: self.name.clone(), source: Box::new(source) };
+        self.runtime().health().await.map_err(unhealthy)
+    }
+
+    /// What the handler's runtime can do, as Status reports it to kubelet.
+    pub fn features(&self) -> RuntimeFeatures {
+        self.runtime().features()
     }
 }
 
@@ -138,13 +127,14 @@ mod tests {
     async fn probe_reports_a_missing_binary() {
         let handlers = handlers_with("/nonexistent/runc");
         let err = handlers.default_handler().unwrap().probe().await.unwrap_err();
-        assert!(matches!(err, HandlerError::BinaryMissing { .. }), "{err}");
+        assert!(matches!(&err, HandlerError::Unhealthy { source, .. } if matches!(**source, RuntimeError::Spawn { .. })), "{err}");
+        assert!(err.to_string().contains("not found"), "{err}");
     }
 
     #[tokio::test]
     async fn probe_reports_a_failing_binary() {
         let handlers = handlers_with("/bin/false");
         let err = handlers.default_handler().unwrap().probe().await.unwrap_err();
-        assert!(matches!(err, HandlerError::Broken { .. }), "{err}");
+        assert!(matches!(&err, HandlerError::Unhealthy { source, .. } if matches!(**source, RuntimeError::Failed { .. })), "{err}");
     }
 }

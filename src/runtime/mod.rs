@@ -10,4 +10,7 @@ mod oci;
 pub use cli::{DEFAULT_TIMEOUT, ExecArgs, OciCli};
 pub use error::{Call, RuntimeError, classify_message, last_logged_error};
 pub use handler::{HandlerError, RuntimeHandler, RuntimeHandlers};
-pub use oci::{ContainerState, ContainerStatus, CreateIo, ExecInput, ExecIo, ExecOutput, ExecProcess, OciRuntime, Signal};
+pub use oci::{
+    ContainerState, ContainerStatus, CreateIo, ExecInput, ExecIo, ExecOutput, ExecProcess, OciRuntime, RuntimeFeatures,
+    Signal,
+};

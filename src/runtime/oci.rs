@@ -37,6 +37,20 @@ pub trait OciRuntime: Send + Sync {
     async fn resume(&self, id: &str) -> Result<(), RuntimeError>;
     /// Every container the runtime knows under its root.
     async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError>;
+    /// Whether the runtime can run containers at all; what it says of itself
+    /// (its version) when it can.
+    async fn health(&self) -> Result<String, RuntimeError>;
+    /// What the runtime can do beyond the OCI basics, as the CRI reports it per handler.
+    fn features(&self) -> RuntimeFeatures;
+}
+
+/// A handler's capabilities the CRI lets kubelet ask about (`RuntimeHandlerFeatures`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeFeatures {
+    /// Read-only mounts that are read-only all the way down (`rro`).
+    pub recursive_read_only_mounts: bool,
+    /// Pods in a user namespace of their own (uid/gid mappings).
+    pub user_namespaces: bool,
 }
 
 /// The writing end of an exec'd process's stdin.

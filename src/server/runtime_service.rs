@@ -60,7 +60,13 @@ impl RuntimeService for RuntimeApi {
         let runtime_handlers = status
             .handlers
             .into_iter()
-            .map(|h| cri::RuntimeHandler { name: h.name, features: Some(cri::RuntimeHandlerFeatures::default()) })
+            .map(|h| cri::RuntimeHandler {
+                name: h.name,
+                features: Some(cri::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: h.features.recursive_read_only_mounts,
+                    user_namespaces: h.features.user_namespaces,
+                }),
+            })
             .collect();
         Ok(Response::new(cri::StatusResponse {
             status: Some(cri::RuntimeStatus { conditions }),

@@ -67,7 +67,7 @@ async fn network_not_ready_when_a_plugin_is_missing() {
 
 #[tokio::test]
 async fn runtime_not_ready_when_the_runtime_binary_is_missing_or_broken() {
-    for (path, expect) in [("/nonexistent/runc", "not found"), ("/bin/false", "--version` failed")] {
+    for (path, expect) in [("/nonexistent/runc", "not found"), ("/bin/false", "/bin/false --version")] {
         let berth = Berth::builder()
             .config(&format!("[runtime.handlers.runc]\npath = {path:?}"))
             .cni_conflist(LOOPBACK_CONFLIST)

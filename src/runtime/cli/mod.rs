@@ -18,7 +18,7 @@ use invoke::ProcessStdio;
 
 use super::RuntimeHandler;
 use super::error::{Call, RuntimeError};
-use super::oci::{ContainerState, CreateIo, ExecIo, ExecProcess, OciRuntime};
+use super::oci::{ContainerState, CreateIo, ExecIo, ExecProcess, OciRuntime, RuntimeFeatures};
 use crate::config::resolve_binary;
 
 /// How long one runtime command may take before it is killed. `create` mounts and
@@ -83,8 +83,37 @@ impl OciCli {
     }
 }
 
+/// How long `<runtime> --version` may take before the runtime counts as broken.
+const VERSION_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[async_trait::async_trait]
 impl OciRuntime for OciCli {
+    /// `<binary> --version`: the first line of what it prints.
+    async fn health(&self) -> Result<String, RuntimeError> {
+        let binary = resolve_binary(&self.binary).ok_or_else(|| RuntimeError::Spawn {
+            call: self.call("--version", ""),
+            binary: self.binary.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found or not executable"),
+        })?;
+        // Named by its binary: which file is broken is what an operator needs.
+        let call = Call::new(&binary.display().to_string(), "--version", "");
+        let run = tokio::process::Command::new(&binary).arg("--version").kill_on_drop(true).output();
+        let output = tokio::time::timeout(VERSION_PROBE_TIMEOUT, run)
+            .await
+            .map_err(|_| RuntimeError::TimedOut { call: call.clone(), timeout: VERSION_PROBE_TIMEOUT })?
+            .map_err(|source| RuntimeError::Spawn { call: call.clone(), binary: binary.clone(), source })?;
+        if !output.status.success() {
+            return Err(RuntimeError::failed(call, output.status, "", &output.stderr));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or_default().trim().to_string())
+    }
+
+    /// runc 1.1's: `rro` needs runc 1.2 and a 5.12 kernel, and berth does not ask
+    /// a runc for its version's features.
+    fn features(&self) -> RuntimeFeatures {
+        RuntimeFeatures::default()
+    }
+
     async fn create(&self, id: &str, bundle: &Path, io: CreateIo) -> Result<(), RuntimeError> {
         let (pid_file, console_socket) = (io.pid_file.as_deref(), io.console_socket.as_deref());
         let args = |log: &Path| self.create_args(log, id, bundle, pid_file, console_socket);
