@@ -23,7 +23,6 @@ mod exit;
 mod log;
 mod output;
 mod process;
-mod runtime_call;
 mod spawn;
 pub(crate) mod sys;
 
@@ -123,8 +122,8 @@ impl MonitorArgs {
         args
     }
 
-    /// The runtime driver for these arguments: the very command lines berth uses.
-    fn oci_cli(&self) -> crate::runtime::OciCli {
+    /// The runtime for these arguments, through the interface berth drives it by.
+    fn runtime(&self) -> std::sync::Arc<dyn crate::runtime::OciRuntime> {
         let handler = crate::runtime::RuntimeHandler {
             name: self.runtime_name(),
             kind: crate::config::RuntimeKind::Oci,
@@ -133,7 +132,7 @@ impl MonitorArgs {
             systemd_cgroup: self.systemd_cgroup,
             timeout: self.runtime_timeout,
         };
-        crate::runtime::OciCli::new(&handler)
+        handler.runtime()
     }
 
     /// The name errors give the runtime: its binary's file name.

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -24,8 +24,8 @@ use super::control::{self, ControlClient};
 use super::exit::{self, ExitRecord};
 use super::log::{CriLog, Stream};
 use super::output::{Output, Read1, STDIN_BACKLOG, Stdin};
-use super::{ATTACH_SOCKET, CONTROL_SOCKET, MonitorArgs, STREAM_STDERR, STREAM_STDOUT, SYNC_FD, runtime_call, sys};
-use crate::runtime::RuntimeError;
+use super::{ATTACH_SOCKET, CONTROL_SOCKET, MonitorArgs, STREAM_STDERR, STREAM_STDOUT, SYNC_FD, sys};
+use crate::runtime::{CreateIo, RuntimeError};
 
 /// How the monitor failed before the container ran: the runtime refused (its
 /// message goes back as `error`), `create` outran its bound (`timeout`), or the
@@ -413,7 +413,7 @@ impl Session {
     /// berth has no record of the container.
     fn abandon(&mut self, args: &MonitorArgs) {
         let _ = nix::sys::signal::kill(self.container_pid, Signal::SIGKILL);
-        runtime_call::force_delete(&args.oci_cli(), &args.id, &self.signals);
+        args.runtime().force_delete_blocking(&args.id, Some(&self.signals));
         let _ = waitpid(self.container_pid, None);
         for socket in &self.sockets {
             let _ = std::fs::remove_file(socket);
@@ -442,12 +442,9 @@ fn listen(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Runs `runtime create` with the container's stdio, and returns its init's pid.
+/// Has the runtime create the container with its stdio, and returns its init's pid.
 fn create_container(args: &MonitorArgs, signals: &SignalFd) -> Result<Created, Failure> {
-    let cli = args.oci_cli();
-    let runtime_log = cli.scratch_file(".berth-log-", b"").map_err(setup("creating the runtime log"))?;
     let pid_file = args.socket_dir.join("container.pid");
-    let _ = std::fs::remove_file(&pid_file);
     let console = if args.tty {
         Some(ConsoleSocket::bind(Path::new("console.sock")).map_err(setup("binding the console socket"))?)
     } else {
@@ -456,29 +453,23 @@ fn create_container(args: &MonitorArgs, signals: &SignalFd) -> Result<Created, F
     // runc runs in the bundle directory, not in ours (where the socket is bound
     // by name): it gets a short absolute path through our cwd.
     let console_path = console.as_ref().map(|c| Path::new(&format!("/proc/{}/cwd", std::process::id())).join(c.path()));
-    let stdio = ContainerStdio::new(args)?;
-    let mut command = Command::new(cli.program());
-    command.args(cli.create_args(&runtime_log, &args.id, &args.bundle, Some(&pid_file), console_path.as_deref()));
-    let pipes = stdio.attach_to(&mut command);
-    let child = command.spawn();
-    // Our copies of the container's ends must go, or its output would never end.
-    drop(command);
-    let running = |e| Failure::Setup(format!("running {}: {e}", cli.program().display()));
-    let Some(status) = runtime_call::wait_bounded(&mut child.map_err(running)?, signals, cli.timeout()).map_err(running)?
-    else {
-        runtime_call::force_delete(&cli, &args.id, signals);
-        return Err(Failure::TimedOut(cli.timeout()));
+    let (ends, pipes) = ContainerStdio::new(args)?.split();
+    let io = CreateIo {
+        stdin: ends.stdin,
+        stdout: ends.stdout,
+        stderr: ends.stderr,
+        console_socket: console_path,
+        pid_file: Some(pid_file),
     };
-    if !status.success() {
-        let log = std::fs::read_to_string(&runtime_log).unwrap_or_default();
-        let stderr = read_available(&pipes.stderr);
-        let error = RuntimeError::failed(cli.call("create", &args.id), status, &log, &stderr);
-        return Err(Failure::Runtime(match error {
-            RuntimeError::Failed { message, .. } => message,
-            other => other.to_string(),
-        }));
-    }
-    let pid = read_pid(&pid_file)?;
+    let created = args.runtime().create_blocking(&args.id, &args.bundle, io, Some(signals), &|| {
+        read_available(&pipes.stderr)
+    });
+    let pid = match created {
+        Ok(pid) => Pid::from_raw(pid),
+        Err(RuntimeError::TimedOut { timeout, .. }) => return Err(Failure::TimedOut(timeout)),
+        Err(RuntimeError::Failed { message, .. }) => return Err(Failure::Runtime(message)),
+        Err(other) => return Err(Failure::Setup(other.to_string())),
+    };
     match console {
         Some(console) => terminal(&console, args.stdin, pid),
         None => Ok(pipes.into_created(pid)),
@@ -493,13 +484,6 @@ fn terminal(console: &ConsoleSocket, with_stdin: bool, pid: Pid) -> Result<Creat
     let outputs = vec![Output::new(dup()?, Stream::Stdout)];
     let stdin = if with_stdin { Some(Stdin::new(dup()?)) } else { None };
     Ok(Created { pid, outputs, stdin, pty: Some(master) })
-}
-
-fn read_pid(pid_file: &Path) -> Result<Pid, Failure> {
-    let text = std::fs::read_to_string(pid_file).map_err(setup("reading the runtime's pid file"))?;
-    let _ = std::fs::remove_file(pid_file);
-    let pid = text.trim().parse::<i32>().map_err(|e| Failure::Setup(format!("pid file {text:?}: {e}")))?;
-    Ok(Pid::from_raw(pid))
 }
 
 /// The pipes made for the container's stdio, before the runtime gets its ends.
@@ -530,8 +514,8 @@ impl ContainerStdio {
         })
     }
 
-    /// Gives the runtime its ends; returns the monitor's.
-    fn attach_to(self, command: &mut Command) -> Pipes {
+    /// The runtime's ends, and the monitor's.
+    fn split(self) -> (RuntimeEnds, Pipes) {
         let (stdin, stdin_end) = match self.stdin {
             Some((read, write)) => (Stdio::from(read), Some(write)),
             None => (Stdio::null(), None),
@@ -541,12 +525,20 @@ impl ContainerStdio {
             None => (Stdio::null(), None),
         };
         let (stderr_read, stderr_write) = self.stderr;
-        command.stdin(stdin).stdout(stdout).stderr(Stdio::from(stderr_write));
+        let ends = RuntimeEnds { stdin, stdout, stderr: Stdio::from(stderr_write) };
         // Never blocks: after a failed create the pipe may still have a writer (a
         // leftover `runc init`), and the monitor must answer anyway.
         let _ = sys::set_nonblocking(stderr_read.as_fd());
-        Pipes { stdin: stdin_end, stdout: stdout_end, stderr: stderr_read }
+        (ends, Pipes { stdin: stdin_end, stdout: stdout_end, stderr: stderr_read })
     }
+}
+
+/// The container's stdio as the runtime gets it: dropped with the create, so
+/// that the container's output ends when the container does.
+struct RuntimeEnds {
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
 }
 
 /// What a non-blocking pipe holds now, up to 64 KiB.

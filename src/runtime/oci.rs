@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 pub use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 use oci_spec::runtime::{LinuxResources, Process};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,8 +18,27 @@ use super::error::RuntimeError;
 #[async_trait::async_trait]
 pub trait OciRuntime: Send + Sync {
     /// Creates the container from `bundle` (its `config.json` and rootfs): its process
-    /// waits, in all its namespaces and cgroups, for [`OciRuntime::start`].
-    async fn create(&self, id: &str, bundle: &Path, io: CreateIo) -> Result<(), RuntimeError>;
+    /// waits, in all its namespaces and cgroups, for [`OciRuntime::start`]. Returns
+    /// the init's host PID.
+    ///
+    /// Called from the per-container monitor, synchronously and while it has no
+    /// other thread (a runtime library may fork there); the monitor is the child
+    /// subreaper of whatever the runtime forks. `sigchld`, the monitor's signalfd
+    /// for SIGCHLD, wakes its waits. Bounded by the handler's timeout: past it what
+    /// the create made is deleted, and the error is [`RuntimeError::TimedOut`].
+    /// `runtime_stderr` reads what the runtime wrote to the stderr it was given,
+    /// for the error of a failed create.
+    fn create_blocking(
+        &self,
+        id: &str,
+        bundle: &Path,
+        io: CreateIo,
+        sigchld: Option<&SignalFd>,
+        runtime_stderr: &dyn Fn() -> Vec<u8>,
+    ) -> Result<i32, RuntimeError>;
+    /// From the monitor, as `create_blocking`: kills and deletes the container
+    /// whatever its state. Best effort and bounded.
+    fn force_delete_blocking(&self, id: &str, sigchld: Option<&SignalFd>);
     /// Runs the container's process (`process.args` of its spec).
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;
     /// A NotFound error when the runtime does not know `id`.

@@ -73,10 +73,20 @@ impl Bed {
         spec.save(self.bundle().join("config.json")).unwrap();
     }
 
+    /// `create` as the monitor runs it (off the async workers, here without a
+    /// signalfd), with a pid file in the bed's directory unless `io` names one.
+    async fn create(&self, mut io: CreateIo) -> Result<i32, RuntimeError> {
+        io.pid_file.get_or_insert_with(|| self.dir.path().join("create.pid"));
+        let (cli, id, bundle) = (self.cli.clone(), self.id.clone(), self.bundle());
+        tokio::task::spawn_blocking(move || cli.create_blocking(&id, &bundle, io, None, &Vec::new))
+            .await
+            .expect("the create task")
+    }
+
     /// Created and started, with its stdio on /dev/null.
     async fn running(name: &str) -> Bed {
         let bed = Bed::new(name);
-        bed.cli.create(&bed.id, &bed.bundle(), CreateIo::null()).await.unwrap();
+        bed.create(CreateIo::null()).await.unwrap();
         bed.cli.start(&bed.id).await.unwrap();
         bed
     }
@@ -156,11 +166,11 @@ fn process_alive(pid: i32) -> bool {
 #[tokio::test]
 async fn a_container_lives_and_dies_through_runc() {
     let bed = Bed::new("life");
-    bed.cli.create(&bed.id, &bed.bundle(), CreateIo::null()).await.unwrap();
+    bed.create(CreateIo::null()).await.unwrap();
     let created = bed.state().await.unwrap();
     assert_eq!(created.status, ContainerStatus::Created);
     assert_eq!(created.bundle, bed.bundle());
-    let again = bed.cli.create(&bed.id, &bed.bundle(), CreateIo::null()).await.unwrap_err();
+    let again = bed.create(CreateIo::null()).await.unwrap_err();
     assert_eq!(again.kind(), ErrorKind::AlreadyExists, "{again}");
 
     bed.cli.start(&bed.id).await.unwrap();
@@ -193,11 +203,9 @@ async fn a_container_lives_and_dies_through_runc() {
 #[tokio::test]
 async fn a_created_container_can_be_force_deleted() {
     let bed = Bed::new("force");
-    let pid_file = bed.dir.path().join("init.pid");
-    let io = CreateIo { pid_file: Some(pid_file.clone()), ..CreateIo::null() };
-    bed.cli.create(&bed.id, &bed.bundle(), io).await.unwrap();
+    let created = bed.create(CreateIo::null()).await.unwrap();
     let pid = bed.state().await.unwrap().pid;
-    assert_eq!(std::fs::read_to_string(pid_file).unwrap().trim(), pid.to_string());
+    assert_eq!(created, pid, "create answers the init's pid");
     bed.cli.delete(&bed.id, true).await.unwrap();
     assert!(bed.state().await.unwrap_err().is_not_found());
     assert!(!process_alive(pid));
@@ -207,7 +215,7 @@ async fn a_created_container_can_be_force_deleted() {
 async fn a_broken_bundle_fails_create_with_runcs_reason() {
     let bed = Bed::new("broken");
     std::fs::remove_file(bed.bundle().join("rootfs/bin/busybox")).unwrap();
-    let err = bed.cli.create(&bed.id, &bed.bundle(), CreateIo::null()).await.unwrap_err();
+    let err = bed.create(CreateIo::null()).await.unwrap_err();
     let message = err.to_string();
     assert!(message.starts_with(&format!("runc create {}: ", bed.id)), "{message}");
     assert!(message.contains("busybox"), "runc's own reason is reported: {message}");

@@ -14,13 +14,6 @@ use tokio::process::{Child, Command};
 use super::OciCli;
 use crate::runtime::error::{Call, RuntimeError};
 
-/// The container's three streams, for the commands that hand them to its process.
-pub(super) struct ProcessStdio {
-    pub stdin: Stdio,
-    pub stdout: Stdio,
-    pub stderr: Stdio,
-}
-
 /// What a command berth reads the output of left behind.
 struct Output {
     status: ExitStatus,
@@ -74,30 +67,6 @@ impl OciCli {
             return Ok(output.stdout);
         }
         Err(failure(call, output.status, &log, &output.stderr).await)
-    }
-
-    /// Runs a command whose stdio becomes the container process's (`create`): only its
-    /// exit status is waited for, since the container keeps the streams open.
-    pub(super) async fn run_with_stdio(
-        &self,
-        call: &Call,
-        args: impl FnOnce(&Path) -> Vec<OsString>,
-        stdio: ProcessStdio,
-    ) -> Result<(), RuntimeError> {
-        let log = self.log_file(call)?;
-        let mut command = self.command(args(&log));
-        command.stdin(stdio.stdin).stdout(stdio.stdout).stderr(stdio.stderr);
-        let started = Instant::now();
-        let mut child = self.spawn(call, command)?;
-        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
-            Ok(status) => status.map_err(|e| RuntimeError::io(call, "waiting for it", e))?,
-            Err(_elapsed) => return Err(self.timed_out(call, child).await),
-        };
-        trace(call, started, status);
-        if status.success() {
-            return Ok(());
-        }
-        Err(failure(call, status, &log, b"").await)
     }
 
     pub(super) fn command(&self, args: Vec<OsString>) -> Command {

@@ -2,6 +2,7 @@
 //! runsc, kata-runtime): one process per call, each with its own JSON log file.
 
 mod args;
+mod blocking;
 mod exec;
 mod invoke;
 
@@ -10,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 use oci_spec::runtime::{LinuxResources, Process};
 
 pub use args::ExecArgs;
 use exec::ExecHandle;
-use invoke::ProcessStdio;
 
 use super::RuntimeHandler;
 use super::error::{Call, RuntimeError};
@@ -114,11 +115,19 @@ impl OciRuntime for OciCli {
         RuntimeFeatures::default()
     }
 
-    async fn create(&self, id: &str, bundle: &Path, io: CreateIo) -> Result<(), RuntimeError> {
-        let (pid_file, console_socket) = (io.pid_file.as_deref(), io.console_socket.as_deref());
-        let args = |log: &Path| self.create_args(log, id, bundle, pid_file, console_socket);
-        let stdio = ProcessStdio { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr };
-        self.run_with_stdio(&self.call("create", id), args, stdio).await
+    fn create_blocking(
+        &self,
+        id: &str,
+        bundle: &Path,
+        io: CreateIo,
+        sigchld: Option<&SignalFd>,
+        runtime_stderr: &dyn Fn() -> Vec<u8>,
+    ) -> Result<i32, RuntimeError> {
+        OciCli::create_blocking(self, id, bundle, io, sigchld, runtime_stderr)
+    }
+
+    fn force_delete_blocking(&self, id: &str, sigchld: Option<&SignalFd>) {
+        OciCli::force_delete_blocking(self, id, sigchld)
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
