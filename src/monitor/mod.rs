@@ -6,7 +6,8 @@
 //!
 //! The library side ([`spawn`]) starts a monitor and waits for its first word on a
 //! sync pipe (fd 3 of the monitor): `ok <container pid> <monitor pid>`, `error
-//! <runtime's message>` (the runtime refused to create the container), `timeout
+//! <refusal> <runtime's message>` (the runtime refused to create the container;
+//! [`crate::runtime::Refusal`]'s word), `timeout
 //! <milliseconds>` (`create` outran its bound and was killed, its remains deleted)
 //! or `failed <message>` (the monitor itself could not set up). The monitor side
 //! ([`run`]) is what `berth monitor` runs; it starts no async runtime and no threads.

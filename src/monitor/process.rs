@@ -25,13 +25,13 @@ use super::exit::{self, ExitRecord};
 use super::log::{CriLog, Stream};
 use super::output::{Output, Read1, STDIN_BACKLOG, Stdin};
 use super::{ATTACH_SOCKET, CONTROL_SOCKET, MonitorArgs, STREAM_STDERR, STREAM_STDOUT, SYNC_FD, sys};
-use crate::runtime::{CreateIo, RuntimeError};
+use crate::runtime::{CreateIo, Refusal, RuntimeError};
 
 /// How the monitor failed before the container ran: the runtime refused (its
 /// message goes back as `error`), `create` outran its bound (`timeout`), or the
 /// monitor's own setup failed (`failed`).
 enum Failure {
-    Runtime(String),
+    Runtime(Refusal, String),
     TimedOut(std::time::Duration),
     Setup(String),
 }
@@ -65,8 +65,8 @@ pub fn run(args: &MonitorArgs) -> Result<(), String> {
             session.serve();
             Ok(())
         }
-        Err(Failure::Runtime(message)) => {
-            let _ = writeln!(sync, "error {}", one_line(&message));
+        Err(Failure::Runtime(refusal, message)) => {
+            let _ = writeln!(sync, "error {} {}", refusal.as_str(), one_line(&message));
             Err(message)
         }
         Err(Failure::TimedOut(timeout)) => {
@@ -467,7 +467,7 @@ fn create_container(args: &MonitorArgs, signals: &SignalFd) -> Result<Created, F
     let pid = match created {
         Ok(pid) => Pid::from_raw(pid),
         Err(RuntimeError::TimedOut { timeout, .. }) => return Err(Failure::TimedOut(timeout)),
-        Err(RuntimeError::Failed { message, .. }) => return Err(Failure::Runtime(message)),
+        Err(RuntimeError::Failed { refusal, message, .. }) => return Err(Failure::Runtime(refusal, message)),
         Err(other) => return Err(Failure::Setup(other.to_string())),
     };
     match console {

@@ -14,7 +14,7 @@ use nix::poll::{PollFd, PollFlags};
 
 use super::{MonitorArgs, SYNC_FD, sys};
 use crate::error::{Classify, ErrorKind};
-use crate::runtime::{Call, RuntimeError};
+use crate::runtime::{Call, Refusal, RuntimeError};
 
 /// How long the monitor may take to answer: its bound on `create`, then on the
 /// `delete` that cleans up after a create it killed, and a margin for its setup.
@@ -119,10 +119,14 @@ fn parse_answer(line: &str, args: &MonitorArgs) -> Result<Monitor, MonitorError>
                 _ => Err(setup(format!("unexpected answer {line:?}"))),
             }
         }
-        "error" => Err(MonitorError::Runtime(RuntimeError::Failed {
-            call: Call::new(&args.runtime_name(), "create", &args.id),
-            message: rest.to_string(),
-        })),
+        "error" => {
+            let (refusal, message) = rest.split_once(' ').unwrap_or((rest, ""));
+            Err(MonitorError::Runtime(RuntimeError::Failed {
+                call: Call::new(&args.runtime_name(), "create", &args.id),
+                refusal: Refusal::parse(refusal),
+                message: message.to_string(),
+            }))
+        }
         "timeout" => Err(MonitorError::Runtime(RuntimeError::TimedOut {
             call: Call::new(&args.runtime_name(), "create", &args.id),
             timeout: rest.parse().map(Duration::from_millis).unwrap_or(args.runtime_timeout),

@@ -1,16 +1,10 @@
 //! What goes wrong when berth drives an OCI runtime, and what kind of failure it is.
-//!
-//! runc (and crun, runsc, kata) say why a command failed in free text. With
-//! `--log <file> --log-format json` that text lands, one JSON object per line, in a
-//! file berth owns; the last error logged is the reason reported. Its kind comes from
-//! the phrases the runtimes use, so kubelet can tell "gone" from "busy" from "broken".
+//! A refusal is typed by the backend that met it ([`Refusal`]): the runc CLI reads
+//! it from runc's words (`cli/messages.rs`), a library backend knows it outright.
 
 use std::fmt;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::time::Duration;
-
-use serde::Deserialize;
 
 use crate::error::{Classify, ErrorKind};
 
@@ -43,9 +37,9 @@ impl fmt::Display for Call {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// The runtime ran and refused; `message` is what it logged (or printed) last.
+    /// The runtime ran and refused; `message` is its reason, `refusal` what kind.
     #[error("{call}: {message}")]
-    Failed { call: Call, message: String },
+    Failed { call: Call, refusal: Refusal, message: String },
     #[error("{call}: cannot run {binary:?}: {source}")]
     Spawn {
         call: Call,
@@ -79,7 +73,7 @@ pub enum RuntimeError {
 impl Classify for RuntimeError {
     fn kind(&self) -> ErrorKind {
         match self {
-            RuntimeError::Failed { message, .. } => classify_message(message),
+            RuntimeError::Failed { refusal, .. } => refusal.kind(),
             RuntimeError::Spawn { .. } | RuntimeError::TimedOut { .. } => ErrorKind::Unavailable,
             RuntimeError::ExecTimedOut { .. } => ErrorKind::DeadlineExceeded,
             RuntimeError::Io { .. } | RuntimeError::Json { .. } => ErrorKind::Internal,
@@ -88,12 +82,6 @@ impl Classify for RuntimeError {
 }
 
 impl RuntimeError {
-    /// The error for a command that exited with `status`, from what it left in its
-    /// log file and on stderr (stderr is empty when it was not berth's to read).
-    pub fn failed(call: Call, status: ExitStatus, log: &str, stderr: &[u8]) -> Self {
-        RuntimeError::Failed { call, message: failure_message(status, log, stderr) }
-    }
-
     pub fn io(call: &Call, what: &'static str, source: std::io::Error) -> Self {
         RuntimeError::Io { call: call.clone(), what, source }
     }
@@ -107,130 +95,61 @@ impl RuntimeError {
     }
 }
 
-/// Phrases in a runtime's message and the kind they mean; the first match wins, so
-/// the more specific phrases come first. Taken from runc 1.1 (`container does not
-/// exist`, `container with given ID already exists`, `container not running`,
-/// `cannot start a container that has stopped`...); crun, runsc and kata use the same
-/// words for the same cases.
-const MESSAGE_KINDS: &[(&str, ErrorKind)] = &[
-    ("already exists", ErrorKind::AlreadyExists),
-    // The process asked for is not in the image: the request is wrong, not the
-    // container missing, though the words say "not found".
-    ("executable file not found", ErrorKind::InvalidArgument),
-    ("does not exist", ErrorKind::NotFound),
-    ("not found", ErrorKind::NotFound),
-    ("not running", ErrorKind::FailedPrecondition),
-    ("not paused", ErrorKind::FailedPrecondition),
-    ("not stopped", ErrorKind::FailedPrecondition),
-    ("already running", ErrorKind::FailedPrecondition),
-    ("has stopped", ErrorKind::FailedPrecondition),
-    ("in a stopped container", ErrorKind::FailedPrecondition),
-    ("in a paused container", ErrorKind::FailedPrecondition),
-];
-
-/// The kind of failure a runtime's error message describes.
-pub fn classify_message(message: &str) -> ErrorKind {
-    let message = message.to_ascii_lowercase();
-    MESSAGE_KINDS.iter().find(|(phrase, _)| message.contains(phrase)).map_or(ErrorKind::Internal, |(_, kind)| *kind)
+/// Why a runtime refused a command, as far as the caller can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A container by that ID exists already.
+    AlreadyExists,
+    /// The runtime knows no such container.
+    NotFound,
+    /// The container is not in a state the command needs (not running, stopped, paused...).
+    WrongState,
+    /// The process asked for cannot be run (its executable is not in the image).
+    InvalidProcess,
+    /// Anything else: the runtime or the host is at fault.
+    Other,
 }
 
-/// One line of a runtime's JSON log (logrus format for runc).
-#[derive(Deserialize)]
-struct LogEntry {
-    #[serde(default)]
-    level: String,
-    #[serde(default)]
-    msg: String,
-}
+impl Refusal {
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            Refusal::AlreadyExists => ErrorKind::AlreadyExists,
+            Refusal::NotFound => ErrorKind::NotFound,
+            Refusal::WrongState => ErrorKind::FailedPrecondition,
+            Refusal::InvalidProcess => ErrorKind::InvalidArgument,
+            Refusal::Other => ErrorKind::Internal,
+        }
+    }
 
-/// The last error-level message of a JSON log: why the command failed. Lines that are
-/// not JSON, and warnings, are not errors and are skipped.
-pub fn last_logged_error(log: &str) -> Option<String> {
-    log.lines()
-        .rev()
-        .filter_map(|line| serde_json::from_str::<LogEntry>(line).ok())
-        .find(|entry| matches!(entry.level.as_str(), "error" | "fatal" | "panic") && !entry.msg.is_empty())
-        .map(|entry| entry.msg)
-}
+    /// A word for the monitor's answer line, and back.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::AlreadyExists => "already-exists",
+            Refusal::NotFound => "not-found",
+            Refusal::WrongState => "wrong-state",
+            Refusal::InvalidProcess => "invalid-process",
+            Refusal::Other => "other",
+        }
+    }
 
-/// The best reason available: the logged error; else stderr (a runtime that ignores
-/// `--log-format`); else the log's last line; else the exit status alone.
-fn failure_message(status: ExitStatus, log: &str, stderr: &[u8]) -> String {
-    let last_line = |text: &str| text.lines().map(str::trim).rfind(|line| !line.is_empty()).map(str::to_string);
-    last_logged_error(log)
-        .or_else(|| last_line(&String::from_utf8_lossy(stderr)))
-        .or_else(|| last_line(log))
-        .unwrap_or_else(|| format!("exited with {status}"))
+    pub fn parse(word: &str) -> Refusal {
+        [Refusal::AlreadyExists, Refusal::NotFound, Refusal::WrongState, Refusal::InvalidProcess]
+            .into_iter()
+            .find(|refusal| refusal.as_str() == word)
+            .unwrap_or(Refusal::Other)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::process::ExitStatusExt;
-
     use super::*;
 
-    fn exit(code: i32) -> ExitStatus {
-        ExitStatus::from_raw(code << 8)
-    }
-
     #[test]
-    fn runc_messages_have_their_kind() {
-        let cases = [
-            ("container does not exist", ErrorKind::NotFound),
-            ("runc create failed: container with given ID already exists", ErrorKind::AlreadyExists),
-            ("container not running", ErrorKind::FailedPrecondition),
-            ("container not paused", ErrorKind::FailedPrecondition),
-            ("cannot start an already running container", ErrorKind::FailedPrecondition),
-            ("cannot start a container that has stopped", ErrorKind::FailedPrecondition),
-            ("cannot delete container x1 that is not stopped: running", ErrorKind::FailedPrecondition),
-            ("exec failed: cannot exec in a stopped container", ErrorKind::FailedPrecondition),
-            (
-                "exec failed: cannot exec in a paused container (use --ignore-paused to override)",
-                ErrorKind::FailedPrecondition,
-            ),
-            (r#"exec: "nope": executable file not found in $PATH"#, ErrorKind::InvalidArgument),
-            ("Container Not Found", ErrorKind::NotFound),
-            ("unable to apply cgroup configuration: permission denied", ErrorKind::Internal),
-        ];
-        for (message, kind) in cases {
-            assert_eq!(classify_message(message), kind, "{message}");
+    fn refusals_cross_the_monitors_pipe_intact() {
+        for refusal in [Refusal::AlreadyExists, Refusal::NotFound, Refusal::WrongState, Refusal::InvalidProcess, Refusal::Other] {
+            assert_eq!(Refusal::parse(refusal.as_str()), refusal);
         }
-    }
-
-    #[test]
-    fn the_last_logged_error_is_the_reason() {
-        let log = concat!(
-            r#"{"level":"warning","msg":"cgroup warning","time":"2024-01-01T00:00:00Z"}"#,
-            "\n",
-            r#"{"level":"error","msg":"first","time":"2024-01-01T00:00:00Z"}"#,
-            "\nnot json at all\n",
-            r#"{"level":"error","msg":"container does not exist","time":"2024-01-01T00:00:00Z"}"#,
-            "\n",
-            r#"{"level":"info","msg":"later info","time":"2024-01-01T00:00:00Z"}"#,
-            "\n"
-        );
-        assert_eq!(last_logged_error(log).as_deref(), Some("container does not exist"));
-        assert_eq!(last_logged_error(r#"{"level":"warning","msg":"w"}"#), None);
-        assert_eq!(last_logged_error(""), None);
-    }
-
-    #[test]
-    fn failure_message_falls_back_to_stderr_then_log_then_status() {
-        let call = Call::new("runc", "state", "abc");
-        let err =
-            RuntimeError::failed(call.clone(), exit(1), r#"{"level":"error","msg":"container does not exist"}"#, b"");
-        assert_eq!(err.to_string(), "runc state abc: container does not exist");
-        assert!(err.is_not_found());
-
-        let err = RuntimeError::failed(call.clone(), exit(1), "", b"usage\nboom: broken\n\n");
-        assert_eq!(err.to_string(), "runc state abc: boom: broken");
-        assert_eq!(err.kind(), ErrorKind::Internal);
-
-        let err = RuntimeError::failed(call.clone(), exit(1), "level=error msg=text log\n", b"");
-        assert_eq!(err.to_string(), "runc state abc: level=error msg=text log");
-
-        let err = RuntimeError::failed(call, exit(2), "", b"");
-        assert_eq!(err.to_string(), "runc state abc: exited with exit status: 2");
+        assert_eq!(Refusal::parse("what"), Refusal::Other);
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod handler;
 mod oci;
 
 pub use cli::{DEFAULT_TIMEOUT, ExecArgs, OciCli};
-pub use error::{Call, RuntimeError, classify_message, last_logged_error};
+pub use error::{Call, Refusal, RuntimeError};
 pub use handler::{HandlerError, RuntimeHandler, RuntimeHandlers};
 pub use oci::{
     ContainerState, ContainerStatus, CreateIo, ExecInput, ExecIo, ExecOutput, ExecProcess, OciRuntime, RuntimeFeatures,

@@ -397,8 +397,11 @@ fn a_bad_bundle_fails_spawn_with_the_runtimes_reason() {
     spec.root_mut().as_mut().unwrap().set_path(bed.path("no-such-rootfs"));
     spec.save(bed.path("bundle/config.json")).unwrap();
     match monitor::spawn(&bed.args()) {
-        Err(MonitorError::Runtime(RuntimeError::Failed { call, message })) => {
+        Err(MonitorError::Runtime(RuntimeError::Failed { call, refusal, message })) => {
             assert_eq!(call.command, "create");
+            // A broken bundle is no caller's mistake: the kind crosses the pipe apart from the words.
+            assert_eq!(refusal, berth::runtime::Refusal::Other);
+            assert!(!message.starts_with("other"), "{message}");
             assert!(message.contains("no-such-rootfs") || message.contains("no such file"), "{message}");
         }
         other => panic!("expected runc's refusal, got {other:?}"),

@@ -53,7 +53,7 @@ impl OciCli {
         };
         if !status.success() {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(RuntimeError::failed(call, status, &log, &runtime_stderr()));
+            return Err(super::messages::failed(call, status, &log, &runtime_stderr()));
         }
         let text = std::fs::read_to_string(&pid_file).map_err(|e| RuntimeError::io(&call, "reading its pid file", e))?;
         let _ = std::fs::remove_file(&pid_file);

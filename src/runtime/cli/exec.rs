@@ -11,7 +11,8 @@ use tempfile::TempPath;
 use tokio::process::Child;
 
 use super::invoke::read_log;
-use crate::runtime::error::{Call, RuntimeError, last_logged_error};
+use super::messages::last_logged_error;
+use crate::runtime::error::{Call, RuntimeError};
 use crate::runtime::oci::{ExecInput, ExecOutput, ExecProcess};
 
 /// How long the runtime gets to notice its killed process and exit before it is
@@ -60,7 +61,7 @@ impl ExecHandle {
     async fn exit_code(&self, status: ExitStatus) -> Result<i32, RuntimeError> {
         let log = read_log(&self.log).await;
         if let Some(message) = last_logged_error(&log) {
-            return Err(RuntimeError::Failed { call: self.call.clone(), message });
+            return Err(super::messages::from_message(self.call.clone(), message));
         }
         Ok(status.code().or_else(|| status.signal().map(|signal| 128 + signal)).unwrap_or(-1))
     }

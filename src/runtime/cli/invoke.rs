@@ -99,7 +99,7 @@ fn trace(call: &Call, started: Instant, status: ExitStatus) {
 
 /// The error for a failed command, from its log file and stderr.
 pub(super) async fn failure(call: &Call, status: ExitStatus, log: &Path, stderr: &[u8]) -> RuntimeError {
-    RuntimeError::failed(call.clone(), status, &read_log(log).await, stderr)
+    super::messages::failed(call.clone(), status, &read_log(log).await, stderr)
 }
 
 /// A log that cannot be read gives no reason, but the failure is still reported.

@@ -5,6 +5,7 @@ mod args;
 mod blocking;
 mod exec;
 mod invoke;
+mod messages;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -104,7 +105,7 @@ impl OciRuntime for OciCli {
             .map_err(|_| RuntimeError::TimedOut { call: call.clone(), timeout: VERSION_PROBE_TIMEOUT })?
             .map_err(|source| RuntimeError::Spawn { call: call.clone(), binary: binary.clone(), source })?;
         if !output.status.success() {
-            return Err(RuntimeError::failed(call, output.status, "", &output.stderr));
+            return Err(messages::failed(call, output.status, "", &output.stderr));
         }
         Ok(String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or_default().trim().to_string())
     }
