@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use super::Config;
+use super::{Config, RuntimeKind};
 
 /// Where the configuration comes from, lowest precedence first.
 #[derive(Debug, Clone, Default)]
@@ -181,8 +181,14 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
                 "a handler name must be non-empty and without '/'".into(),
             ));
         }
-        if handler.path.as_os_str().is_empty() {
-            return Err(fail(&format!("runtime.handlers.{name}.path"), "must not be empty".into()));
+        match handler.kind {
+            RuntimeKind::Oci if handler.path.as_os_str().is_empty() => {
+                return Err(fail(&format!("runtime.handlers.{name}.path"), "must not be empty".into()));
+            }
+            RuntimeKind::Internal if !handler.path.as_os_str().is_empty() => {
+                return Err(fail(&format!("runtime.handlers.{name}.path"), "an internal handler runs no binary".into()));
+            }
+            _ => {}
         }
     }
     if config.images.max_concurrent_downloads == 0 {

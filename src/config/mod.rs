@@ -89,7 +89,9 @@ pub struct RuntimeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeHandlerConfig {
-    /// The runtime binary: an absolute path, or a name looked up on `PATH`.
+    /// The runtime binary: an absolute path, or a name looked up on `PATH`
+    /// (`oci` handlers; an `internal` one has none).
+    #[serde(default, skip_serializing_if = "crate::config::path_is_empty")]
     pub path: PathBuf,
     #[serde(default, rename = "type")]
     pub kind: RuntimeKind,
@@ -105,12 +107,15 @@ pub struct RuntimeHandlerConfig {
     pub timeout: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeKind {
     /// An OCI runtime driven through its command line (runc, crun, kata-runtime, runsc).
     #[default]
     Oci,
+    /// berth's own runtime, youki's libcontainer in the per-container monitor:
+    /// nothing is exec'd to create, start, signal or delete a container.
+    Internal,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,6 +271,10 @@ pub fn resolve_binary(path: &Path) -> Option<PathBuf> {
     let search = std::env::var_os("PATH")
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&search).map(|dir| dir.join(path)).find(|p| executable(p))
+}
+
+fn path_is_empty(path: &std::path::Path) -> bool {
+    path.as_os_str().is_empty()
 }
 
 #[cfg(test)]

@@ -122,6 +122,7 @@ impl ContainerService {
         let args = MonitorArgs {
             id: id.to_string(),
             bundle: run_dir.clone(),
+            runtime_kind: handler.kind,
             runtime: resolve_binary(&handler.binary).unwrap_or_else(|| handler.binary.clone()),
             runtime_root: handler.root.clone(),
             systemd_cgroup: handler.systemd_cgroup,

@@ -62,8 +62,11 @@ pub struct MonitorArgs {
     /// The OCI bundle (config.json and rootfs).
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
-    /// The runc-compatible runtime binary.
-    #[arg(long, value_name = "PATH")]
+    /// What creates the container: a runc-compatible binary, or berth's own runtime.
+    #[arg(long = "runtime-kind", value_enum, default_value = "oci")]
+    pub runtime_kind: crate::config::RuntimeKind,
+    /// The runc-compatible runtime binary (an `oci` runtime's; none for `internal`).
+    #[arg(long, value_name = "PATH", value_parser = parse_path, default_value = "")]
     pub runtime: PathBuf,
     /// The runtime's state directory (`--root`).
     #[arg(long, value_name = "DIR")]
@@ -109,7 +112,7 @@ impl MonitorArgs {
             ("--exit-file", &self.exit_file),
             ("--socket-dir", &self.socket_dir),
         ];
-        for (flag, path) in paths {
+        for (flag, path) in paths.into_iter().filter(|(_, path)| !path.as_os_str().is_empty()) {
             args.extend([flag.into(), path.into()]);
         }
         let switches = [
@@ -120,6 +123,11 @@ impl MonitorArgs {
         ];
         args.extend(switches.into_iter().filter(|(_, on)| *on).map(|(flag, _)| flag.into()));
         args.extend(["--runtime-timeout-ms".into(), self.runtime_timeout.as_millis().to_string().into()]);
+        let kind = match self.runtime_kind {
+            crate::config::RuntimeKind::Oci => "oci",
+            crate::config::RuntimeKind::Internal => "internal",
+        };
+        args.extend(["--runtime-kind".into(), kind.into()]);
         args
     }
 
@@ -127,7 +135,7 @@ impl MonitorArgs {
     fn runtime(&self) -> std::sync::Arc<dyn crate::runtime::OciRuntime> {
         let handler = crate::runtime::RuntimeHandler {
             name: self.runtime_name(),
-            kind: crate::config::RuntimeKind::Oci,
+            kind: self.runtime_kind,
             binary: self.runtime.clone(),
             root: self.runtime_root.clone(),
             systemd_cgroup: self.systemd_cgroup,
@@ -138,6 +146,9 @@ impl MonitorArgs {
 
     /// The name errors give the runtime: its binary's file name.
     fn runtime_name(&self) -> String {
+        if self.runtime_kind == crate::config::RuntimeKind::Internal {
+            return "internal".into();
+        }
         self.runtime
             .file_name()
             .map_or_else(|| self.runtime.display().to_string(), |n| n.to_string_lossy().into_owned())
@@ -154,6 +165,12 @@ pub fn connect(socket_dir: &std::path::Path, name: &str) -> std::io::Result<std:
         .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
         .open(socket_dir)?;
     std::os::unix::net::UnixStream::connect(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+/// Any path, the empty one included (clap's own refuses it): an internal
+/// runtime has no binary.
+fn parse_path(text: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(text))
 }
 
 fn parse_millis(text: &str) -> Result<Duration, std::num::ParseIntError> {

@@ -10,7 +10,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -516,16 +515,10 @@ impl ContainerStdio {
 
     /// The runtime's ends, and the monitor's.
     fn split(self) -> (RuntimeEnds, Pipes) {
-        let (stdin, stdin_end) = match self.stdin {
-            Some((read, write)) => (Stdio::from(read), Some(write)),
-            None => (Stdio::null(), None),
-        };
-        let (stdout, stdout_end) = match self.stdout {
-            Some((read, write)) => (Stdio::from(write), Some(read)),
-            None => (Stdio::null(), None),
-        };
+        let (stdin, stdin_end) = self.stdin.unzip();
+        let (stdout_end, stdout) = self.stdout.unzip();
         let (stderr_read, stderr_write) = self.stderr;
-        let ends = RuntimeEnds { stdin, stdout, stderr: Stdio::from(stderr_write) };
+        let ends = RuntimeEnds { stdin, stdout, stderr: Some(stderr_write) };
         // Never blocks: after a failed create the pipe may still have a writer (a
         // leftover `runc init`), and the monitor must answer anyway.
         let _ = sys::set_nonblocking(stderr_read.as_fd());
@@ -536,9 +529,9 @@ impl ContainerStdio {
 /// The container's stdio as the runtime gets it: dropped with the create, so
 /// that the container's output ends when the container does.
 struct RuntimeEnds {
-    stdin: Stdio,
-    stdout: Stdio,
-    stderr: Stdio,
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
 }
 
 /// What a non-blocking pipe holds now, up to 64 KiB.

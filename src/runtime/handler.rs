@@ -47,6 +47,7 @@ impl RuntimeHandler {
     pub fn runtime(&self) -> Arc<dyn OciRuntime> {
         match self.kind {
             RuntimeKind::Oci => Arc::new(OciCli::new(self)),
+            RuntimeKind::Internal => super::internal::runtime(self),
         }
     }
 

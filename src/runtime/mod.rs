@@ -5,6 +5,7 @@
 mod cli;
 mod error;
 mod handler;
+mod internal;
 mod oci;
 
 pub use cli::{DEFAULT_TIMEOUT, ExecArgs, OciCli};

@@ -1,6 +1,7 @@
 //! What berth asks of an OCI runtime, whatever drives it (today the command line of a
 //! runc-compatible binary, [`super::OciCli`]).
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -131,14 +132,14 @@ pub enum ContainerStatus {
 
 /// The container process's stdio and the files `create` is asked to write.
 ///
-/// Without a terminal the process inherits the three streams as given (files, pipes,
-/// `/dev/null`: anything a [`Stdio`] holds, e.g. `Stdio::from(OwnedFd)`), so they must
-/// not be pipes berth reads to the end while the container may still run.
+/// Without a terminal the process inherits the three streams as given (files or
+/// pipes; `None` is `/dev/null`), so they must not be pipes berth reads to the end
+/// while the container may still run.
 #[derive(Debug)]
 pub struct CreateIo {
-    pub stdin: Stdio,
-    pub stdout: Stdio,
-    pub stderr: Stdio,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
     /// For `process.terminal`: the AF_UNIX socket the runtime sends the pty master to.
     pub console_socket: Option<PathBuf>,
     /// Where the runtime writes the init process's PID once created.
@@ -148,13 +149,7 @@ pub struct CreateIo {
 impl CreateIo {
     /// All three streams on `/dev/null`, no console, no PID file.
     pub fn null() -> Self {
-        CreateIo {
-            stdin: Stdio::null(),
-            stdout: Stdio::null(),
-            stderr: Stdio::null(),
-            console_socket: None,
-            pid_file: None,
-        }
+        CreateIo { stdin: None, stdout: None, stderr: None, console_socket: None, pid_file: None }
     }
 }
 

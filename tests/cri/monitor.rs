@@ -73,6 +73,7 @@ impl Bed {
         MonitorArgs {
             id: self.id.clone(),
             bundle: self.path("bundle"),
+            runtime_kind: berth::config::RuntimeKind::Oci,
             runtime: RUNC.into(),
             runtime_root: self.path("root"),
             systemd_cgroup: false,

@@ -40,7 +40,8 @@ impl OciCli {
         let log = self.scratch_file(".berth-log-", b"").map_err(|e| RuntimeError::io(&call, "creating its log file", e))?;
         let mut command = std::process::Command::new(self.program());
         command.args(self.create_args(&log, id, bundle, Some(&pid_file), io.console_socket.as_deref()));
-        command.stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);
+        let stdio = |fd: Option<std::os::fd::OwnedFd>| fd.map_or_else(Stdio::null, Stdio::from);
+        command.stdin(stdio(io.stdin)).stdout(stdio(io.stdout)).stderr(stdio(io.stderr));
         let spawned = command.spawn();
         // Our copies of the container's ends must go, or its output would never end.
         drop(command);

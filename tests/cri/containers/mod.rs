@@ -16,6 +16,7 @@ mod exec;
 mod handlers;
 mod hostile_rootfs;
 mod images;
+mod internal;
 mod lifecycle;
 mod limits;
 mod list;

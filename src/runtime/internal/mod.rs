@@ -1,0 +1,334 @@
+//! berth's own runtime (`type = "internal"`): youki's `libcontainer` and
+//! `libcgroups`, called in process. Nothing is exec'd to create, start, signal,
+//! update or delete a container.
+//!
+//! `create` runs in the per-container monitor, which is single-threaded when it
+//! calls it: libcontainer clones (`clone3`, past glibc's fork handlers) and
+//! changes the working directory of the whole process, so it must never run on
+//! the daemon's threads. The container's init is then the monitor's own child.
+//! The other operations fork nothing and run on the daemon's blocking threads.
+//!
+//! What libcontainer does to its caller, undone here: it writes the spec's
+//! oomScoreAdj to the *caller's* `/proc/self/oom_score_adj` (stripped from the
+//! spec and written to the init's instead), leaves the caller non-dumpable
+//! (restored), and hands the caller's blocked and ignored signals to the
+//! container (reset by [`ResetSignals`] just before the container's execve).
+//!
+//! Not done yet: exec (libcontainer's tenant builder clones too, so it needs a
+//! single-threaded helper process), which fails with a clear error.
+
+mod errors;
+mod signals;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libcontainer::container::Container;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::get_executor;
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use oci_spec::runtime::{LinuxResources, Process, Spec};
+
+use super::RuntimeHandler;
+use super::error::{Call, Refusal, RuntimeError};
+use super::oci::{ContainerState, ContainerStatus, CreateIo, ExecIo, ExecProcess, OciRuntime, RuntimeFeatures};
+use errors::from_libcontainer;
+use signals::ResetSignals;
+
+/// What the handler says of itself in Status.
+const VERSION: &str = "berth internal runtime (youki libcontainer 0.7)";
+
+#[derive(Debug, Clone)]
+pub struct Internal {
+    name: String,
+    /// libcontainer's state directory: `<root>/<id>/state.json` per container.
+    root: PathBuf,
+    systemd_cgroup: bool,
+    timeout: Duration,
+}
+
+impl Internal {
+    pub fn new(handler: &RuntimeHandler) -> Self {
+        Internal {
+            name: handler.name.clone(),
+            root: handler.root.clone(),
+            systemd_cgroup: handler.systemd_cgroup,
+            timeout: handler.timeout,
+        }
+    }
+
+    fn call(&self, command: &'static str, id: &str) -> Call {
+        Call::new(&self.name, command, id)
+    }
+
+    fn ensure_root(&self, call: &Call) -> Result<(), RuntimeError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(|e| RuntimeError::io(call, "creating its state directory", e))
+    }
+
+    fn load(&self, call: &Call, id: &str) -> Result<Container, RuntimeError> {
+        let dir = self.root.join(id);
+        if !dir.join("state.json").exists() {
+            return Err(RuntimeError::Failed {
+                call: call.clone(),
+                refusal: Refusal::NotFound,
+                message: format!("container {id} does not exist"),
+            });
+        }
+        Container::load(dir).map_err(|e| from_libcontainer(call.clone(), e))
+    }
+
+    /// Runs `work` on a blocking thread, bounded by the handler's timeout (the
+    /// thread is left to finish on its own past it).
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        call: Call,
+        work: impl FnOnce(&Internal, &Call) -> Result<T, RuntimeError> + Send + 'static,
+    ) -> Result<T, RuntimeError> {
+        let (this, timeout, inner) = (self.clone(), self.timeout, call.clone());
+        let task = tokio::task::spawn_blocking(move || work(&this, &inner));
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(RuntimeError::io(&call, "running it", std::io::Error::other(join))),
+            Err(_elapsed) => Err(RuntimeError::TimedOut { call, timeout }),
+        }
+    }
+}
+
+/// The handler as the daemon holds it: cheap to clone into blocking tasks.
+pub fn runtime(handler: &RuntimeHandler) -> Arc<dyn OciRuntime> {
+    Arc::new(Shared(Arc::new(Internal::new(handler))))
+}
+
+struct Shared(Arc<Internal>);
+
+/// Takes the spec's oomScoreAdj out of the bundle's config.json (libcontainer
+/// would write it to its caller), for [`create`] to give the init instead.
+fn take_oom_score_adj(call: &Call, bundle: &Path) -> Result<Option<i32>, RuntimeError> {
+    let path = bundle.join("config.json");
+    let bad = |e: oci_spec::OciSpecError| RuntimeError::io(call, "rewriting config.json", std::io::Error::other(e));
+    let mut spec = Spec::load(&path).map_err(bad)?;
+    let Some(process) = spec.process_mut().as_mut() else { return Ok(None) };
+    let Some(score) = process.oom_score_adj() else { return Ok(None) };
+    process.set_oom_score_adj(None);
+    spec.save(&path).map_err(bad)?;
+    Ok(Some(score))
+}
+
+fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<i32, RuntimeError> {
+    let call = internal.call("create", id);
+    internal.ensure_root(&call)?;
+    let oom_score_adj = take_oom_score_adj(&call, bundle)?;
+    let failed = |e| from_libcontainer(call.clone(), e);
+    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(&internal.root)
+        .map_err(failed)?
+        .with_executor(ResetSignals::around(get_executor()))
+        .with_console_socket(io.console_socket.as_deref());
+    if let Some(fd) = io.stdin {
+        builder = builder.with_stdin(fd);
+    }
+    if let Some(fd) = io.stdout {
+        builder = builder.with_stdout(fd);
+    }
+    if let Some(fd) = io.stderr {
+        builder = builder.with_stderr(fd);
+    }
+    let built = builder
+        .validate_id()
+        .map_err(failed)?
+        .as_init(bundle)
+        .with_systemd(internal.systemd_cgroup)
+        .with_detach(true)
+        .build();
+    // libcontainer leaves its caller non-dumpable (/proc/<pid> owned by root only).
+    let _ = nix::sys::prctl::set_dumpable(true);
+    let container = match built {
+        Ok(container) => container,
+        Err(e) => {
+            reap_leftovers();
+            return Err(failed(e));
+        }
+    };
+    let pid = container.pid().ok_or_else(|| RuntimeError::Failed {
+        call: call.clone(),
+        refusal: Refusal::Other,
+        message: "created without an init process".into(),
+    })?;
+    if let Some(score) = oom_score_adj {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
+            .map_err(|e| RuntimeError::io(&call, "setting the init's oom_score_adj", e))?;
+    }
+    Ok(pid.as_raw())
+}
+
+/// A failed create leaves its intermediate and init processes as zombies of the
+/// caller whose PIDs it never returns; only the caller can reap them.
+fn reap_leftovers() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+fn state_of(id: &str, container: &Container) -> ContainerState {
+    use libcontainer::container::ContainerStatus as Lc;
+    let status = match container.status() {
+        Lc::Creating => ContainerStatus::Creating,
+        Lc::Created => ContainerStatus::Created,
+        Lc::Running => ContainerStatus::Running,
+        Lc::Paused => ContainerStatus::Paused,
+        Lc::Stopped => ContainerStatus::Stopped,
+    };
+    ContainerState {
+        id: id.to_string(),
+        status,
+        pid: container.pid().map_or(0, |pid| pid.as_raw()),
+        bundle: container.bundle().clone(),
+        rootfs: None,
+        created: container.created().map(|at| at.to_rfc3339()),
+    }
+}
+
+#[async_trait::async_trait]
+impl OciRuntime for Shared {
+    fn create_blocking(
+        &self,
+        id: &str,
+        bundle: &Path,
+        io: CreateIo,
+        _sigchld: Option<&SignalFd>,
+        _runtime_stderr: &dyn Fn() -> Vec<u8>,
+    ) -> Result<i32, RuntimeError> {
+        create(&self.0, id, bundle, io)
+    }
+
+    fn force_delete_blocking(&self, id: &str, _sigchld: Option<&SignalFd>) {
+        let call = self.0.call("delete", id);
+        if let Ok(mut container) = self.0.load(&call, id) {
+            let _ = container.delete(true);
+        }
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let id = id.to_string();
+        self.0
+            .blocking(self.0.call("start", &id), move |internal, call| {
+                internal.load(call, &id)?.start().map_err(|e| from_libcontainer(call.clone(), e))
+            })
+            .await
+    }
+
+    async fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        let id = id.to_string();
+        self.0
+            .blocking(self.0.call("state", &id), move |internal, call| Ok(state_of(&id, &internal.load(call, &id)?)))
+            .await
+    }
+
+    async fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<(), RuntimeError> {
+        let id = id.to_string();
+        self.0
+            .blocking(self.0.call("kill", &id), move |internal, call| {
+                internal.load(call, &id)?.kill(signal, all).map_err(|e| from_libcontainer(call.clone(), e))
+            })
+            .await
+    }
+
+    async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        let id = id.to_string();
+        self.0
+            .blocking(self.0.call("delete", &id), move |internal, call| match internal.load(call, &id) {
+                // Already gone is what delete wants: a retry after a lost answer succeeds.
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(e),
+                Ok(mut container) => container.delete(force).map_err(|e| from_libcontainer(call.clone(), e)),
+            })
+            .await
+    }
+
+    async fn exec(&self, id: &str, _process: &Process, _io: ExecIo) -> Result<Box<dyn ExecProcess>, RuntimeError> {
+        Err(RuntimeError::Failed {
+            call: self.0.call("exec", id),
+            refusal: Refusal::Other,
+            message: "the internal runtime cannot exec into containers yet; run containers that need \
+                      ExecSync, Exec or probes with an oci handler"
+                .into(),
+        })
+    }
+
+    async fn update(&self, id: &str, resources: &LinuxResources) -> Result<(), RuntimeError> {
+        let (id, resources) = (id.to_string(), resources.clone());
+        self.0
+            .blocking(self.0.call("update", &id), move |internal, call| {
+                let container = internal.load(call, &id)?;
+                let spec = container.spec().map_err(|e| from_libcontainer(call.clone(), e))?;
+                let cgroups = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+                    cgroup_path: spec.cgroup_path,
+                    systemd_cgroup: internal.systemd_cgroup,
+                    container_name: id.clone(),
+                })
+                .map_err(|e| errors::cgroups(call, e))?;
+                let options = libcgroups::common::ControllerOpt {
+                    resources: &resources,
+                    disable_oom_killer: false,
+                    oom_score_adj: None,
+                    freezer_state: None,
+                };
+                libcgroups::common::CgroupManager::apply(&cgroups, &options).map_err(|e| errors::cgroups(call, e))
+            })
+            .await
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        let id = id.to_string();
+        self.0
+            .blocking(self.0.call("pause", &id), move |internal, call| {
+                internal.load(call, &id)?.pause().map_err(|e| from_libcontainer(call.clone(), e))
+            })
+            .await
+    }
+
+    async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        let id = id.to_string();
+        self.0
+            .blocking(self.0.call("resume", &id), move |internal, call| {
+                internal.load(call, &id)?.resume().map_err(|e| from_libcontainer(call.clone(), e))
+            })
+            .await
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+        self.0
+            .blocking(self.0.call("list", ""), move |internal, call| {
+                let mut states = Vec::new();
+                for entry in std::fs::read_dir(&internal.root).into_iter().flatten().flatten() {
+                    let id = entry.file_name().to_string_lossy().into_owned();
+                    if let Ok(container) = internal.load(call, &id) {
+                        states.push(state_of(&id, &container));
+                    }
+                }
+                Ok(states)
+            })
+            .await
+    }
+
+    /// In process: healthy whenever its state directory can be made.
+    async fn health(&self) -> Result<String, RuntimeError> {
+        self.0.ensure_root(&self.0.call("health", ""))?;
+        Ok(VERSION.to_string())
+    }
+
+    fn features(&self) -> RuntimeFeatures {
+        RuntimeFeatures::default()
+    }
+}

@@ -1,0 +1,77 @@
+//! berth's internal runtime (a handler of `type = "internal"`: youki's
+//! libcontainer, in the per-container monitor), driven through the CRI like the
+//! runc handler: a container's output, exit code, limits, stop and removal.
+
+use k8s_cri::v1::{ContainerState, LinuxContainerResources, UpdateContainerResourcesRequest};
+
+use crate::support::berth::Berth;
+use crate::support::containers::{
+    Bed, cgroup_file, host_pod_config, log_lines, log_lines_of, process_alive, read_trimmed, sh, wait_for_line, wait_gone,
+};
+
+const INTERNAL: &str = "[runtime.handlers.berth]\ntype = \"internal\"\n";
+
+async fn bed() -> (Bed, crate::support::containers::Pod) {
+    let bed = Bed::with(Berth::builder().config(INTERNAL)).await;
+    let pod = bed.pod_with(host_pod_config("internal"), "berth").await.expect("a pod on the internal handler");
+    (bed, pod)
+}
+
+#[tokio::test]
+async fn a_container_runs_logs_and_exits_through_the_internal_runtime() {
+    let (bed, pod) = bed().await;
+    let config = sh("hello", &bed.busybox, "echo hello from libcontainer; echo to stderr >&2; exit 3");
+    let log = pod.log_path(&config);
+    let exited = bed.run_to_exit(&pod, config).await;
+    assert_eq!(exited.exit_code, 3, "{exited:?}");
+    assert_eq!(log_lines(&log), ["hello from libcontainer"]);
+    assert_eq!(log_lines_of(&log, "stderr"), ["to stderr"]);
+    let state = bed.berth.paths.run_root.join("runtimes/berth");
+    assert!(state.is_dir(), "libcontainer keeps its state under the handler's root");
+    assert!(bed.runc_containers().is_empty(), "runc ran nothing");
+}
+
+#[tokio::test]
+async fn limits_stop_and_removal_through_the_internal_runtime() {
+    let (bed, pod) = bed().await;
+    let config = sh("sleeper", &bed.busybox, "echo ready; sleep 1000");
+    let log = pod.log_path(&config);
+    let id = bed.run(&pod, config).await;
+    wait_for_line(&log, "ready").await;
+    assert_eq!(bed.status(&id).await.state(), ContainerState::ContainerRunning);
+    let pid = bed.pid(&id).await;
+    // The signals the monitor blocks (SIGCHLD) and ignores (SIGPIPE) are not the
+    // container's; busybox sh itself ignores SIGQUIT for what it runs, as under runc.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = |name: &str| {
+        let hex = status.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().trim();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{status}");
+    assert_eq!(mask("SigIgn:"), 1 << (3 - 1), "only SIGQUIT: {status}");
+
+    let request = UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(LinuxContainerResources { memory_limit_in_bytes: 96 << 20, ..Default::default() }),
+        ..Default::default()
+    };
+    bed.berth.runtime().await.update_container_resources(request).await.expect("UpdateContainerResources");
+    let path = bed.cgroups_path(&id).await;
+    assert_eq!(read_trimmed(&cgroup_file(&path, "memory.limit_in_bytes")), (96u64 << 20).to_string());
+
+    bed.stop(&id, 1).await.expect("StopContainer");
+    let stopped = bed.wait_exited(&id).await;
+    assert_eq!(stopped.exit_code, 137, "sh ignores SIGTERM as PID 1, so SIGKILL ends it: {stopped:?}");
+    wait_gone(pid).await;
+    bed.remove(&id).await.expect("RemoveContainer");
+    assert!(!bed.berth.paths.run_root.join("runtimes/berth").join(&id).exists(), "its state is deleted");
+    assert!(!process_alive(pid));
+}
+
+#[tokio::test]
+async fn exec_on_the_internal_runtime_says_it_cannot_yet() {
+    let (bed, pod) = bed().await;
+    let id = bed.run(&pod, sh("sleeper", &bed.busybox, "sleep 1000")).await;
+    let error = bed.exec(&id, &["true"], 10).await.expect_err("no exec yet");
+    assert!(error.message().contains("cannot exec"), "{error:?}");
+}
