@@ -40,6 +40,12 @@ pub enum Command {
         #[command(flatten)]
         args: crate::monitor::MonitorArgs,
     },
+    /// One process exec'd into a container of the internal runtime (started by berth).
+    #[command(hide = true, name = "internal-exec")]
+    InternalExec {
+        #[command(flatten)]
+        args: crate::runtime::internal::ExecHelperArgs,
+    },
 }
 
 /// Each flag sets the config key named in its help.

@@ -24,6 +24,9 @@ fn main() -> ExitCode {
         };
     }
     // Nor does the container monitor, which must stay small and synchronous.
+    if let Command::InternalExec { args } = &cli.command {
+        return ExitCode::from(berth::runtime::internal::run_exec_helper(args));
+    }
     if let Command::Monitor { args } = &cli.command {
         return match monitor::run(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -52,7 +55,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILURE)
             }
         },
-        Command::Pause { .. } | Command::Monitor { .. } => ExitCode::SUCCESS,
+        Command::Pause { .. } | Command::Monitor { .. } | Command::InternalExec { .. } => ExitCode::SUCCESS,
         Command::Serve => {
             logging::init(&config.log);
             // The runtime is built here, not by #[tokio::main], so that later

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -449,9 +449,23 @@ fn create_container(args: &MonitorArgs, signals: &SignalFd) -> Result<Created, F
     } else {
         None
     };
-    // runc runs in the bundle directory, not in ours (where the socket is bound
-    // by name): it gets a short absolute path through our cwd.
-    let console_path = console.as_ref().map(|c| Path::new(&format!("/proc/{}/cwd", std::process::id())).join(c.path()));
+    // The runtime runs elsewhere (runc in the bundle directory; libcontainer moves
+    // this very process into its state directory while it creates), so it gets a
+    // short absolute path through a descriptor of our socket directory, held
+    // until the create is done: a unix socket path is limited to 108 bytes.
+    let socket_dir = match &console {
+        Some(_) => Some(
+            std::fs::File::options()
+                .read(true)
+                .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
+                .open(&args.socket_dir)
+                .map_err(setup("opening the socket directory"))?,
+        ),
+        None => None,
+    };
+    let console_path = console.as_ref().zip(socket_dir.as_ref()).map(|(console, dir)| {
+        PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), dir.as_raw_fd())).join(console.path())
+    });
     let (ends, pipes) = ContainerStdio::new(args)?.split();
     let io = CreateIo {
         stdin: ends.stdin,
@@ -463,6 +477,7 @@ fn create_container(args: &MonitorArgs, signals: &SignalFd) -> Result<Created, F
     let created = args.runtime().create_blocking(&args.id, &args.bundle, io, Some(signals), &|| {
         read_available(&pipes.stderr)
     });
+    drop(socket_dir);
     let pid = match created {
         Ok(pid) => Pid::from_raw(pid),
         Err(RuntimeError::TimedOut { timeout, .. }) => return Err(Failure::TimedOut(timeout)),

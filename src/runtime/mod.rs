@@ -2,10 +2,10 @@
 //! pod's containers. A handler can be looked up and health-checked, and gives the
 //! [`OciRuntime`] that drives its containers ([`OciCli`] for runc-compatible ones).
 
-mod cli;
+pub(crate) mod cli;
 mod error;
 mod handler;
-mod internal;
+pub mod internal;
 mod oci;
 
 pub use cli::{DEFAULT_TIMEOUT, ExecArgs, OciCli};

@@ -102,6 +102,14 @@ impl BerthBuilder {
             bin_dirs.join(", "),
             self.extra_cni_config,
         );
+        // The container suite runs against each runtime backend: with
+        // BERTH_TEST_RUNTIME=internal the default handler is berth's own.
+        let config = match std::env::var("BERTH_TEST_RUNTIME").as_deref() {
+            Ok("internal") => format!(
+                "{config}\n[runtime]\ndefault_handler = \"internal\"\n[runtime.handlers.internal]\ntype = \"internal\"\n"
+            ),
+            _ => config,
+        };
         std::fs::write(&paths.config, config).expect("write config");
         let mut berth = Berth { dir, paths, args: self.args, child: None };
         berth.spawn().await;

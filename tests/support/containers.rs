@@ -192,8 +192,19 @@ impl Bed {
         Ok(self.berth.runtime().await.exec_sync(request).await?.into_inner())
     }
 
-    /// The IDs runc knows under the berth's default handler root.
+    /// The IDs the default handler's runtime knows: runc's list, or the
+    /// containers in the internal runtime's state directory (BERTH_TEST_RUNTIME).
     pub fn runc_containers(&self) -> Vec<String> {
+        if std::env::var("BERTH_TEST_RUNTIME").as_deref() == Ok("internal") {
+            let root = self.berth.paths.run_root.join("runtimes/internal");
+            let entries = std::fs::read_dir(root).into_iter().flatten().flatten();
+            let mut ids: Vec<String> = entries
+                .filter(|entry| entry.path().join("state.json").exists())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect();
+            ids.sort();
+            return ids;
+        }
         runc_list(&self.berth.paths.run_root.join("runtimes/runc"))
     }
 }

@@ -32,9 +32,7 @@ impl OciCli {
     /// runc and crun list only directories there, and skip dot entries.
     pub fn scratch_file(&self, prefix: &str, contents: &[u8]) -> std::io::Result<TempPath> {
         self.ensure_root()?;
-        let mut file = tempfile::Builder::new().prefix(prefix).suffix(".json").tempfile_in(&self.root)?;
-        std::io::Write::write_all(&mut file, contents)?;
-        Ok(file.into_temp_path())
+        scratch_file_in(&self.root, prefix, contents)
     }
 
     /// A fresh file for one command's `--log`, so concurrent commands never mix their
@@ -137,4 +135,13 @@ async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> std::io::Result<Vec<u
         pipe.read_to_end(&mut bytes).await?;
     }
     Ok(bytes)
+}
+
+/// A new file in a runtime's state directory holding `contents`, removed when
+/// the returned path drops. Dot-named: runtimes list only directories there, and
+/// skip dot entries.
+pub(in crate::runtime) fn scratch_file_in(dir: &Path, prefix: &str, contents: &[u8]) -> std::io::Result<TempPath> {
+    let mut file = tempfile::Builder::new().prefix(prefix).suffix(".json").tempfile_in(dir)?;
+    std::io::Write::write_all(&mut file, contents)?;
+    Ok(file.into_temp_path())
 }

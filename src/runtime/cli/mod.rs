@@ -17,6 +17,19 @@ use oci_spec::runtime::{LinuxResources, Process};
 
 pub use args::ExecArgs;
 use exec::ExecHandle;
+pub(in crate::runtime) use invoke::scratch_file_in;
+
+/// The handle of a process started by a command that keeps `runc exec`'s
+/// contract (attached; `--pid-file`; a JSON `--log`; the process's exit code).
+pub(in crate::runtime) fn exec_handle(
+    call: Call,
+    child: tokio::process::Child,
+    log: tempfile::TempPath,
+    pid_file: tempfile::TempPath,
+    process_file: tempfile::TempPath,
+) -> Box<dyn ExecProcess> {
+    Box::new(ExecHandle::new(call, child, log, pid_file, process_file))
+}
 
 use super::RuntimeHandler;
 use super::error::{Call, RuntimeError};
@@ -204,7 +217,7 @@ impl OciRuntime for OciCli {
 }
 
 /// A new session whose controlling terminal is stdin.
-fn take_stdin_as_controlling_terminal() -> std::io::Result<()> {
+pub(in crate::runtime) fn take_stdin_as_controlling_terminal() -> std::io::Result<()> {
     nix::unistd::setsid().map_err(std::io::Error::from)?;
     // SAFETY: TIOCSCTTY takes an int argument and touches no memory of ours.
     if unsafe { nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) } < 0 {

@@ -19,7 +19,7 @@ pub(super) fn cgroups(call: &Call, error: impl std::error::Error) -> RuntimeErro
     RuntimeError::Failed { call: call.clone(), refusal: Refusal::Other, message: chain(&error) }
 }
 
-fn chain(error: &dyn std::error::Error) -> String {
+pub(super) fn chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {

@@ -14,11 +14,14 @@
 //! (restored), and hands the caller's blocked and ignored signals to the
 //! container (reset by [`ResetSignals`] just before the container's execve).
 //!
-//! Not done yet: exec (libcontainer's tenant builder clones too, so it needs a
-//! single-threaded helper process), which fails with a clear error.
+//! Exec runs libcontainer's tenant builder, which clones too, in a helper
+//! process of its own (`berth internal-exec`, exec_helper.rs).
 
 mod errors;
+mod exec_helper;
 mod signals;
+
+pub use exec_helper::{ExecHelperArgs, run as run_exec_helper};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -256,14 +259,34 @@ impl OciRuntime for Shared {
             .await
     }
 
-    async fn exec(&self, id: &str, _process: &Process, _io: ExecIo) -> Result<Box<dyn ExecProcess>, RuntimeError> {
-        Err(RuntimeError::Failed {
-            call: self.0.call("exec", id),
-            refusal: Refusal::Other,
-            message: "the internal runtime cannot exec into containers yet; run containers that need \
-                      ExecSync, Exec or probes with an oci handler"
-                .into(),
-        })
+    /// Through `berth internal-exec` (see exec_helper.rs), under the contract the
+    /// runc CLI's exec keeps, so the same handle waits for it and kills it.
+    async fn exec(&self, id: &str, process: &Process, io: ExecIo) -> Result<Box<dyn ExecProcess>, RuntimeError> {
+        let call = self.0.call("exec", id);
+        self.0.ensure_root(&call)?;
+        let spec = serde_json::to_vec(process).map_err(|e| RuntimeError::json(&call, "encoding the process", e))?;
+        let scratch = |prefix: &str, contents: &[u8]| {
+            crate::runtime::cli::scratch_file_in(&self.0.root, prefix, contents)
+                .map_err(|e| RuntimeError::io(&call, "creating its files", e))
+        };
+        let process_file = scratch(".berth-process-", &spec)?;
+        let pid_file = scratch(".berth-pid-", b"")?;
+        let log = scratch(".berth-log-", b"")?;
+        let mut command = tokio::process::Command::new("/proc/self/exe");
+        command.arg("internal-exec").arg("--root").arg(&self.0.root).arg("--log").arg(&log);
+        command.arg("--process").arg(&process_file).arg("--pid-file").arg(&pid_file).arg(id);
+        command.stdin(io.stdin).stdout(io.stdout).stderr(io.stderr).kill_on_drop(true);
+        if io.controlling_terminal {
+            // SAFETY: between fork and exec the closure calls only setsid(2) and
+            // ioctl(2), both async-signal-safe, and allocates nothing.
+            unsafe { command.pre_exec(crate::runtime::cli::take_stdin_as_controlling_terminal) };
+        }
+        let child = command.spawn().map_err(|source| RuntimeError::Spawn {
+            call: call.clone(),
+            binary: PathBuf::from("/proc/self/exe"),
+            source,
+        })?;
+        Ok(crate::runtime::cli::exec_handle(call, child, log, pid_file, process_file))
     }
 
     async fn update(&self, id: &str, resources: &LinuxResources) -> Result<(), RuntimeError> {

@@ -69,9 +69,20 @@ async fn limits_stop_and_removal_through_the_internal_runtime() {
 }
 
 #[tokio::test]
-async fn exec_on_the_internal_runtime_says_it_cannot_yet() {
+async fn exec_sync_through_the_internal_runtime() {
     let (bed, pod) = bed().await;
     let id = bed.run(&pod, sh("sleeper", &bed.busybox, "sleep 1000")).await;
-    let error = bed.exec(&id, &["true"], 10).await.expect_err("no exec yet");
-    assert!(error.message().contains("cannot exec"), "{error:?}");
+    let reply = bed.exec(&id, &["sh", "-c", "echo out; echo err >&2; grep SigIgn /proc/self/status; exit 4"], 10).await;
+    let reply = reply.expect("ExecSync");
+    assert_eq!(reply.exit_code, 4, "{reply:?}");
+    let stdout = String::from_utf8_lossy(&reply.stdout);
+    assert!(stdout.starts_with("out\n"), "{stdout}");
+    assert!(stdout.contains("SigIgn:\t0000000000000000"), "nothing ignored: {stdout}");
+    assert_eq!(String::from_utf8_lossy(&reply.stderr), "err\n");
+
+    // A process that outlives its deadline is killed, and the call says so.
+    let late = bed.exec(&id, &["sleep", "1000"], 1).await.expect_err("past its deadline");
+    assert_eq!(late.code(), tonic::Code::DeadlineExceeded, "{late:?}");
+    let missing = bed.exec(&id, &["no-such-command"], 10).await;
+    assert!(missing.is_err() || missing.as_ref().is_ok_and(|r| r.exit_code != 0), "{missing:?}");
 }
