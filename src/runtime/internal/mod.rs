@@ -19,6 +19,7 @@
 
 mod errors;
 mod exec_helper;
+mod hybrid;
 mod signals;
 
 pub use exec_helper::{ExecHelperArgs, run as run_exec_helper};
@@ -114,21 +115,28 @@ struct Shared(Arc<Internal>);
 
 /// Takes the spec's oomScoreAdj out of the bundle's config.json (libcontainer
 /// would write it to its caller), for [`create`] to give the init instead.
-fn take_oom_score_adj(call: &Call, bundle: &Path) -> Result<Option<i32>, RuntimeError> {
+/// Also returns the spec's cgroups path.
+fn take_oom_score_adj(call: &Call, bundle: &Path) -> Result<(Option<i32>, String), RuntimeError> {
     let path = bundle.join("config.json");
     let bad = |e: oci_spec::OciSpecError| RuntimeError::io(call, "rewriting config.json", std::io::Error::other(e));
     let mut spec = Spec::load(&path).map_err(bad)?;
-    let Some(process) = spec.process_mut().as_mut() else { return Ok(None) };
-    let Some(score) = process.oom_score_adj() else { return Ok(None) };
+    let cgroups_path = cgroups_path_of(&spec);
+    let Some(process) = spec.process_mut().as_mut() else { return Ok((None, cgroups_path)) };
+    let Some(score) = process.oom_score_adj() else { return Ok((None, cgroups_path)) };
     process.set_oom_score_adj(None);
     spec.save(&path).map_err(bad)?;
-    Ok(Some(score))
+    Ok((Some(score), cgroups_path))
+}
+
+fn cgroups_path_of(spec: &Spec) -> String {
+    let path = spec.linux().as_ref().and_then(|linux| linux.cgroups_path().clone());
+    path.map(|path| path.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<i32, RuntimeError> {
     let call = internal.call("create", id);
     internal.ensure_root(&call)?;
-    let oom_score_adj = take_oom_score_adj(&call, bundle)?;
+    let (oom_score_adj, cgroups_path) = take_oom_score_adj(&call, bundle)?;
     let failed = |e| from_libcontainer(call.clone(), e);
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(&internal.root)
@@ -168,6 +176,9 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
     if let Some(score) = oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
             .map_err(|e| RuntimeError::io(&call, "setting the init's oom_score_adj", e))?;
+    }
+    if !internal.systemd_cgroup {
+        hybrid::join(&cgroups_path, pid.as_raw());
     }
     Ok(pid.as_raw())
 }
@@ -254,7 +265,14 @@ impl OciRuntime for Shared {
                 // Already gone is what delete wants: a retry after a lost answer succeeds.
                 Err(e) if e.is_not_found() => Ok(()),
                 Err(e) => Err(e),
-                Ok(mut container) => container.delete(force).map_err(|e| from_libcontainer(call.clone(), e)),
+                Ok(mut container) => {
+                    let cgroups_path = Spec::load(container.bundle().join("config.json"))
+                        .map(|spec| cgroups_path_of(&spec))
+                        .unwrap_or_default();
+                    container.delete(force).map_err(|e| from_libcontainer(call.clone(), e))?;
+                    hybrid::remove(&cgroups_path);
+                    Ok(())
+                }
             })
             .await
     }
