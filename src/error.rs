@@ -26,6 +26,22 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// An error and each of its causes not already in its message, joined by
+/// ": ": libraries often say only what failed at the top and why below.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = e.source();
+    }
+    message
+}
+
 /// Implemented by every domain error.
 pub trait Classify: std::error::Error {
     fn kind(&self) -> ErrorKind;

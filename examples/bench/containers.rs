@@ -47,6 +47,7 @@ pub async fn containers() {
     let (berth, network) = (&stage.berth, &stage.network);
     let keep = stage.keep();
     let mut bench = stage.bench().await;
+    let mut internal = stage.bench_on("internal").await;
 
     eprintln!(
         "bench: container cycles on bridge {} ({}), {WARMUP} warm-up + {CYCLES} each for berth and runc...",
@@ -54,18 +55,21 @@ pub async fn containers() {
     );
     for i in 0..WARMUP {
         bench.cycle(&format!("warm-{i}")).await;
+        internal.cycle(&format!("warm-{i}")).await;
         reap_zombie_children(&keep);
         floor.cycle(&format!("warm-{i}")).await;
     }
-    // Interleaved, alternating which goes first, so both see the same machine.
-    let (mut berth_cycles, mut floor_cycles) = (Vec::new(), Vec::new());
+    // Interleaved, alternating which goes first, so all see the same machine.
+    let (mut berth_cycles, mut internal_cycles, mut floor_cycles) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..CYCLES {
         let name = format!("bench-{i}");
         if i % 2 == 0 {
             berth_cycles.push(bench.cycle(&name).await);
+            internal_cycles.push(internal.cycle(&name).await);
             floor_cycles.push(floor.cycle(&name).await);
         } else {
             floor_cycles.push(floor.cycle(&name).await);
+            internal_cycles.push(internal.cycle(&name).await);
             berth_cycles.push(bench.cycle(&name).await);
         }
         reap_zombie_children(&keep);
@@ -116,6 +120,17 @@ pub async fn containers() {
         "berth container part (Create..Remove)",
         berth_cycles.iter().map(|c| c[CONTAINER_STEPS].iter().sum()).collect(),
     );
+    let internal_column = |step: usize| internal_cycles.iter().map(|c| c[step]).collect::<Vec<_>>();
+    row("internal handler cycle (pod + container)", internal_cycles.iter().map(|c| c.iter().sum()).collect());
+    for (step, name) in BERTH_STEPS.iter().enumerate().filter(|(step, _)| CONTAINER_STEPS.contains(step)) {
+        row(&format!("  {name}"), internal_column(step));
+    }
+    row(
+        "internal container part (Create..Remove)",
+        internal_cycles.iter().map(|c| c[CONTAINER_STEPS].iter().sum()).collect(),
+    );
+    row("runc handler Create + Start", berth_cycles.iter().map(|c| c[1] + c[2]).collect());
+    row("internal handler Create + Start", internal_cycles.iter().map(|c| c[1] + c[2]).collect());
     let (floor_median, floor_p95) = row("runc floor cycle", floor_cycles.iter().map(|c| c.iter().sum()).collect());
     for (step, name) in FLOOR_STEPS.iter().enumerate() {
         row(&format!("  {name}"), floor_column(step));

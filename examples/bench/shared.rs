@@ -55,8 +55,9 @@ impl Stage {
         let image = ImageBuilder::busybox().build();
         image.push(&registry, REPO, "latest").await;
         let reference = format!("{}/{REPO}:latest", registry.host());
-        let berth =
-            Berth::builder().cni_conflist(&network.conflist()).config(&plain_http(&registry.host())).start().await;
+        // A second handler, berth's internal runtime, for the benchmarks that compare them.
+        let config = format!("{}[runtime.handlers.internal]\ntype = \"internal\"\n", plain_http(&registry.host()));
+        let berth = Berth::builder().cni_conflist(&network.conflist()).config(&config).start().await;
         let pull = PullImageRequest {
             image: Some(ImageSpec { image: reference.clone(), ..Default::default() }),
             ..Default::default()
@@ -75,12 +76,18 @@ impl Stage {
         [self.berth_pid(), self.registry.pid()]
     }
 
-    /// berth's side of the benchmark, on a connection of its own.
+    /// berth's side of the benchmark, on a connection of its own, on the default handler.
     pub(crate) async fn bench(&self) -> Bench {
+        self.bench_on("").await
+    }
+
+    /// The same on runtime handler `handler`.
+    pub(crate) async fn bench_on(&self, handler: &str) -> Bench {
         Bench {
             client: self.berth.runtime().await,
             image: self.reference.clone(),
             logs: self.berth.dir().join("pod-logs"),
+            handler: handler.to_string(),
         }
     }
 }
@@ -97,6 +104,8 @@ pub(crate) struct Bench {
     image: String,
     /// The pods' log directories (under berth's temp dir, removed with it).
     logs: PathBuf,
+    /// The runtime handler its pods ask for ("" for the default).
+    handler: String,
 }
 
 impl Bench {
@@ -110,12 +119,12 @@ impl Bench {
 
     /// RunPodSandbox, CreateContainer, StartContainer of a busybox `sleep 3600`.
     pub(crate) async fn start(&mut self, name: &str) -> (Ids, [Duration; 3]) {
-        let mut pod: PodSandboxConfig = pod_config(name);
+        let mut pod: PodSandboxConfig = pod_config(&format!("{name}{}", self.handler));
         pod.log_directory = self.logs.join(name).display().to_string();
         let config =
             ContainerConfig { command: vec!["sleep".into(), "3600".into()], ..container("sleep", &self.image) };
         let started = Instant::now();
-        let request = RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: String::new() };
+        let request = RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: self.handler.clone() };
         let pod_id = self.client.run_pod_sandbox(request).await.expect("RunPodSandbox").into_inner().pod_sandbox_id;
         let ran = Instant::now();
         let request =

@@ -335,16 +335,7 @@ pub fn classify(err: OciDistributionError, endpoint: &Endpoint, reference: &str)
 /// handshake that found plain HTTP, or HTTP that found a TLS server, says
 /// which and what to set.
 pub(super) fn transport_failure(error: &(dyn std::error::Error + 'static), endpoint: &Endpoint) -> String {
-    let mut message = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let text = e.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = e.source();
-    }
+    let mut message = crate::error::with_causes(error);
     // rustls reads an HTTP answer to its ClientHello as a record of unknown type;
     // a TLS server answers a plain request with a handshake record hyper cannot parse.
     let lower = message.to_ascii_lowercase();

@@ -3,6 +3,7 @@
 
 use libcontainer::error::LibcontainerError;
 
+use crate::error::with_causes;
 use crate::runtime::error::{Call, Refusal, RuntimeError};
 
 pub(super) fn from_libcontainer(call: Call, error: LibcontainerError) -> RuntimeError {
@@ -12,23 +13,9 @@ pub(super) fn from_libcontainer(call: Call, error: LibcontainerError) -> Runtime
         LibcontainerError::IncorrectStatus(_) => Refusal::WrongState,
         _ => Refusal::Other,
     };
-    RuntimeError::Failed { call, refusal, message: chain(&error) }
+    RuntimeError::Failed { call, refusal, message: with_causes(&error) }
 }
 
 pub(super) fn cgroups(call: &Call, error: impl std::error::Error) -> RuntimeError {
-    RuntimeError::Failed { call: call.clone(), refusal: Refusal::Other, message: chain(&error) }
-}
-
-pub(super) fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let text = e.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = e.source();
-    }
-    message
+    RuntimeError::Failed { call: call.clone(), refusal: Refusal::Other, message: with_causes(&error) }
 }

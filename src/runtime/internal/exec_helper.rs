@@ -55,7 +55,7 @@ fn exec(args: &ExecHelperArgs) -> Result<u8, String> {
         .with_process(Some(&args.process))
         .with_detach(true)
         .build()
-        .map_err(|e| super::errors::chain(&e))?;
+        .map_err(|e| crate::error::with_causes(&e))?;
     let _ = nix::sys::prctl::set_dumpable(true);
     std::fs::write(&args.pid_file, pid.as_raw().to_string()).map_err(|e| format!("writing the pid file: {e}"))?;
     loop {
