@@ -513,16 +513,27 @@ fn repository_and_tag(reference: &str) -> (String, String) {
 }
 
 /// Builds every image of [`critest_images`] and pushes it to `registry`;
-/// returns the references pushed.
+/// returns the references pushed. Repositories are pushed at once, but the tags
+/// of one repository one after another: Debian's docker-registry can lose a
+/// blob's link when two uploads of it to one repository finish together (a
+/// later manifest PUT then answers MANIFEST_BLOB_UNKNOWN).
 pub async fn push_critest_images(registry: &Registry) -> Vec<String> {
     let images = tokio::task::spawn_blocking(critest_images).await.expect("building critest's images");
-    let mut pushes = tokio::task::JoinSet::new();
+    let mut by_repository: std::collections::BTreeMap<String, Vec<(String, _)>> = std::collections::BTreeMap::new();
     let mut references = Vec::new();
     for (reference, image) in images {
         references.push(reference.clone());
         let (repository, tag) = repository_and_tag(&reference);
+        by_repository.entry(repository).or_default().push((tag, image));
+    }
+    let mut pushes = tokio::task::JoinSet::new();
+    for (repository, tags) in by_repository {
         let client = super::image::RegistryClient::new(registry);
-        pushes.spawn(async move { client.push_image(&repository, &tag, &image).await });
+        pushes.spawn(async move {
+            for (tag, image) in tags {
+                client.push_image(&repository, &tag, &image).await;
+            }
+        });
     }
     while let Some(pushed) = pushes.join_next().await {
         pushed.expect("pushing a critest image");
