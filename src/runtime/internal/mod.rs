@@ -282,7 +282,14 @@ impl OciRuntime for Shared {
     async fn exec(&self, id: &str, process: &Process, io: ExecIo) -> Result<Box<dyn ExecProcess>, RuntimeError> {
         let call = self.0.call("exec", id);
         self.0.ensure_root(&call)?;
-        let spec = serde_json::to_vec(process).map_err(|e| RuntimeError::json(&call, "encoding the process", e))?;
+        // With a terminal, berth's pty slave is already the helper's stdio and
+        // controlling terminal, which the process inherits: libcontainer must not
+        // make a pty of its own (it would want a console socket to send it to).
+        let mut process = process.clone();
+        if io.controlling_terminal {
+            process.set_terminal(Some(false));
+        }
+        let spec = serde_json::to_vec(&process).map_err(|e| RuntimeError::json(&call, "encoding the process", e))?;
         let scratch = |prefix: &str, contents: &[u8]| {
             crate::runtime::cli::scratch_file_in(&self.0.root, prefix, contents)
                 .map_err(|e| RuntimeError::io(&call, "creating its files", e))
