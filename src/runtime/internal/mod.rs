@@ -113,6 +113,24 @@ pub fn runtime(handler: &RuntimeHandler) -> Arc<dyn OciRuntime> {
 
 struct Shared(Arc<Internal>);
 
+impl Shared {
+    /// Loads container `id` and runs one libcontainer operation on it, off the
+    /// async workers.
+    async fn on_container(
+        &self,
+        command: &'static str,
+        id: &str,
+        operation: impl FnOnce(&mut Container) -> Result<(), libcontainer::error::LibcontainerError> + Send + 'static,
+    ) -> Result<(), RuntimeError> {
+        let id = id.to_string();
+        self.0
+            .blocking(self.0.call(command, &id), move |internal, call| {
+                operation(&mut internal.load(call, &id)?).map_err(|e| from_libcontainer(call.clone(), e))
+            })
+            .await
+    }
+}
+
 /// Takes the spec's oomScoreAdj out of the bundle's config.json (libcontainer
 /// would write it to its caller), for [`create`] to give the init instead.
 /// Also returns the spec's cgroups path.
@@ -234,12 +252,7 @@ impl OciRuntime for Shared {
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        let id = id.to_string();
-        self.0
-            .blocking(self.0.call("start", &id), move |internal, call| {
-                internal.load(call, &id)?.start().map_err(|e| from_libcontainer(call.clone(), e))
-            })
-            .await
+        self.on_container("start", id, move |container| container.start()).await
     }
 
     async fn state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
@@ -250,12 +263,7 @@ impl OciRuntime for Shared {
     }
 
     async fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<(), RuntimeError> {
-        let id = id.to_string();
-        self.0
-            .blocking(self.0.call("kill", &id), move |internal, call| {
-                internal.load(call, &id)?.kill(signal, all).map_err(|e| from_libcontainer(call.clone(), e))
-            })
-            .await
+        self.on_container("kill", id, move |container| container.kill(signal, all)).await
     }
 
     async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
@@ -338,21 +346,11 @@ impl OciRuntime for Shared {
     }
 
     async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
-        let id = id.to_string();
-        self.0
-            .blocking(self.0.call("pause", &id), move |internal, call| {
-                internal.load(call, &id)?.pause().map_err(|e| from_libcontainer(call.clone(), e))
-            })
-            .await
+        self.on_container("pause", id, move |container| container.pause()).await
     }
 
     async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
-        let id = id.to_string();
-        self.0
-            .blocking(self.0.call("resume", &id), move |internal, call| {
-                internal.load(call, &id)?.resume().map_err(|e| from_libcontainer(call.clone(), e))
-            })
-            .await
+        self.on_container("resume", id, move |container| container.resume()).await
     }
 
     async fn list(&self) -> Result<Vec<ContainerState>, RuntimeError> {
