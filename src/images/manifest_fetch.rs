@@ -12,7 +12,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
 
 use super::error::ImageError;
-use super::registry::{Endpoint, classify, scheme_hint, transport_failure};
+use super::registry::{Endpoint, classify, from_error_codes, scheme_hint, transport_failure};
 
 /// Of an error answer, what is read to tell why.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -94,18 +94,13 @@ fn refused(endpoint: &Endpoint, status: u16, url: &str, body: &[u8], reference: 
     let codes: Vec<String> = serde_json::from_slice::<Envelope>(body)
         .map(|envelope| envelope.errors.into_iter().map(|e| e.code).collect())
         .unwrap_or_default();
-    let any = |needle: &str| codes.iter().any(|code| code.contains(needle));
     match status {
         401 | 403 => ImageError::Unauthenticated {
             registry,
             message: format!("access to {url} denied: wrong or missing credentials"),
         },
         404 => ImageError::NotInRegistry { reference: reference.to_string(), registry },
-        _ if any("UNAUTHORIZED") || any("DENIED") => {
-            ImageError::Unauthenticated { registry, message: format!("{url}: {}", codes.join(",")) }
-        }
-        _ if any("UNKNOWN") => ImageError::NotInRegistry { reference: reference.to_string(), registry },
-        _ => {
+        _ => from_error_codes(&codes, url, endpoint, reference).unwrap_or_else(|| {
             let text = String::from_utf8_lossy(body);
             let mut message = format!("{url}: status {status}: {}", text.trim());
             if status == 400 && text.contains("HTTPS server") {
@@ -113,7 +108,7 @@ fn refused(endpoint: &Endpoint, status: u16, url: &str, body: &[u8], reference: 
                 message.push_str(&scheme_hint(endpoint));
             }
             ImageError::Registry { registry, message }
-        }
+        }),
     }
 }
 

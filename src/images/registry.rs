@@ -311,14 +311,8 @@ pub fn classify(err: OciDistributionError, endpoint: &Endpoint, reference: &str)
         }
         OciDistributionError::RegistryError { envelope, url } => {
             let codes: Vec<String> = envelope.errors.iter().map(|e| format!("{:?}", e.code)).collect();
-            let joined = codes.join(",");
-            if joined.contains("Unauthorized") || joined.contains("Denied") {
-                ImageError::Unauthenticated { registry, message: format!("{url}: {joined}") }
-            } else if joined.contains("Unknown") {
-                ImageError::NotInRegistry { reference: reference.to_string(), registry }
-            } else {
-                ImageError::Registry { registry, message: format!("{url}: {joined}") }
-            }
+            from_error_codes(&codes, &url, endpoint, reference)
+                .unwrap_or_else(|| ImageError::Registry { registry, message: format!("{url}: {}", codes.join(",")) })
         }
         OciDistributionError::RequestError(e) => {
             ImageError::Registry { registry, message: transport_failure(&e, endpoint) }
@@ -327,6 +321,20 @@ pub fn classify(err: OciDistributionError, endpoint: &Endpoint, reference: &str)
             ImageError::Registry { registry, message: format!("{url}: {message}. {}", scheme_hint(endpoint)) }
         }
         other => ImageError::Registry { registry, message: other.to_string() },
+    }
+}
+
+/// What a registry's error codes (distribution spec, "Error Codes", in any
+/// case) say the caller can act on: credentials refused, or nothing there.
+pub(super) fn from_error_codes(codes: &[String], url: &str, endpoint: &Endpoint, reference: &str) -> Option<ImageError> {
+    let any = |needle: &str| codes.iter().any(|code| code.to_ascii_lowercase().contains(needle));
+    let registry = endpoint.host.clone();
+    if any("unauthorized") || any("denied") {
+        Some(ImageError::Unauthenticated { registry, message: format!("{url}: {}", codes.join(",")) })
+    } else if any("unknown") {
+        Some(ImageError::NotInRegistry { reference: reference.to_string(), registry })
+    } else {
+        None
     }
 }
 

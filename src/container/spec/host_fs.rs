@@ -5,7 +5,7 @@
 //! the node's other calls with it (containerd#10828). A path whose earlier call is
 //! still stuck is refused at once, so kubelet's retries do not pile up threads.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,9 +18,9 @@ use super::SpecError;
 pub const HOST_PATH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Abandoned calls still stuck, by path.
-static STUCK: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+static STUCK: Mutex<BTreeMap<PathBuf, usize>> = Mutex::new(BTreeMap::new());
 
-fn stuck() -> MutexGuard<'static, Option<HashMap<PathBuf, usize>>> {
+fn stuck() -> MutexGuard<'static, BTreeMap<PathBuf, usize>> {
     // A poisoned map is still a map: the counts stay meaningful.
     STUCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -39,7 +39,7 @@ pub fn bounded<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, SpecError> + Send + 'static,
 ) -> Result<T, SpecError> {
     let hung = |earlier| SpecError::HostPathHung { path: path.display().to_string(), timeout, earlier };
-    if stuck().as_ref().and_then(|map| map.get(path)).is_some_and(|count| *count > 0) {
+    if stuck().get(path).is_some_and(|count| *count > 0) {
         return Err(hung(true));
     }
     let state = Arc::new(Mutex::new(CallState::Running));
@@ -49,13 +49,13 @@ pub fn bounded<T: Send + 'static>(
     let spawned = std::thread::Builder::new().name("berth-host-path".into()).spawn(move || {
         let result = work();
         let mut state = thread_state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *state == CallState::Abandoned
-            && let Some(map) = stuck().as_mut()
-            && let Some(count) = map.get_mut(&owned)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                map.remove(&owned);
+        if *state == CallState::Abandoned {
+            let mut map = stuck();
+            if let Some(count) = map.get_mut(&owned) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    map.remove(&owned);
+                }
             }
             tracing::info!(path = %owned.display(), "a host path call abandoned earlier has returned");
         }
@@ -78,7 +78,7 @@ pub fn bounded<T: Send + 'static>(
                 return receive.recv().unwrap_or_else(|_| Err(hung(false)));
             }
             *state = CallState::Abandoned;
-            *stuck().get_or_insert_with(HashMap::new).entry(path.to_path_buf()).or_default() += 1;
+            *stuck().entry(path.to_path_buf()).or_default() += 1;
             tracing::warn!(path = %path.display(), ?timeout, "a call on a host path hangs; abandoned on its thread");
             Err(hung(false))
         }
@@ -115,7 +115,7 @@ mod tests {
         has_returned.recv().expect("the hung call returned");
         // The count drops just after `returned` is sent; wait for it, bounded.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while stuck().as_ref().is_some_and(|map| map.contains_key(path)) {
+        while stuck().contains_key(path) {
             assert!(std::time::Instant::now() < deadline, "the path stayed marked as hung");
             std::thread::yield_now();
         }
