@@ -27,13 +27,5 @@ cargo clippy --all-targets --locked --quiet -- -D warnings
 # more threads than cores keeps both cores busy.
 cargo test --all-targets --locked --no-fail-fast -- --test-threads "${BERTH_TEST_THREADS:-4}"
 
-# The container tests again, against berth's internal runtime (issue 14). The
-# three it cannot pass yet are named here, with why, not skipped silently:
-#   seccomp_runtime_default...: libcontainer loads a filter without no_new_privs too late
-#   host_to_container_propagation...: rslave propagation at the rootfs ("failed to prepare rootfs")
-#   links_and_special_files...: mount targets that are links out of the image (same)
-BERTH_TEST_RUNTIME=internal cargo test --locked --test cri -- containers:: \
-  --skip containers::security::seccomp_runtime_default_unconfined_and_localhost \
-  --skip containers::mounts::host_to_container_propagation_shows_later_host_mounts \
-  --skip containers::hostile_rootfs::links_and_special_files_in_the_image_never_reach_the_node \
-  --test-threads "${BERTH_TEST_THREADS:-4}"
+# The container tests again, against berth's internal runtime (issue 14).
+BERTH_TEST_RUNTIME=internal cargo test --locked --test cri -- containers:: --test-threads "${BERTH_TEST_THREADS:-4}"

@@ -46,6 +46,12 @@ pub enum Command {
         #[command(flatten)]
         args: crate::runtime::internal::ExecHelperArgs,
     },
+    /// The internal runtime's createContainer hook that sets bind propagation.
+    #[command(hide = true, name = "internal-propagation")]
+    InternalPropagation {
+        #[command(flatten)]
+        args: crate::runtime::internal::PropagationHookArgs,
+    },
 }
 
 /// Each flag sets the config key named in its help.

@@ -27,6 +27,9 @@ fn main() -> ExitCode {
     if let Command::InternalExec { args } = &cli.command {
         return ExitCode::from(berth::runtime::internal::run_exec_helper(args));
     }
+    if let Command::InternalPropagation { args } = &cli.command {
+        return ExitCode::from(berth::runtime::internal::run_propagation_hook(args));
+    }
     if let Command::Monitor { args } = &cli.command {
         return match monitor::run(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -55,7 +58,10 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILURE)
             }
         },
-        Command::Pause { .. } | Command::Monitor { .. } | Command::InternalExec { .. } => ExitCode::SUCCESS,
+        Command::Pause { .. }
+        | Command::Monitor { .. }
+        | Command::InternalExec { .. }
+        | Command::InternalPropagation { .. } => ExitCode::SUCCESS,
         Command::Serve => {
             logging::init(&config.log);
             // The runtime is built here, not by #[tokio::main], so that later

@@ -19,3 +19,13 @@ pub(super) fn from_libcontainer(call: Call, error: LibcontainerError) -> Runtime
 pub(super) fn cgroups(call: &Call, error: impl std::error::Error) -> RuntimeError {
     RuntimeError::Failed { call: call.clone(), refusal: Refusal::Other, message: with_causes(&error) }
 }
+
+/// Adds libcontainer's logged account of a failure (see capture.rs) to the refusal.
+pub(super) fn with_account(error: RuntimeError, account: &str) -> RuntimeError {
+    match error {
+        RuntimeError::Failed { call, refusal, message } if !account.is_empty() => {
+            RuntimeError::Failed { call, refusal, message: format!("{message} ({account})") }
+        }
+        other => other,
+    }
+}

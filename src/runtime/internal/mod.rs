@@ -17,12 +17,17 @@
 //! Exec runs libcontainer's tenant builder, which clones too, in a helper
 //! process of its own (`berth internal-exec`, exec_helper.rs).
 
+mod adapt;
+mod capture;
 mod errors;
 mod exec_helper;
 mod hybrid;
+mod in_root;
+mod propagation;
 mod signals;
 
 pub use exec_helper::{ExecHelperArgs, run as run_exec_helper};
+pub use propagation::{PropagationHookArgs, run_hook as run_propagation_hook};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +45,7 @@ use super::RuntimeHandler;
 use super::error::{Call, Refusal, RuntimeError};
 use super::oci::{ContainerState, ContainerStatus, CreateIo, ExecIo, ExecProcess, OciRuntime, RuntimeFeatures};
 use errors::from_libcontainer;
+use capture::Capture;
 use signals::ResetSignals;
 
 /// What the handler says of itself in Status.
@@ -131,31 +137,12 @@ impl Shared {
     }
 }
 
-/// Takes the spec's oomScoreAdj out of the bundle's config.json (libcontainer
-/// would write it to its caller), for [`create`] to give the init instead.
-/// Also returns the spec's cgroups path.
-fn take_oom_score_adj(call: &Call, bundle: &Path) -> Result<(Option<i32>, String), RuntimeError> {
-    let path = bundle.join("config.json");
-    let bad = |e: oci_spec::OciSpecError| RuntimeError::io(call, "rewriting config.json", std::io::Error::other(e));
-    let mut spec = Spec::load(&path).map_err(bad)?;
-    let cgroups_path = cgroups_path_of(&spec);
-    let Some(process) = spec.process_mut().as_mut() else { return Ok((None, cgroups_path)) };
-    let Some(score) = process.oom_score_adj() else { return Ok((None, cgroups_path)) };
-    process.set_oom_score_adj(None);
-    spec.save(&path).map_err(bad)?;
-    Ok((Some(score), cgroups_path))
-}
-
-fn cgroups_path_of(spec: &Spec) -> String {
-    let path = spec.linux().as_ref().and_then(|linux| linux.cgroups_path().clone());
-    path.map(|path| path.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
 fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<i32, RuntimeError> {
     let call = internal.call("create", id);
     internal.ensure_root(&call)?;
-    let (oom_score_adj, cgroups_path) = take_oom_score_adj(&call, bundle)?;
-    let failed = |e| from_libcontainer(call.clone(), e);
+    let adapted = adapt::adapt(&call, bundle)?;
+    let capture = Capture::new(&internal.root).map_err(|e| RuntimeError::io(&call, "creating its log", e))?;
+    let failed = |e| errors::with_account(from_libcontainer(call.clone(), e), &capture.text());
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(&internal.root)
         .map_err(failed)?
@@ -170,13 +157,8 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
     if let Some(fd) = io.stderr {
         builder = builder.with_stderr(fd);
     }
-    let built = builder
-        .validate_id()
-        .map_err(failed)?
-        .as_init(bundle)
-        .with_systemd(internal.systemd_cgroup)
-        .with_detach(true)
-        .build();
+    let init = builder.validate_id().map_err(failed)?.as_init(bundle);
+    let built = capture.during(|| init.with_systemd(internal.systemd_cgroup).with_detach(true).build());
     // libcontainer leaves its caller non-dumpable (/proc/<pid> owned by root only).
     let _ = nix::sys::prctl::set_dumpable(true);
     let container = match built {
@@ -191,12 +173,12 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
         refusal: Refusal::Other,
         message: "created without an init process".into(),
     })?;
-    if let Some(score) = oom_score_adj {
+    if let Some(score) = adapted.oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
             .map_err(|e| RuntimeError::io(&call, "setting the init's oom_score_adj", e))?;
     }
     if !internal.systemd_cgroup {
-        hybrid::join(&cgroups_path, pid.as_raw());
+        hybrid::join(&adapted.cgroups_path, pid.as_raw());
     }
     Ok(pid.as_raw())
 }
@@ -275,7 +257,7 @@ impl OciRuntime for Shared {
                 Err(e) => Err(e),
                 Ok(mut container) => {
                     let cgroups_path = Spec::load(container.bundle().join("config.json"))
-                        .map(|spec| cgroups_path_of(&spec))
+                        .map(|spec| adapt::cgroups_path_of(&spec))
                         .unwrap_or_default();
                     container.delete(force).map_err(|e| from_libcontainer(call.clone(), e))?;
                     hybrid::remove(&cgroups_path);

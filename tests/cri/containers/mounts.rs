@@ -49,25 +49,33 @@ async fn host_to_container_propagation_shows_later_host_mounts() {
     let volume = bed.berth.dir().join("shared-volume");
     std::fs::create_dir_all(volume.join("sub")).unwrap();
     mounts.shared_bind(&volume);
+    // A private bind beside it in the same container keeps to itself (the
+    // internal runtime sets the two apart with a hook: see its propagation.rs).
+    let beside = bed.berth.dir().join("shared-beside");
+    std::fs::create_dir_all(beside.join("sub")).unwrap();
+    mounts.shared_bind(&beside);
 
-    let script = "echo up; while [ ! -e /volume/sub/marker ]; do usleep 100000; done; cat /volume/sub/marker";
+    let script = "echo up; while [ ! -e /volume/sub/marker ]; do usleep 100000; done; cat /volume/sub/marker; \
+        if [ -e /beside/sub/marker ]; then echo private-saw-it; else echo private-kept-out; fi";
     let mut config = sh("slave", &bed.busybox, script);
-    config.mounts = vec![Mount {
-        propagation: MountPropagation::PropagationHostToContainer as i32,
-        ..mount("/volume", &volume, false)
-    }];
+    config.mounts = vec![
+        Mount { propagation: MountPropagation::PropagationHostToContainer as i32, ..mount("/volume", &volume, false) },
+        mount("/beside", &beside, false),
+    ];
     let log = pod.log_path(&config);
     let id = bed.run(&pod, config).await;
     wait_for_line(&log, "up").await;
     assert_eq!(bed.status(&id).await.state(), ContainerState::ContainerRunning);
 
-    // The marker lives in a tmpfs mounted after the container started: the
-    // container sees it only if the mount propagated.
+    // The markers live in tmpfs mounts made after the container started: the
+    // container sees one only if the mount propagated.
+    mounts.tmpfs(&beside.join("sub"));
+    std::fs::write(beside.join("sub/marker"), "not for the container\n").unwrap();
     mounts.tmpfs(&volume.join("sub"));
     std::fs::write(volume.join("sub/marker"), "propagated\n").unwrap();
     let exited = bed.wait_exited(&id).await;
     assert_eq!(exited.exit_code, 0, "{exited:?}");
-    assert_eq!(log_lines(&log), ["up", "propagated"]);
+    assert_eq!(log_lines(&log), ["up", "propagated", "private-kept-out"]);
 
     // A private mount of the same volume does not see a later host mount.
     std::fs::create_dir_all(volume.join("other")).unwrap();
