@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
-use oci_spec::runtime::{Hook, Hooks, Mount, Spec};
+use oci_spec::runtime::{Hook, Mount, Spec};
 
 /// A few mount(2) calls; the runtime kills the hook past this.
 const HOOK_TIMEOUT_SECONDS: i64 = 10;
@@ -68,7 +68,7 @@ impl Kind {
 
 /// The propagation a mount's options ask for, if any (the last one wins).
 fn asked(mount: &Mount) -> Option<(Kind, bool)> {
-    mount.options().iter().flatten().filter_map(|option| Kind::parse(option)).last()
+    mount.options().iter().flatten().filter_map(|option| Kind::parse(option)).next_back()
 }
 
 /// Sets the rootfs propagation libcontainer reads (its short names) and adds
@@ -114,7 +114,7 @@ pub(super) fn plan(spec: &mut Spec, rootfs: &Path, is_bind: impl Fn(&Mount) -> b
 }
 
 fn add_create_container_hook(spec: &mut Spec, hook: Hook) {
-    let mut hooks = spec.hooks().clone().unwrap_or_else(Hooks::default);
+    let mut hooks = spec.hooks().clone().unwrap_or_default();
     let mut create = hooks.create_container().clone().unwrap_or_default();
     create.push(hook);
     hooks.set_create_container(Some(create));
