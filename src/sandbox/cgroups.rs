@@ -13,26 +13,7 @@ use std::time::Duration;
 
 use super::error::SandboxError;
 use crate::config::CgroupDriver;
-
-/// Where the host's cgroup hierarchies are mounted, with whether each is v1 cpuset.
-fn hierarchies() -> Vec<(PathBuf, bool)> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut right = right.split_whitespace();
-            let fstype = right.next()?;
-            let options = right.nth(1).unwrap_or_default();
-            let point = left.split_whitespace().nth(4)?;
-            match fstype {
-                "cgroup2" => Some((PathBuf::from(point), false)),
-                "cgroup" => Some((PathBuf::from(point), options.split(',').any(|o| o == "cpuset"))),
-                _ => None,
-            }
-        })
-        .collect()
-}
+use crate::stats::cgroup::{MountedHierarchy, mounted_hierarchies};
 
 /// `kubepods-burstable-pod1.slice` -> `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice`
 pub fn expand_slice(slice: &str) -> String {
@@ -61,7 +42,7 @@ fn relative_parent(parent: &str, driver: CgroupDriver) -> String {
 pub fn place(parent: &str, driver: CgroupDriver, name: &str, pid: i32) -> Result<Vec<PathBuf>, SandboxError> {
     let relative = relative_parent(parent, driver);
     let mut made = Vec::new();
-    for (root, cpuset) in hierarchies() {
+    for MountedHierarchy { root, cpuset } in mounted_hierarchies() {
         let dir = root.join(&relative).join(name);
         let placed = create(&root, &dir, cpuset).and_then(|()| {
             made.push(dir.clone());

@@ -159,6 +159,36 @@ pub fn parse_v2(
     CgroupUsage { cpu_ns, memory, processes: count_lines(procs) }
 }
 
+/// One cgroup hierarchy as the host mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedHierarchy {
+    pub root: PathBuf,
+    /// A v1 cpuset hierarchy, whose new cgroups need cpus and mems before any process.
+    pub cpuset: bool,
+}
+
+/// Every cgroup hierarchy mounted here: each v1 controller (and `name=systemd`)
+/// and the unified one on a v1 or hybrid host, the one unified hierarchy on a
+/// pure v2 host.
+pub fn mounted_hierarchies() -> Vec<MountedHierarchy> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut right = right.split_whitespace();
+            let fstype = right.next()?;
+            let options = right.nth(1).unwrap_or_default();
+            let root = PathBuf::from(left.split_whitespace().nth(4)?);
+            match fstype {
+                "cgroup2" => Some(MountedHierarchy { root, cpuset: false }),
+                "cgroup" => Some(MountedHierarchy { root, cpuset: options.split(',').any(|o| o == "cpuset") }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// A cgroup path as an OCI runtime was given it, as a path in the hierarchy: the
 /// cgroupfs form as it is, systemd's `slice:prefix:name` as systemd lays it out
 /// (`a-b.slice` lives in `a.slice/a-b.slice`; the unit is `<prefix>-<name>.scope`).

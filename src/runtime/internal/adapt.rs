@@ -6,7 +6,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{Mount, Spec};
 
-use super::{in_root, propagation};
+use super::{cgroup_v1, in_root, propagation};
 
 use crate::runtime::error::{Call, RuntimeError};
 
@@ -23,6 +23,10 @@ pub(super) fn adapt(call: &Call, bundle: &Path) -> Result<Adapted, RuntimeError>
     let bad = |e: oci_spec::OciSpecError| RuntimeError::io(call, "rewriting config.json", std::io::Error::other(e));
     let mut spec = Spec::load(&path).map_err(bad)?;
     let (oom_score_adj, mut changed) = adapt_spec(&mut spec);
+    changed |= cgroup_v1::systemd_path_as_directory(&mut spec);
+    let cgroups_path = cgroups_path_of(&spec);
+    cgroup_v1::prepare(&cgroups_path).map_err(|e| RuntimeError::io(call, "making the container's cgroups", e))?;
+    changed |= cgroup_v1::replace_cgroup_mounts(&mut spec, &cgroups_path);
     let rootfs = spec.root().as_ref().map(|root| bundle.join(root.path()));
     if let Some(rootfs) = rootfs {
         changed |= resolve_bind_destinations(&mut spec, &rootfs)
@@ -32,7 +36,7 @@ pub(super) fn adapt(call: &Call, bundle: &Path) -> Result<Adapted, RuntimeError>
     if changed {
         spec.save(&path).map_err(bad)?;
     }
-    Ok(Adapted { oom_score_adj, cgroups_path: cgroups_path_of(&spec) })
+    Ok(Adapted { oom_score_adj, cgroups_path })
 }
 
 /// Returns the oomScoreAdj taken out, and whether anything changed.

@@ -13,6 +13,9 @@ use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::get_executor;
 use nix::sys::wait::{WaitStatus, waitpid};
 
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Process, Spec};
+
+use super::exec_seccomp::WithSeccomp;
 use super::signals::ResetSignals;
 
 /// The flags of `berth internal-exec`.
@@ -45,12 +48,18 @@ pub fn run(args: &ExecHelperArgs) -> u8 {
 }
 
 fn exec(args: &ExecHelperArgs) -> Result<u8, String> {
+    let container = libcontainer::container::Container::load(args.root.join(&args.id)).map_err(|e| e.to_string())?;
     // As runc does: the process gets the container's oom_score_adj, not berth's.
-    copy_oom_score_adj(&args.root, &args.id);
+    copy_oom_score_adj(&container);
+    let seccomp = container_seccomp(&container)?;
+    let mut process = read_process(&args.process)?;
+    let executor = WithSeccomp::around(ResetSignals::around(get_executor()).boxed(), &mut process, seccomp);
+    let json = serde_json::to_vec(&process).map_err(|e| format!("writing the process: {e}"))?;
+    std::fs::write(&args.process, json).map_err(|e| format!("writing the process: {e}"))?;
     let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.root)
         .map_err(|e| e.to_string())?
-        .with_executor(ResetSignals::around(get_executor()))
+        .with_executor(executor)
         .as_tenant()
         .with_process(Some(&args.process))
         .with_detach(true)
@@ -68,10 +77,21 @@ fn exec(args: &ExecHelperArgs) -> Result<u8, String> {
     }
 }
 
-fn copy_oom_score_adj(root: &Path, id: &str) {
-    let Ok(container) = libcontainer::container::Container::load(root.join(id)) else { return };
+fn copy_oom_score_adj(container: &libcontainer::container::Container) {
     let Some(init) = container.pid() else { return };
     if let Ok(score) = std::fs::read_to_string(format!("/proc/{init}/oom_score_adj")) {
         let _ = std::fs::write("/proc/self/oom_score_adj", score.trim());
     }
+}
+
+/// The filter the container runs under (see exec_seccomp.rs for why the helper loads it).
+fn container_seccomp(container: &libcontainer::container::Container) -> Result<Option<LinuxSeccomp>, String> {
+    let path = container.bundle().join("config.json");
+    let spec = Spec::load(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    Ok(spec.linux().as_ref().and_then(|linux| linux.seccomp().clone()))
+}
+
+fn read_process(path: &Path) -> Result<Process, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading the process: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("reading the process: {e}"))
 }

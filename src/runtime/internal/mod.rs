@@ -19,9 +19,10 @@
 
 mod adapt;
 mod capture;
+mod cgroup_v1;
 mod errors;
 mod exec_helper;
-mod hybrid;
+mod exec_seccomp;
 mod in_root;
 mod propagation;
 mod signals;
@@ -165,6 +166,7 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
         Ok(container) => container,
         Err(e) => {
             reap_leftovers();
+            cgroup_v1::remove(&adapted.cgroups_path);
             return Err(failed(e));
         }
     };
@@ -177,9 +179,7 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
             .map_err(|e| RuntimeError::io(&call, "setting the init's oom_score_adj", e))?;
     }
-    if !internal.systemd_cgroup {
-        hybrid::join(&adapted.cgroups_path, pid.as_raw());
-    }
+    cgroup_v1::join(&adapted.cgroups_path, pid.as_raw());
     Ok(pid.as_raw())
 }
 
@@ -260,7 +260,7 @@ impl OciRuntime for Shared {
                         .map(|spec| adapt::cgroups_path_of(&spec))
                         .unwrap_or_default();
                     container.delete(force).map_err(|e| from_libcontainer(call.clone(), e))?;
-                    hybrid::remove(&cgroups_path);
+                    cgroup_v1::remove(&cgroups_path);
                     Ok(())
                 }
             })

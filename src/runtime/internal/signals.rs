@@ -17,6 +17,10 @@ impl ResetSignals {
     pub(super) fn around(inner: Box<dyn Executor>) -> Self {
         ResetSignals(inner)
     }
+
+    pub(super) fn boxed(self) -> Box<dyn Executor> {
+        Box::new(self)
+    }
 }
 
 impl Executor for ResetSignals {

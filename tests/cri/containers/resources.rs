@@ -1,9 +1,11 @@
 //! Cgroup limits: memory and CPU in the container's cgroup files, changed by
 //! UpdateContainerResources, and a memory hog killed by the OOM killer.
 
-use k8s_cri::v1::{LinuxContainerResources, UpdateContainerResourcesRequest};
+use k8s_cri::v1::{LinuxContainerResources, NamespaceMode, UpdateContainerResourcesRequest};
 
-use crate::support::containers::{Bed, cgroup_file, log_lines, read_trimmed, sh, wait_for_line};
+use crate::support::containers::{
+    Bed, cgroup_file, host_namespace_options, host_pod_config, log_lines, read_trimmed, sh, wait_for_line,
+};
 
 const MIB: i64 = 1024 * 1024;
 
@@ -57,6 +59,31 @@ async fn memory_and_cpu_limits_are_in_the_cgroup_and_can_be_updated() {
     bed.stop(&id, 0).await.unwrap();
     bed.remove(&id).await.unwrap();
     assert!(!memory.parent().unwrap().exists(), "the cgroup is removed with the container");
+}
+
+/// In a pod that shares one PID namespace, the container's PID there is not
+/// its PID on the host: /sys/fs/cgroup must still show the container's own
+/// cgroups, read-only, not another process's or none.
+#[tokio::test]
+async fn the_cgroup_mount_shows_the_containers_own_cgroups_in_a_shared_pid_namespace() {
+    let bed = Bed::new().await;
+    let mut pod_config = host_pod_config("shared-pid-cgroups");
+    let options = pod_config.linux.as_mut().and_then(|linux| linux.security_context.as_mut()).unwrap();
+    options.namespace_options = Some(k8s_cri::v1::NamespaceOption {
+        pid: NamespaceMode::Pod as i32,
+        ..host_namespace_options()
+    });
+    let pod = bed.pod_with(pod_config, "").await.unwrap();
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+        grep -qx $$ /sys/fs/cgroup/memory/cgroup.procs && echo in-own-cgroup; \
+        if echo 1 > /sys/fs/cgroup/memory/memory.limit_in_bytes; then echo writable; else echo read-only; fi";
+    let mut config = sh("reader", &bed.busybox, script);
+    config.linux.get_or_insert_with(Default::default).resources =
+        Some(LinuxContainerResources { memory_limit_in_bytes: 48 * MIB, ..Default::default() });
+    let log = pod.log_path(&config);
+    let exited = bed.run_to_exit(&pod, config).await;
+    assert_eq!(exited.exit_code, 0, "{exited:?}");
+    assert_eq!(log_lines(&log), [(48 * MIB).to_string().as_str(), "in-own-cgroup", "read-only"]);
 }
 
 #[tokio::test]

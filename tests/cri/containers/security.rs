@@ -116,6 +116,21 @@ async fn seccomp_runtime_default_unconfined_and_localhost() {
     let errors = log_lines_of(&log, "stderr").join("\n");
     assert!(errors.contains("Operation not permitted"), "{errors}");
 
+    // A process exec'd into the container gets the container's filter too.
+    let mut config = sh("exec-default", &bed.busybox, "sleep 1000");
+    security_context(&mut config).seccomp = profile(ProfileType::Localhost, &file.display().to_string());
+    let id = bed.run(&pod, config).await;
+    let reply = bed.exec(&id, &["sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/made"], 30).await.unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&reply.stdout).lines().map(str::to_string).collect();
+    assert_eq!(status_field(&lines, "Seccomp"), "2", "{reply:?}");
+    assert_ne!(reply.exit_code, 0, "mkdir refused in the exec'd process: {reply:?}");
+    // With the capabilities of the container's own process, no more.
+    let script = "grep -E '^Cap(Bnd|Prm|Eff)' /proc/self/status; grep -E '^Cap(Bnd|Prm|Eff)' /proc/1/status";
+    let reply = bed.exec(&id, &["sh", "-c", script], 30).await.unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&reply.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 6, "{reply:?}");
+    assert_eq!(lines[..3], lines[3..], "exec'd process vs the container's init");
+
     // A profile that does not exist is refused at create.
     let mut config = sh("missing", &bed.busybox, script);
     let missing = bed.berth.dir().join("missing.json").display().to_string();
