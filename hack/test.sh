@@ -27,5 +27,7 @@ cargo clippy --all-targets --locked --quiet -- -D warnings
 # more threads than cores keeps both cores busy.
 cargo test --all-targets --locked --no-fail-fast -- --test-threads "${BERTH_TEST_THREADS:-4}"
 
-# The container tests again, against berth's internal runtime (issue 14).
-BERTH_TEST_RUNTIME=internal cargo test --locked --test cri -- containers:: --test-threads "${BERTH_TEST_THREADS:-4}"
+# The integration tests and the real clients (crictl, critest, kubelet) again,
+# against berth's internal runtime (issue 14).
+BERTH_TEST_RUNTIME=internal cargo test --locked --test cri -- --test-threads "${BERTH_TEST_THREADS:-4}"
+BERTH_TEST_RUNTIME=internal cargo test --locked --test conformance -- --test-threads "${BERTH_TEST_THREADS:-4}"

@@ -28,7 +28,7 @@ async fn version_names_berth_and_cri_v1() {
 
 #[tokio::test]
 async fn status_is_ready_with_runtime_and_network() {
-    let berth = Berth::builder().cni_conflist(LOOPBACK_CONFLIST).start().await;
+    let berth = Berth::builder().runc_handler_only().cni_conflist(LOOPBACK_CONFLIST).start().await;
     let status = berth.runtime().await.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
     let runtime = condition(&status, "RuntimeReady");
     assert!(runtime.status, "{runtime:?}");
@@ -69,6 +69,7 @@ async fn network_not_ready_when_a_plugin_is_missing() {
 async fn runtime_not_ready_when_the_runtime_binary_is_missing_or_broken() {
     for (path, expect) in [("/nonexistent/runc", "not found"), ("/bin/false", "/bin/false --version")] {
         let berth = Berth::builder()
+            .runc_handler_only()
             .config(&format!("[runtime.handlers.runc]\npath = {path:?}"))
             .cni_conflist(LOOPBACK_CONFLIST)
             .start()

@@ -47,6 +47,9 @@ pub struct BerthBuilder {
     extra_cni_bin_dirs: Vec<PathBuf>,
     extra_cni_config: String,
     args: Vec<String>,
+    /// The test is about the runc handler's own configuration: BERTH_TEST_RUNTIME
+    /// does not apply.
+    runc_handler_only: bool,
 }
 
 impl BerthBuilder {
@@ -55,6 +58,12 @@ impl BerthBuilder {
     pub fn config(mut self, toml: &str) -> Self {
         self.extra_config.push_str(toml);
         self.extra_config.push('\n');
+        self
+    }
+
+    /// Only the built-in runc handler, whatever BERTH_TEST_RUNTIME says.
+    pub fn runc_handler_only(mut self) -> Self {
+        self.runc_handler_only = true;
         self
     }
 
@@ -105,7 +114,7 @@ impl BerthBuilder {
         // The container suite runs against each runtime backend: with
         // BERTH_TEST_RUNTIME=internal the default handler is berth's own.
         let config = match std::env::var("BERTH_TEST_RUNTIME").as_deref() {
-            Ok("internal") => format!(
+            Ok("internal") if !self.runc_handler_only => format!(
                 "{config}\n[runtime]\ndefault_handler = \"internal\"\n[runtime.handlers.internal]\ntype = \"internal\"\n"
             ),
             _ => config,
