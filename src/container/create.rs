@@ -105,6 +105,7 @@ impl ContainerService {
                 image: &image.config,
                 rootfs: &paths.mount_point,
                 host: &self.host,
+                features: self.handlers.get(&sandbox.runtime_handler)?.runtime().features(),
             };
             // Reads the rootfs's /etc/passwd and /etc/group: small files, no await.
             tokio::task::block_in_place(|| build_spec(&input))?

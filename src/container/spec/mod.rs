@@ -33,6 +33,7 @@ use oci_spec::runtime::{Linux, LinuxNamespaceType, Root, Spec};
 
 use crate::config::CgroupDriver;
 use crate::error::{Classify, ErrorKind};
+use crate::runtime::RuntimeFeatures;
 use crate::sandbox::SandboxRecord;
 pub use security::DEFAULT_APPARMOR_PROFILE;
 use security::{Security, security};
@@ -104,6 +105,8 @@ pub struct SpecInput<'a> {
     /// The container's mounted rootfs; its `/etc/passwd` and `/etc/group` name users.
     pub rootfs: &'a Path,
     pub host: &'a HostFacts,
+    /// What the pod's runtime handler can do beyond the OCI basics.
+    pub features: RuntimeFeatures,
 }
 
 #[derive(Debug, thiserror::Error)]

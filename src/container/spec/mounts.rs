@@ -13,7 +13,7 @@ use k8s_cri::v1::{Mount as CriMount, MountPropagation};
 use oci_spec::runtime::Mount;
 
 use super::host_fs::{self, HOST_PATH_TIMEOUT};
-use super::{HostFacts, SpecError, SpecInput};
+use super::{SpecError, SpecInput};
 use crate::sandbox::{NamespaceMode, SandboxRecord};
 
 /// Size of a private `/dev/shm` (containerd's and Docker's 64 MiB).
@@ -33,7 +33,7 @@ pub(super) fn build(input: &SpecInput, privileged: bool, readonly_rootfs: bool) 
     let mut binds = Vec::new();
     for (index, mount) in input.config.mounts.iter().enumerate() {
         let propagation = propagation(index, mount, privileged)?;
-        let bind = cri_bind(index, mount, propagation, input.host, &mut mountinfo)?;
+        let bind = cri_bind(index, mount, propagation, input, &mut mountinfo)?;
         rootfs_propagation = stronger(rootfs_propagation, propagation);
         binds.push(bind);
     }
@@ -112,7 +112,7 @@ fn cri_bind(
     index: usize,
     mount: &CriMount,
     propagation: MountPropagation,
-    host: &HostFacts,
+    input: &SpecInput,
     mountinfo: &mut MountInfo,
 ) -> Result<Mount, SpecError> {
     let field = |name: &str| format!("mounts[{index}].{name}");
@@ -126,7 +126,7 @@ fn cri_bind(
     }
     let source = existing_source(Path::new(&mount.host_path), &field("host_path"))?;
     mountinfo.check(&source, propagation, &field("propagation"))?;
-    if mount.selinux_relabel && host.selinux {
+    if mount.selinux_relabel && input.host.selinux {
         warn_relabel_unsupported();
     }
     let mut options = vec!["rbind", propagation_option(propagation), if mount.readonly { "ro" } else { "rw" }];
@@ -135,6 +135,14 @@ fn cri_bind(
             return Err(SpecError::invalid(
                 field("recursive_read_only"),
                 "needs readonly set and propagation PRIVATE, as the CRI requires",
+            ));
+        }
+        // kubelet asks only of a handler whose features say it can; anyone else
+        // gets a clear refusal rather than a mount that is read-only on top only.
+        if !input.features.recursive_read_only_mounts {
+            return Err(SpecError::invalid(
+                field("recursive_read_only"),
+                "the pod's runtime handler cannot make recursive read-only mounts (see its features in Status)",
             ));
         }
         options.push("rro");
@@ -341,6 +349,7 @@ fn bind_mount(source: &Path, destination: &Path, options: &[&str]) -> Mount {
 mod tests {
     use super::*;
     use crate::container::spec::fixtures;
+    use crate::runtime::RuntimeFeatures;
     use k8s_cri::v1::ContainerConfig;
 
     fn summary(mounts: &[Mount]) -> Vec<(String, String, String)> {
@@ -356,7 +365,19 @@ mod tests {
             .collect()
     }
 
+    /// For a handler that can do everything the CRI asks of mounts.
     fn build_with(
+        mounts: Vec<CriMount>,
+        privileged: bool,
+        readonly_rootfs: bool,
+        sandbox: &SandboxRecord,
+    ) -> Result<Mounts, SpecError> {
+        let features = RuntimeFeatures { recursive_read_only_mounts: true, ..Default::default() };
+        build_for(features, mounts, privileged, readonly_rootfs, sandbox)
+    }
+
+    fn build_for(
+        features: RuntimeFeatures,
         mounts: Vec<CriMount>,
         privileged: bool,
         readonly_rootfs: bool,
@@ -366,8 +387,15 @@ mod tests {
         let image = oci_spec::image::ImageConfiguration::default();
         let host = fixtures::host();
         let rootfs = PathBuf::from("/nonexistent");
-        let input =
-            SpecInput { container_id: "c", config: &config, sandbox, image: &image, rootfs: &rootfs, host: &host };
+        let input = SpecInput {
+            container_id: "c",
+            config: &config,
+            sandbox,
+            image: &image,
+            rootfs: &rootfs,
+            host: &host,
+            features,
+        };
         build(&input, privileged, readonly_rootfs)
     }
 
@@ -526,8 +554,14 @@ mod tests {
             recursive_read_only: true,
             ..cri_mount(dir.path(), "/d", MountPropagation::PropagationPrivate)
         };
-        let got = summary(&build_with(vec![mount], false, false, &fixtures::sandbox()).unwrap().mounts);
+        let got = summary(&build_with(vec![mount.clone()], false, false, &fixtures::sandbox()).unwrap().mounts);
         assert!(got.contains(&("/d".into(), "bind".into(), "rbind,rprivate,ro,rro".into())));
+
+        // A handler that cannot (runc 1.1) refuses it by name, as kubelet would
+        // not have asked.
+        let err = build_for(RuntimeFeatures::default(), vec![mount], false, false, &fixtures::sandbox()).err().unwrap();
+        assert!(matches!(&err, SpecError::InvalidArgument { field, .. } if field == "mounts[0].recursive_read_only"));
+        assert!(err.to_string().contains("runtime handler"), "{err}");
     }
 
     const MOUNTINFO: &str = "\

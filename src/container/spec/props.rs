@@ -573,6 +573,7 @@ fn build(config: &ContainerConfig, case: &Case, temp: &Path) -> Result<Spec, Spe
         image: &case.image,
         rootfs: &rootfs,
         host: &case.host,
+        features: crate::runtime::RuntimeFeatures::default(),
     })
 }
 

@@ -56,7 +56,8 @@ fn build(
     rootfs: &Path,
     host: &HostFacts,
 ) -> Result<Spec, SpecError> {
-    build_spec(&SpecInput { container_id: "c1", config, sandbox, image, rootfs, host })
+    let features = crate::runtime::RuntimeFeatures::default();
+    build_spec(&SpecInput { container_id: "c1", config, sandbox, image, rootfs, host, features })
 }
 
 fn namespace_kinds(spec: &Spec) -> Vec<LinuxNamespaceType> {
