@@ -98,6 +98,7 @@ impl ContainerService {
             .map_err(|e| ContainerError::host("rootfs task", e))??;
 
         let spec = {
+            let runtime = self.handlers.get(&sandbox.runtime_handler)?.runtime();
             let input = SpecInput {
                 container_id: id,
                 config,
@@ -105,10 +106,15 @@ impl ContainerService {
                 image: &image.config,
                 rootfs: &paths.mount_point,
                 host: &self.host,
-                features: self.handlers.get(&sandbox.runtime_handler)?.runtime().features(),
+                features: runtime.features(),
             };
-            // Reads the rootfs's /etc/passwd and /etc/group: small files, no await.
-            tokio::task::block_in_place(|| build_spec(&input))?
+            // Reads the rootfs (/etc/passwd and /etc/group; the runtime may look
+            // up mount destinations): small reads, no await.
+            tokio::task::block_in_place(|| {
+                let mut spec = build_spec(&input)?;
+                runtime.prepare_spec(&mut spec, &run_dir)?;
+                Ok::<_, ContainerError>(spec)
+            })?
         };
         let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::host("config.json", e))?;
         let spec_path = run_dir.join("config.json");

@@ -5,7 +5,7 @@
 //! init as a child subreaper, and records its exit in a file berth reads back.
 //!
 //! The library side ([`spawn`]) starts a monitor and waits for its first word on a
-//! sync pipe (fd 3 of the monitor): `ok <container pid> <monitor pid>`, `error
+//! sync pipe (the monitor's stdout): `ok <container pid> <monitor pid>`, `error
 //! <refusal> <runtime's message>` (the runtime refused to create the container;
 //! [`crate::runtime::Refusal`]'s word), `timeout
 //! <milliseconds>` (`create` outran its bound and was killed, its remains deleted)
@@ -50,8 +50,6 @@ pub const ATTACH_SOCKET: &str = "attach.sock";
 /// The control socket's name in `--socket-dir`: line commands `reopen` and
 /// `resize <rows> <cols>`, each answered with `ok` or `error <message>`.
 pub const CONTROL_SOCKET: &str = "control.sock";
-/// The fd the monitor finds its sync pipe on.
-const SYNC_FD: i32 = 3;
 
 /// What one container's monitor needs; also the flags of `berth monitor`.
 #[derive(Debug, Clone, clap::Args)]

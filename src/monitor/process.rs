@@ -4,9 +4,8 @@
 //! it is no child of berth (berth may restart; the monitor stays). It is the child
 //! subreaper of the container's init, whose parent (runc) exits after `create`.
 
-use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -23,7 +22,7 @@ use super::control::{self, ControlClient};
 use super::exit::{self, ExitRecord};
 use super::log::{CriLog, Stream};
 use super::output::{Output, Read1, STDIN_BACKLOG, Stdin};
-use super::{ATTACH_SOCKET, CONTROL_SOCKET, MonitorArgs, STREAM_STDERR, STREAM_STDOUT, SYNC_FD, sys};
+use super::{ATTACH_SOCKET, CONTROL_SOCKET, MonitorArgs, STREAM_STDERR, STREAM_STDOUT, sys};
 use crate::runtime::{CreateIo, Refusal, RuntimeError};
 
 /// How the monitor failed before the container ran: the runtime refused (its
@@ -42,14 +41,10 @@ fn setup(what: &str) -> impl FnOnce(std::io::Error) -> Failure + '_ {
 /// The monitor's main: returns once the container has exited and its exit is
 /// recorded, or with why the container could not be created.
 pub fn run(args: &MonitorArgs) -> Result<(), String> {
-    if !sys::is_open(SYNC_FD) {
-        return Err("no sync pipe on fd 3: the monitor is started by berth".into());
-    }
-    // SAFETY: fd 3 is open (checked above), and spawn() placed the sync pipe there
-    // for this process; nothing else in it owns fd 3.
-    let mut sync = unsafe { File::from_raw_fd(SYNC_FD) };
-    // The runtime and the container must not hold it: berth waits for its end.
-    sys::set_cloexec(SYNC_FD).map_err(|e| format!("sync pipe: {e}"))?;
+    let mut sync = sys::take_sync_pipe()?;
+    // A session of its own: no signal meant for berth's terminal or process
+    // group reaches the container's monitor.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     detach()?;
     match Session::start(args) {
         Ok(mut session) => {
@@ -84,8 +79,8 @@ fn one_line(message: &str) -> String {
 }
 
 /// Forks and lets the parent exit, so the monitor is reparented away from berth
-/// (which waits for that parent). spawn() already made the parent a session leader;
-/// the child is not one, so it can never acquire a controlling terminal.
+/// (which waits for that parent). The parent is a session leader; the child is
+/// not one, so it can never acquire a controlling terminal.
 fn detach() -> Result<(), String> {
     // SAFETY: this process is single-threaded (no runtime, no threads started), so
     // the child may run any code after fork.
@@ -474,9 +469,8 @@ fn create_container(args: &MonitorArgs, signals: &SignalFd) -> Result<Created, F
         console_socket: console_path,
         pid_file: Some(pid_file),
     };
-    let created = args.runtime().create_blocking(&args.id, &args.bundle, io, Some(signals), &|| {
-        read_available(&pipes.stderr)
-    });
+    let created =
+        args.runtime().create_blocking(&args.id, &args.bundle, io, Some(signals), &|| read_available(&pipes.stderr));
     drop(socket_dir);
     let pid = match created {
         Ok(pid) => Pid::from_raw(pid),

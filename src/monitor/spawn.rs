@@ -1,18 +1,16 @@
-//! Starting a monitor from berth: `berth monitor ...` in a new session, its stdio on
-//! /dev/null and a sync pipe on fd 3, then one line back from it.
+//! Starting a monitor from berth: `berth monitor ...` with the sync pipe as its
+//! stdout and /dev/null for the rest, then one line back from it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::libc;
 use nix::poll::{PollFd, PollFlags};
 
-use super::{MonitorArgs, SYNC_FD, sys};
+use super::{MonitorArgs, sys};
 use crate::error::{Classify, ErrorKind};
 use crate::runtime::{Call, Refusal, RuntimeError};
 
@@ -59,20 +57,19 @@ impl Classify for MonitorError {
 /// Starts a monitor for `args.id`, which creates the container, and returns once
 /// the container is created (or refused). Blocks the calling thread for as long
 /// as `runtime create` takes: async callers run it with `spawn_blocking`.
+///
+/// The sync pipe goes to the monitor as its stdout, and the monitor makes its
+/// own session: with nothing to run between fork and exec, std spawns it with
+/// posix_spawn (a vfork), not a fork that copies the daemon's address space.
 pub fn spawn(args: &MonitorArgs) -> Result<Monitor, MonitorError> {
     let binary = args.berth_binary.clone().unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     let spawn_error = |source| MonitorError::Spawn { binary: binary.clone(), source };
     let (read, write) = sys::pipe().map_err(spawn_error)?;
     let mut command = Command::new(&binary);
-    command.args(args.command_line()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let sync = write.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe functions (setsid, dup2, fcntl) on fds it does not free.
-    unsafe {
-        command.pre_exec(move || child_setup(sync));
-    }
+    command.args(args.command_line()).stdin(Stdio::null()).stdout(Stdio::from(write)).stderr(Stdio::null());
     let mut child = command.spawn().map_err(spawn_error)?;
-    drop(write);
+    // The child holds the write end now; berth's copy (in `command`) must go
+    // for the pipe to close when the monitor dies without answering.
     drop(command);
     // The first process forks the monitor and exits at once; reaping it leaves no zombie.
     let _ = child.wait();
@@ -80,25 +77,12 @@ pub fn spawn(args: &MonitorArgs) -> Result<Monitor, MonitorError> {
     parse_answer(&line, args)
 }
 
-/// In the child: a new session (no signal from berth's terminal or process group
-/// reaches it) and the sync pipe on fd 3, inheritable.
-fn child_setup(sync: i32) -> std::io::Result<()> {
-    // SAFETY: setsid takes no arguments and only changes this process's session.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // dup2 onto itself would keep close-on-exec; clear the flag instead.
-    // SAFETY: fcntl and dup2 on fds this process holds, with no pointers involved.
-    let result =
-        unsafe { if sync == SYNC_FD { libc::fcntl(SYNC_FD, libc::F_SETFD, 0) } else { libc::dup2(sync, SYNC_FD) } };
-    if result < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
-}
-
 /// The monitor's one line, or why there is none.
 fn read_answer(pipe: File, id: &str, timeout: Duration) -> Result<String, MonitorError> {
     let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
     let setup = |message: String| MonitorError::Setup { id: id.to_string(), message };
-    if sys::poll(&mut fds, sys::poll_timeout(timeout)).map_err(|e| setup(format!("waiting for its answer: {e}")))? == 0 {
+    if sys::poll(&mut fds, sys::poll_timeout(timeout)).map_err(|e| setup(format!("waiting for its answer: {e}")))? == 0
+    {
         // The pipe closes as this returns: a monitor answering later finds it closed.
         return Err(MonitorError::TimedOut { id: id.to_string(), timeout });
     }

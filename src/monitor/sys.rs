@@ -2,11 +2,11 @@
 //! TIOCSWINSZ (which nix has no safe call for), and receiving an fd over SCM_RIGHTS.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-use nix::poll::{PollFd, PollTimeout};
 use nix::libc;
+use nix::poll::{PollFd, PollTimeout};
 
 /// A pipe whose both ends are close-on-exec; the end given to a child is made
 /// inheritable by `Command` (it dup2s it onto 0, 1 or 2).
@@ -22,13 +22,26 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Whether `fd` is an open descriptor of this process.
-pub fn is_open(fd: RawFd) -> bool {
-    fcntl(fd, FcntlArg::F_GETFD).is_ok()
-}
-
 pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
     Ok(())
+}
+
+/// The sync pipe, which berth hands the monitor as its stdout: moved to an fd
+/// of its own, close-on-exec (the runtime and the container must not hold it:
+/// berth waits for its end), with /dev/null put on stdout in its place.
+pub fn take_sync_pipe() -> Result<std::fs::File, String> {
+    let stdout = std::io::stdout();
+    let is_pipe = nix::sys::stat::fstat(stdout.as_raw_fd()).is_ok_and(|stat| {
+        nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode & nix::libc::S_IFMT) == nix::sys::stat::SFlag::S_IFIFO
+    });
+    if !is_pipe {
+        return Err("stdout is not berth's sync pipe: the monitor is started by berth".into());
+    }
+    let sync = stdout.as_fd().try_clone_to_owned().map_err(|e| format!("sync pipe: {e}"))?;
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    nix::unistd::dup2(null.as_raw_fd(), stdout.as_raw_fd()).map_err(|e| format!("stdout: {e}"))?;
+    Ok(std::fs::File::from(sync))
 }
 
 /// Waits up to `timeout` for the events asked in `fds`. An interrupted wait

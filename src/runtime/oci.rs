@@ -8,7 +8,7 @@ use std::time::Duration;
 
 pub use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use oci_spec::runtime::{LinuxResources, Process};
+use oci_spec::runtime::{LinuxResources, Process, Spec};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -18,6 +18,12 @@ use super::error::RuntimeError;
 /// unique per runtime root.
 #[async_trait::async_trait]
 pub trait OciRuntime: Send + Sync {
+    /// Fits `spec` to what this runtime reads, before berth writes it to the
+    /// bundle (`bundle`, its rootfs mounted): the runc form berth builds serves
+    /// a runc-compatible binary as it is. Blocking: reads the rootfs.
+    fn prepare_spec(&self, _spec: &mut Spec, _bundle: &Path) -> Result<(), RuntimeError> {
+        Ok(())
+    }
     /// Creates the container from `bundle` (its `config.json` and rootfs): its process
     /// waits, in all its namespaces and cgroups, for [`OciRuntime::start`]. Returns
     /// the init's host PID.

@@ -12,7 +12,7 @@ use crate::support::berth::Berth;
 use crate::support::cni::TestNetwork;
 use crate::support::containers::{Bed, host_pod_config, sh, unique, wait_gone};
 use crate::support::faults::{self, Fault, Wrapper};
-use crate::support::footprint::{Footprint, remove_cgroup_parent};
+use crate::support::footprint::{CgroupParent, Footprint};
 use crate::support::pods::pod_config;
 
 /// Only a guard against a hang: every wait here ends on an event.
@@ -58,9 +58,9 @@ async fn assert_settles(before: &Footprint, now: impl AsyncFn() -> Footprint) {
 async fn berth_killed_while_runc_create_hangs_restarts_with_no_half_made_container() {
     let wrapper = Arc::new(faults::runtime("create", Fault::Hang, 1));
     let config = faults::runtime_handler("faulty", &wrapper, Duration::from_secs(2));
-    let mut bed = Bed::with(Berth::builder().config(&config)).await;
     let cgroup_parent = format!("/berth-test-crash-{}-{}", std::process::id(), unique());
     let _cgroups = CgroupParent(cgroup_parent.clone());
+    let mut bed = Bed::with(Berth::builder().config(&config)).await;
     let mut pod_config = host_pod_config("crash");
     pod_config.linux.get_or_insert_with(Default::default).cgroup_parent = cgroup_parent.clone();
     let pod = bed.pod_with(pod_config, "faulty").await.expect("RunPodSandbox");
@@ -101,14 +101,6 @@ async fn berth_killed_mid_cni_add_restarts_with_no_leaked_network() {
     assert_settles(&before, || Footprint::of(&berth, Some(&network), "")).await;
 
     berth.runtime().await.run_pod_sandbox(request).await.expect("the same pod runs after the restart");
-}
-
-struct CgroupParent(String);
-
-impl Drop for CgroupParent {
-    fn drop(&mut self) {
-        remove_cgroup_parent(&self.0);
-    }
 }
 
 /// berth dies while runc start hangs: the restarted berth reports the container

@@ -24,7 +24,10 @@ use crate::support::berth::berth_binary;
 use crate::support::containers::is_rfc3339_nano;
 
 const RUNC: &str = "/usr/sbin/runc";
-const CGROUP_PARENT: &str = "berth-test";
+/// Each test container's cgroup is `/berth-test-<id>`, with no parent shared
+/// between tests: one test's cleanup removing a shared parent raced another's
+/// runc creating its cgroup under it.
+const CGROUP_PREFIX: &str = "berth-test";
 const WAIT: Duration = Duration::from_secs(15);
 /// What a monitor may hold of its own (anonymous) memory with its container
 /// running, as the README says.
@@ -64,7 +67,7 @@ impl Bed {
         let process = spec.process_mut().as_mut().unwrap();
         process.set_args(Some(vec!["/bin/sh".into(), "-c".into(), script.into()]));
         process.set_terminal(Some(tty));
-        let cgroups_path = format!("/{CGROUP_PARENT}/{}", self.id);
+        let cgroups_path = format!("/{CGROUP_PREFIX}-{}", self.id);
         spec.linux_mut().as_mut().unwrap().set_cgroups_path(Some(cgroups_path.into()));
         spec.save(self.path("bundle/config.json")).unwrap();
     }
@@ -154,10 +157,7 @@ impl Drop for Bed {
             let _ = kill(Pid::from_raw(monitor.pid), Signal::SIGKILL);
         }
         for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let parent = hierarchy.path().join(CGROUP_PARENT);
-            let _ = std::fs::remove_dir(parent.join(&self.id));
-            // Fails while another test's container is still in it: the last one out removes it.
-            let _ = std::fs::remove_dir(parent);
+            let _ = std::fs::remove_dir(hierarchy.path().join(format!("{CGROUP_PREFIX}-{}", self.id)));
         }
     }
 }
@@ -438,9 +438,11 @@ fn a_monitor_whose_answer_finds_berth_gone_deletes_its_container() {
     // SAFETY: dup2 is async-signal-safe; it gives the monitor its sync pipe on fd 3
     // (the copy loses close-on-exec), as monitor::spawn does.
     unsafe {
-        command.pre_exec(move || {
-            if nix::libc::dup2(sync, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
-        });
+        command.pre_exec(
+            move || {
+                if nix::libc::dup2(sync, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+            },
+        );
     }
     let mut first = command.spawn().unwrap();
     drop(write);

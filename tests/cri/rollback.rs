@@ -12,7 +12,7 @@ use crate::support::berth::Berth;
 use crate::support::cni::TestNetwork;
 use crate::support::containers::{Bed, host_pod_config, image_spec, process_alive, sh, unique, wait_gone};
 use crate::support::faults::{self, Fault, Wrapper};
-use crate::support::footprint::{Footprint, remove_cgroup_parent};
+use crate::support::footprint::{CgroupParent, Footprint};
 use crate::support::pods::pod_config;
 
 /// The bound the tests give the runtime's commands, so a hang fails in seconds.
@@ -23,8 +23,8 @@ const RUNTIME_TIMEOUT: Duration = Duration::from_secs(2);
 struct Faulty {
     bed: Bed,
     pod: crate::support::containers::Pod,
-    cgroup_parent: String,
-    // Dropped after the bed, whose berth may still call it.
+    // Dropped after the bed, whose berth may still call it, and whose pods use it.
+    cgroup_parent: CgroupParent,
     _wrapper: std::sync::Arc<Wrapper>,
 }
 
@@ -36,17 +36,11 @@ impl Faulty {
         let mut pod_config: PodSandboxConfig = host_pod_config("faulty");
         pod_config.linux.get_or_insert_with(Default::default).cgroup_parent = cgroup_parent.clone();
         let pod = bed.pod_with(pod_config, "faulty").await.expect("RunPodSandbox on the faulty handler");
-        Faulty { bed, pod, cgroup_parent, _wrapper: wrapper }
+        Faulty { bed, pod, cgroup_parent: CgroupParent(cgroup_parent), _wrapper: wrapper }
     }
 
     async fn footprint(&self) -> Footprint {
-        Footprint::of(&self.bed.berth, None, &self.cgroup_parent).await
-    }
-}
-
-impl Drop for Faulty {
-    fn drop(&mut self) {
-        remove_cgroup_parent(&self.cgroup_parent);
+        Footprint::of(&self.bed.berth, None, &self.cgroup_parent.0).await
     }
 }
 
@@ -207,7 +201,8 @@ async fn a_pull_failing_at_each_step_leaves_no_partial_image_and_the_retry_pulls
         });
         let error = berth.images().await.pull_image(pull.clone()).await.expect_err("the injected registry failure");
         assert!(error.message().contains(step), "the error should name the {step}: {error:?}");
-        let left: Vec<_> = std::fs::read_dir(&snapshots).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> =
+            std::fs::read_dir(&snapshots).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
         assert!(left.is_empty(), "the failed pull left {left:?}");
     }
     proxy.set_rule(Rule::PassThrough);
@@ -252,7 +247,8 @@ async fn an_endless_manifest_is_refused_at_its_limit_not_buffered() {
 
     let registry = Registry::start().await;
     let proxy = RegistryProxy::start(&registry.url()).await;
-    let config = format!("[images]\nstall_timeout = \"10s\"\n{}", crate::support::containers::plain_http(&proxy.host()));
+    let config =
+        format!("[images]\nstall_timeout = \"10s\"\n{}", crate::support::containers::plain_http(&proxy.host()));
     let berth = Berth::builder().config(&config).start().await;
     proxy.set_rule(Rule::RespondEndless {
         path_contains: "/manifests/".into(),
@@ -275,7 +271,8 @@ async fn a_stop_whose_runc_kill_fails_is_finished_by_the_retry() {
     let init = t.bed.pid(&id).await;
 
     let stop = StopPodSandboxRequest { pod_sandbox_id: t.pod.id.clone() };
-    let error = t.bed.berth.runtime().await.stop_pod_sandbox(stop.clone()).await.expect_err("the injected kill failure");
+    let error =
+        t.bed.berth.runtime().await.stop_pod_sandbox(stop.clone()).await.expect_err("the injected kill failure");
     assert_eq!(wrapper.injected(), 1);
     assert_names_step(&error, "kill");
     t.bed.berth.runtime().await.stop_pod_sandbox(stop).await.expect("the retry stops the pod");

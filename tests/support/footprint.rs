@@ -68,7 +68,12 @@ impl Footprint {
 fn mounts_under(dir: &Path) -> BTreeSet<String> {
     let prefix = format!("{}/", dir.display());
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mountinfo.lines().filter_map(|l| l.split_whitespace().nth(4)).filter(|p| p.starts_with(&prefix)).map(str::to_string).collect()
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
 }
 
 fn processes_naming(dir: &Path, berth: Option<u32>) -> BTreeSet<String> {
@@ -107,15 +112,27 @@ fn descendants(dir: &Path) -> BTreeSet<String> {
     found
 }
 
-/// Removes a test's cgroup parent from every hierarchy, children first.
-pub fn remove_cgroup_parent(parent: &str) {
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-        let dir = hierarchy.path().join(parent.trim_start_matches('/'));
-        let mut dirs: Vec<String> = descendants(&dir).into_iter().collect();
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
-        for child in dirs {
-            let _ = std::fs::remove_dir(child);
+/// A test pods' cgroup parent, which berth makes under it but, as kubelet owns
+/// it, never removes: removed from every hierarchy, children first, when the
+/// guard drops. Declare it before the berth whose pods use it, so that it drops
+/// after them (a cgroup goes only once its last process is reaped: a few tries).
+pub struct CgroupParent(pub String);
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let dir = hierarchy.path().join(self.0.trim_start_matches('/'));
+            for _ in 0..50 {
+                let mut dirs: Vec<String> = descendants(&dir).into_iter().collect();
+                dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+                for child in dirs {
+                    let _ = std::fs::remove_dir(child);
+                }
+                if !dir.exists() || std::fs::remove_dir(&dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
-        let _ = std::fs::remove_dir(&dir);
     }
 }

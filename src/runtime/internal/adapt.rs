@@ -1,6 +1,8 @@
-//! The bundle's config.json as libcontainer 0.7 reads it. berth writes one spec
-//! for every runtime, in the form runc takes; where libcontainer reads the same
-//! field differently, the spec is rewritten here, before create.
+//! The spec as libcontainer 0.7 reads it. berth builds one spec for every
+//! runtime, in the form runc takes; where libcontainer reads a field
+//! differently, or falls short of runc, the spec is rewritten here, in the
+//! daemon, before it is written to the bundle. The monitor's create then reads
+//! back only the little it needs itself ([`Prepared`]).
 
 use std::path::Path;
 
@@ -10,67 +12,84 @@ use super::{cgroup_v1, in_root, propagation};
 
 use crate::runtime::error::{Call, RuntimeError};
 
-/// What create takes out of the spec or needs from it.
-pub(super) struct Adapted {
-    /// libcontainer would write it to its caller's own oom_score_adj; create
-    /// gives it to the init instead.
-    pub oom_score_adj: Option<i32>,
-    pub cgroups_path: String,
-}
+/// Where the spec's oomScoreAdj goes instead (see [`prepare`]).
+const OOM_SCORE_ADJ_ANNOTATION: &str = "io.berth.internal.oom-score-adj";
 
-pub(super) fn adapt(call: &Call, bundle: &Path) -> Result<Adapted, RuntimeError> {
-    let path = bundle.join("config.json");
-    let bad = |e: oci_spec::OciSpecError| RuntimeError::io(call, "rewriting config.json", std::io::Error::other(e));
-    let mut spec = Spec::load(&path).map_err(bad)?;
-    let (oom_score_adj, mut changed) = adapt_spec(&mut spec);
-    changed |= cgroup_v1::systemd_path_as_directory(&mut spec);
-    let cgroups_path = cgroups_path_of(&spec);
-    cgroup_v1::prepare(&cgroups_path).map_err(|e| RuntimeError::io(call, "making the container's cgroups", e))?;
-    changed |= cgroup_v1::replace_cgroup_mounts(&mut spec, &cgroups_path);
-    let rootfs = spec.root().as_ref().map(|root| bundle.join(root.path()));
-    if let Some(rootfs) = rootfs {
-        changed |= resolve_bind_destinations(&mut spec, &rootfs)
+/// Rewrites berth's spec for libcontainer, before it is written to the bundle.
+pub(super) fn prepare(call: &Call, spec: &mut Spec, bundle: &Path) -> Result<(), RuntimeError> {
+    if let Some(score) = adapt_spec(spec) {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(OOM_SCORE_ADJ_ANNOTATION.into(), score.to_string());
+        spec.set_annotations(Some(annotations));
+    }
+    cgroup_v1::systemd_path_as_directory(spec);
+    cgroup_v1::replace_cgroup_mounts(spec, &cgroups_path_of(spec));
+    if let Some(rootfs) = spec.root().as_ref().map(|root| bundle.join(root.path())) {
+        resolve_bind_destinations(spec, &rootfs)
             .map_err(|e| RuntimeError::io(call, "resolving mount destinations in the rootfs", e))?;
-        changed |= propagation::plan(&mut spec, &rootfs, is_bind);
+        propagation::plan(spec, &rootfs, is_bind);
     }
-    if changed {
-        spec.save(&path).map_err(bad)?;
-    }
-    Ok(Adapted { oom_score_adj, cgroups_path })
+    Ok(())
 }
 
-/// Returns the oomScoreAdj taken out, and whether anything changed.
-fn adapt_spec(spec: &mut Spec) -> (Option<i32>, bool) {
-    let mut changed = false;
+/// What create needs from the bundle's config.json beside libcontainer; read
+/// without the rest of the spec.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct Prepared {
+    #[serde(default)]
+    annotations: std::collections::HashMap<String, String>,
+    #[serde(default)]
+    linux: PreparedLinux,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct PreparedLinux {
+    #[serde(default, rename = "cgroupsPath")]
+    cgroups_path: String,
+}
+
+impl Prepared {
+    pub(super) fn read(call: &Call, bundle: &Path) -> Result<Prepared, RuntimeError> {
+        let bytes = std::fs::read(bundle.join("config.json")).map_err(|e| RuntimeError::io(call, "reading config.json", e))?;
+        serde_json::from_slice(&bytes).map_err(|e| RuntimeError::json(call, "reading config.json", e))
+    }
+
+    /// The oomScoreAdj [`prepare`] took out of the spec, for create to give the init.
+    pub(super) fn oom_score_adj(&self) -> Option<i32> {
+        self.annotations.get(OOM_SCORE_ADJ_ANNOTATION)?.parse().ok()
+    }
+
+    pub(super) fn cgroups_path(&self) -> &str {
+        &self.linux.cgroups_path
+    }
+}
+
+/// Returns the oomScoreAdj taken out.
+fn adapt_spec(spec: &mut Spec) -> Option<i32> {
     let mut oom_score_adj = None;
     if let Some(process) = spec.process_mut() {
+        // libcontainer would write it to its caller's (the monitor's) own.
         oom_score_adj = process.oom_score_adj();
-        changed |= oom_score_adj.is_some();
         process.set_oom_score_adj(None);
         // libcontainer tells "unset" from "set" by presence, not value: an explicit
         // false made it load seccomp after dropping CAP_SYS_ADMIN, where the kernel
         // refuses a filter to a process without no_new_privs.
         if process.no_new_privileges() == Some(false) {
             process.set_no_new_privileges(None);
-            changed = true;
         }
     }
-    (oom_score_adj, changed)
+    oom_score_adj
 }
 
 /// Bind destinations with the image's links followed inside the rootfs (see
 /// in_root.rs). proc and sysfs are left alone: libcontainer refuses those on a
 /// link, as runc does, and must go on doing so.
-fn resolve_bind_destinations(spec: &mut Spec, rootfs: &Path) -> std::io::Result<bool> {
-    let mut changed = false;
+fn resolve_bind_destinations(spec: &mut Spec, rootfs: &Path) -> std::io::Result<()> {
     for mount in spec.mounts_mut().iter_mut().flatten().filter(|mount| is_bind(mount)) {
         let resolved = in_root::resolve(rootfs, mount.destination())?;
-        if resolved != *mount.destination() {
-            mount.set_destination(resolved);
-            changed = true;
-        }
+        mount.set_destination(resolved);
     }
-    Ok(changed)
+    Ok(())
 }
 
 fn is_bind(mount: &Mount) -> bool {
@@ -98,7 +117,7 @@ mod tests {
     #[test]
     fn runc_forms_become_libcontainer_forms() {
         let mut given = spec(Some(false), Some(500));
-        assert_eq!(adapt_spec(&mut given), (Some(500), true));
+        assert_eq!(adapt_spec(&mut given), Some(500));
         let process = given.process().as_ref().unwrap();
         assert_eq!((process.no_new_privileges(), process.oom_score_adj()), (None, None));
     }
@@ -107,7 +126,18 @@ mod tests {
     fn a_spec_libcontainer_reads_alike_is_left_as_written() {
         let mut given = spec(Some(true), None);
         let before = given.clone();
-        assert_eq!(adapt_spec(&mut given), (None, false));
+        assert_eq!(adapt_spec(&mut given), None);
         assert_eq!(given, before);
+    }
+
+    #[test]
+    fn what_create_needs_is_read_back_from_the_prepared_spec() {
+        let mut given = spec(Some(false), Some(300));
+        given.set_linux(Some(oci_spec::runtime::LinuxBuilder::default().cgroups_path("/pod/c").build().unwrap()));
+        prepare(&Call::new("berth", "create", "c"), &mut given, Path::new("/nonexistent")).unwrap();
+        let json = serde_json::to_vec(&given).unwrap();
+        let prepared: Prepared = serde_json::from_slice(&json).unwrap();
+        assert_eq!((prepared.oom_score_adj(), prepared.cgroups_path()), (Some(300), "/pod/c"));
+        assert_eq!(given.process().as_ref().unwrap().oom_score_adj(), None, "not left for libcontainer");
     }
 }

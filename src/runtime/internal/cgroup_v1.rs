@@ -9,11 +9,11 @@
 //!   different process, or none (then a container in a pod that shares its PID
 //!   namespace cannot start at all).
 //!
-//! So before create the container's directory is made in every hierarchy, and
-//! the `cgroup` mount is replaced by what runc mounts for it: a tmpfs, with the
-//! container's own directory of each hierarchy bound under it. After create the
-//! init joins every hierarchy (those libcontainer joined already are no-ops);
-//! at delete the directories go. On a pure v2 host none of this applies.
+//! So the `cgroup` mount is replaced in the spec by what runc mounts for it: a
+//! tmpfs, with the container's own directory of each hierarchy bound under it.
+//! Before create those directories are made; after it the init joins every
+//! hierarchy (those libcontainer joined already are no-ops); at delete the
+//! directories go. On a pure v2 host none of this applies.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +30,10 @@ fn is_v1_host() -> bool {
 fn dirs(cgroups_path: &str) -> Vec<(String, PathBuf)> {
     let path = hierarchy_path(cgroups_path);
     let relative = path.trim_start_matches('/');
-    if !is_v1_host() || relative.is_empty() || Path::new(relative).components().any(|c| c == std::path::Component::ParentDir) {
+    if !is_v1_host()
+        || relative.is_empty()
+        || Path::new(relative).components().any(|c| c == std::path::Component::ParentDir)
+    {
         return Vec::new();
     }
     mounted_hierarchies()
@@ -48,7 +51,9 @@ fn dirs(cgroups_path: &str) -> Vec<(String, PathBuf)> {
 /// Returns whether the spec changed.
 pub(super) fn systemd_path_as_directory(spec: &mut Spec) -> bool {
     let Some(linux) = spec.linux_mut() else { return false };
-    let Some(path) = linux.cgroups_path().as_ref().map(|path| path.to_string_lossy().into_owned()) else { return false };
+    let Some(path) = linux.cgroups_path().as_ref().map(|path| path.to_string_lossy().into_owned()) else {
+        return false;
+    };
     if !is_v1_host() || !path.contains(':') {
         return false;
     }
@@ -63,9 +68,8 @@ pub(super) fn prepare(cgroups_path: &str) -> std::io::Result<()> {
 
 /// Replaces each `cgroup` mount of the spec with a tmpfs holding the
 /// container's directory of each hierarchy, read-only when the mount was.
-/// Returns whether the spec changed.
-pub(super) fn replace_cgroup_mounts(spec: &mut Spec, cgroups_path: &str) -> bool {
-    replace_with(spec, &dirs(cgroups_path))
+pub(super) fn replace_cgroup_mounts(spec: &mut Spec, cgroups_path: &str) {
+    replace_with(spec, &dirs(cgroups_path));
 }
 
 fn replace_with(spec: &mut Spec, dirs: &[(String, PathBuf)]) -> bool {

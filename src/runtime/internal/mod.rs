@@ -45,8 +45,9 @@ use oci_spec::runtime::{LinuxResources, Process, Spec};
 use super::RuntimeHandler;
 use super::error::{Call, Refusal, RuntimeError};
 use super::oci::{ContainerState, ContainerStatus, CreateIo, ExecIo, ExecProcess, OciRuntime, RuntimeFeatures};
-use errors::from_libcontainer;
+use adapt::Prepared;
 use capture::Capture;
+use errors::from_libcontainer;
 use signals::ResetSignals;
 
 /// What the handler says of itself in Status.
@@ -141,7 +142,9 @@ impl Shared {
 fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<i32, RuntimeError> {
     let call = internal.call("create", id);
     internal.ensure_root(&call)?;
-    let adapted = adapt::adapt(&call, bundle)?;
+    let prepared = Prepared::read(&call, bundle)?;
+    let cgroups_path = prepared.cgroups_path();
+    cgroup_v1::prepare(cgroups_path).map_err(|e| RuntimeError::io(&call, "making the container's cgroups", e))?;
     let capture = Capture::new(&internal.root).map_err(|e| RuntimeError::io(&call, "creating its log", e))?;
     let failed = |e| errors::with_account(from_libcontainer(call.clone(), e), &capture.text());
     let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
@@ -166,7 +169,7 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
         Ok(container) => container,
         Err(e) => {
             reap_leftovers();
-            cgroup_v1::remove(&adapted.cgroups_path);
+            cgroup_v1::remove(cgroups_path);
             return Err(failed(e));
         }
     };
@@ -175,11 +178,11 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
         refusal: Refusal::Other,
         message: "created without an init process".into(),
     })?;
-    if let Some(score) = adapted.oom_score_adj {
+    if let Some(score) = prepared.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
             .map_err(|e| RuntimeError::io(&call, "setting the init's oom_score_adj", e))?;
     }
-    cgroup_v1::join(&adapted.cgroups_path, pid.as_raw());
+    cgroup_v1::join(cgroups_path, pid.as_raw());
     Ok(pid.as_raw())
 }
 
@@ -190,9 +193,8 @@ fn kernel_has_mount_setattr() -> bool {
     *ANSWER.get_or_init(|| {
         // SAFETY: mount_setattr with dirfd -1, an empty NUL-terminated path and
         // a null attribute pointer of size 0 reads nothing and changes nothing.
-        let result = unsafe {
-            nix::libc::syscall(nix::libc::SYS_mount_setattr, -1, c"".as_ptr(), 0, std::ptr::null::<u8>(), 0)
-        };
+        let result =
+            unsafe { nix::libc::syscall(nix::libc::SYS_mount_setattr, -1, c"".as_ptr(), 0, std::ptr::null::<u8>(), 0) };
         result == 0 || nix::errno::Errno::last() != nix::errno::Errno::ENOSYS
     })
 }
@@ -229,6 +231,10 @@ fn state_of(id: &str, container: &Container) -> ContainerState {
 
 #[async_trait::async_trait]
 impl OciRuntime for Shared {
+    fn prepare_spec(&self, spec: &mut Spec, bundle: &Path) -> Result<(), RuntimeError> {
+        adapt::prepare(&self.0.call("create", ""), spec, bundle)
+    }
+
     fn create_blocking(
         &self,
         id: &str,
