@@ -19,6 +19,33 @@ use super::{median, ms, percentile, status_kib};
 use crate::support::containers::{RUNC, runc_list};
 use crate::support::image::BuiltImage;
 
+/// How long writing a new process's PID into a cgroup takes, the first write
+/// after a pause (as for a new container): the kernel's share of every create,
+/// shown beside the runtimes' figures. In a bench-private cgroup of the pids
+/// hierarchy (or the unified one on a pure v2 host).
+fn first_cgroup_moves() -> Vec<Duration> {
+    let root = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|root| root.join("cgroup.procs").exists())
+        .expect("a cgroup hierarchy");
+    let dir = root.join(format!("berth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench cgroup");
+    let mut moves = Vec::new();
+    for _ in 0..CYCLES {
+        // Past a grace period, as between two creates: the next move starts cold.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut child = Command::new("sleep").arg("60").spawn().expect("sleep");
+        let started = Instant::now();
+        std::fs::write(dir.join("cgroup.procs"), child.id().to_string()).expect("cgroup move");
+        moves.push(started.elapsed());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir(&dir);
+    moves
+}
+
 /// Measured cycles, each for berth and for the runc floor.
 const CYCLES: usize = 30;
 /// Cycles run first and not counted.
@@ -135,6 +162,11 @@ pub async fn containers() {
     for (step, name) in FLOOR_STEPS.iter().enumerate() {
         row(&format!("  {name}"), floor_column(step));
     }
+    row("kernel: a new process's first cgroup move", first_cgroup_moves());
+    println!(
+        "  (every runtime pays it once per container, runc and the internal handler alike; on cgroup v1 \
+         the kernel waits out an RCU grace period for it, which the cgroup2 `favordynmods` mount option avoids)"
+    );
     println!(
         "{:<40} {:>9.2}x {:>9.2}x",
         "berth container part / runc floor",

@@ -96,6 +96,8 @@ pub struct RuntimeHandlerConfig {
     #[serde(default, rename = "type")]
     pub kind: RuntimeKind,
     /// The runtime's `--root`; default `<run_root>/runtimes/<handler name>`.
+    /// It must be berth's alone: at start-up berth deletes any container held
+    /// there that it has no record of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
     /// Pass `--systemd-cgroup`; default: true when `cgroup_driver` is `systemd`.

@@ -1,6 +1,7 @@
 //! Start-up: containers kept running while berth was away are watched again,
 //! those that exited meanwhile get their exits recorded, and a container left
-//! half-made by a crash mid-CreateContainer is undone.
+//! half-made by a crash mid-CreateContainer (or held by a runtime with no
+//! record in berth) is undone.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -38,6 +39,14 @@ impl ContainerService {
                 if !known.contains(&id) {
                     orphans.insert(id);
                 }
+            }
+        }
+        // Each handler's root is berth's own: what a runtime holds there with no
+        // record is a container nobody will ever stop.
+        for handler in self.handlers.iter() {
+            match handler.runtime().list().await {
+                Ok(held) => orphans.extend(held.into_iter().map(|state| state.id).filter(|id| !known.contains(id))),
+                Err(e) => tracing::warn!(handler = %handler.name, error = %e, "cannot list the runtime's containers"),
             }
         }
         for id in orphans {

@@ -4,7 +4,7 @@
 
 use k8s_cri::v1::{ContainerState, Mount};
 
-use crate::support::containers::{Bed, log_lines, process_alive, sh, wait_for_line, wait_gone};
+use crate::support::containers::{Bed, RUNC, log_lines, process_alive, runc_list, sh, wait_for_line, wait_gone};
 
 /// The highest `tick <n>` in a log.
 fn last_tick(log: &std::path::Path) -> u64 {
@@ -87,4 +87,52 @@ async fn containers_survive_berth_being_killed() {
 #[tokio::test]
 async fn containers_survive_berth_being_stopped() {
     containers_survive_a_berth_restart(false).await;
+}
+
+/// A handler's root is berth's own: a container its runtime holds there with
+/// no record in berth (made behind berth's back, or left by a crash) is deleted
+/// when berth starts; berth's own containers stay.
+#[tokio::test]
+async fn a_container_the_runtime_holds_without_a_record_is_deleted_at_start() {
+    let mut bed = Bed::new().await;
+    let pod = bed.pod("orphans").await;
+    let config = sh("kept", &bed.busybox, "echo up; sleep 1000");
+    let log = pod.log_path(&config);
+    let kept = bed.run(&pod, config).await;
+    wait_for_line(&log, "up").await;
+    bed.berth.kill();
+
+    // The built-in runc handler's root, whichever handler is the default.
+    let root = bed.berth.paths.run_root.join("runtimes/runc");
+    let bundle = bed.berth.dir().join("orphan-bundle");
+    let bin = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/usr/bin/busybox", bin.join("busybox")).unwrap();
+    let mut spec = oci_spec::runtime::Spec::default();
+    spec.root_mut().as_mut().unwrap().set_path(bundle.join("rootfs"));
+    let process = spec.process_mut().as_mut().unwrap();
+    process.set_args(Some(vec!["/bin/busybox".into(), "sleep".into(), "1000".into()]));
+    process.set_terminal(Some(false));
+    let orphan = format!("{:0>64x}", std::process::id() as u64 * 7919 + 1);
+    let cgroup = format!("/berth-test-orphan-{orphan}");
+    spec.linux_mut().as_mut().unwrap().set_cgroups_path(Some(cgroup.clone().into()));
+    spec.save(bundle.join("config.json")).unwrap();
+    let created = std::process::Command::new(RUNC)
+        .arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg(&orphan)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(created.success(), "runc create of the orphan");
+    assert!(runc_list(&root).contains(&orphan));
+
+    bed.berth.restart().await;
+    assert!(!runc_list(&root).contains(&orphan), "the orphan is deleted at start-up");
+    assert!(!std::path::Path::new("/sys/fs/cgroup/memory").join(&cgroup[1..]).exists(), "and its cgroup");
+    assert_eq!(bed.status(&kept).await.state(), ContainerState::ContainerRunning, "berth's own container stays");
 }
