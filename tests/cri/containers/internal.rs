@@ -138,7 +138,7 @@ async fn state_list_pause_and_resume_through_the_internal_runtime() {
     let state = runtime.state(&id).await.expect("state");
     assert_eq!((state.status, state.pid), (ContainerStatus::Running, bed.pid(&id).await));
     let listed: Vec<String> = runtime.list().await.expect("list").into_iter().map(|s| s.id).collect();
-    assert_eq!(listed, [id.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&id));
 
     runtime.pause(&id).await.expect("pause");
     assert_eq!(runtime.state(&id).await.unwrap().status, ContainerStatus::Paused);
