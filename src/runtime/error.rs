@@ -106,6 +106,9 @@ pub enum Refusal {
     WrongState,
     /// The process asked for cannot be run (its executable is not in the image).
     InvalidProcess,
+    /// The spec asks for something this runtime cannot do (SELinux labels of the
+    /// internal runtime): the request's to change, as for an invalid one.
+    Unsupported,
     /// Anything else: the runtime or the host is at fault.
     Other,
 }
@@ -116,7 +119,7 @@ impl Refusal {
             Refusal::AlreadyExists => ErrorKind::AlreadyExists,
             Refusal::NotFound => ErrorKind::NotFound,
             Refusal::WrongState => ErrorKind::FailedPrecondition,
-            Refusal::InvalidProcess => ErrorKind::InvalidArgument,
+            Refusal::InvalidProcess | Refusal::Unsupported => ErrorKind::InvalidArgument,
             Refusal::Other => ErrorKind::Internal,
         }
     }
@@ -128,12 +131,13 @@ impl Refusal {
             Refusal::NotFound => "not-found",
             Refusal::WrongState => "wrong-state",
             Refusal::InvalidProcess => "invalid-process",
+            Refusal::Unsupported => "unsupported",
             Refusal::Other => "other",
         }
     }
 
     pub fn parse(word: &str) -> Refusal {
-        [Refusal::AlreadyExists, Refusal::NotFound, Refusal::WrongState, Refusal::InvalidProcess]
+        [Refusal::AlreadyExists, Refusal::NotFound, Refusal::WrongState, Refusal::InvalidProcess, Refusal::Unsupported]
             .into_iter()
             .find(|refusal| refusal.as_str() == word)
             .unwrap_or(Refusal::Other)

@@ -10,13 +10,14 @@ use oci_spec::runtime::{Mount, Spec};
 
 use super::{cgroup_v1, in_root, propagation};
 
-use crate::runtime::error::{Call, RuntimeError};
+use crate::runtime::error::{Call, Refusal, RuntimeError};
 
 /// Where the spec's oomScoreAdj goes instead (see [`prepare`]).
 const OOM_SCORE_ADJ_ANNOTATION: &str = "io.berth.internal.oom-score-adj";
 
 /// Rewrites berth's spec for libcontainer, before it is written to the bundle.
 pub(super) fn prepare(call: &Call, spec: &mut Spec, bundle: &Path) -> Result<(), RuntimeError> {
+    refuse_selinux_labels(call, spec)?;
     if let Some(score) = adapt_spec(spec) {
         let mut annotations = spec.annotations().clone().unwrap_or_default();
         annotations.insert(OOM_SCORE_ADJ_ANNOTATION.into(), score.to_string());
@@ -62,6 +63,23 @@ impl Prepared {
     pub(super) fn cgroups_path(&self) -> &str {
         &self.linux.cgroups_path
     }
+}
+
+/// libcontainer has no SELinux support: a label berth asks for (only on a host
+/// with SELinux enabled) would silently not be applied.
+fn refuse_selinux_labels(call: &Call, spec: &Spec) -> Result<(), RuntimeError> {
+    let process_label = spec.process().as_ref().and_then(|process| process.selinux_label().clone());
+    let mount_label = spec.linux().as_ref().and_then(|linux| linux.mount_label().clone());
+    if process_label.into_iter().chain(mount_label).any(|label| !label.is_empty()) {
+        return Err(RuntimeError::Failed {
+            call: call.clone(),
+            refusal: Refusal::Unsupported,
+            message: "the internal runtime cannot apply SELinux labels (libcontainer has no SELinux support); \
+                      run this pod on a runc handler"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Returns the oomScoreAdj taken out.
@@ -139,5 +157,14 @@ mod tests {
         let prepared: Prepared = serde_json::from_slice(&json).unwrap();
         assert_eq!((prepared.oom_score_adj(), prepared.cgroups_path()), (Some(300), "/pod/c"));
         assert_eq!(given.process().as_ref().unwrap().oom_score_adj(), None, "not left for libcontainer");
+    }
+
+    #[test]
+    fn selinux_labels_are_refused_not_dropped() {
+        let mut given = spec(None, None);
+        given.process_mut().as_mut().unwrap().set_selinux_label(Some("system_u:system_r:container_t:s0".into()));
+        let err = prepare(&Call::new("berth", "create", "c"), &mut given, Path::new("/nonexistent")).unwrap_err();
+        assert!(matches!(err, RuntimeError::Failed { refusal: Refusal::Unsupported, .. }), "{err:?}");
+        assert!(err.to_string().contains("SELinux"), "{err}");
     }
 }
