@@ -14,6 +14,7 @@ pub mod files;
 pub mod handoff;
 pub mod ids;
 pub mod images;
+pub mod in_root;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;

@@ -187,7 +187,7 @@ async fn static_pods_on_berth(kubelet_binary: &std::path::Path) {
     explained("kubelet unmounts and removes its pod dirs", WAIT, async || {
         // kubelet bind-mounts its root dir onto itself (made rshared) for its
         // whole life; what matters is nothing mounted below it.
-        let mounts = mount_points_below(&kubelet.root_dir);
+        let mounts = crate::support::footprint::mounts_under(&kubelet.root_dir);
         let pod_dirs = walk(&kubelet.root_dir.join("pods"));
         if mounts.is_empty() && pod_dirs.is_empty() {
             Ok(())
@@ -297,17 +297,6 @@ async fn explained<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut(
     }
 }
 
-/// Mount points strictly below `dir` in this mount namespace.
-fn mount_points_below(dir: &std::path::Path) -> Vec<String> {
-    let prefix = format!("{}/", dir.display());
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|p| p.starts_with(&prefix))
-        .map(String::from)
-        .collect()
-}
 
 /// Every path below `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -65,7 +65,8 @@ impl Footprint {
     }
 }
 
-fn mounts_under(dir: &Path) -> BTreeSet<String> {
+/// Mount points strictly below `dir` in this mount namespace.
+pub fn mounts_under(dir: &Path) -> BTreeSet<String> {
     let prefix = format!("{}/", dir.display());
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     mountinfo

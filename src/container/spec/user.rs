@@ -5,9 +5,7 @@
 //! up in the image's own `/etc/passwd` and `/etc/group`, as containerd does:
 //! a numeric uid missing from passwd is fine (gid 0), a name is not.
 
-use std::collections::VecDeque;
-use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use k8s_cri::v1::{LinuxContainerSecurityContext, SupplementalGroupsPolicy};
 use oci_spec::runtime::User;
@@ -213,56 +211,14 @@ const MAX_IMAGE_FILE: u64 = 4 << 20;
 /// and nothing else is even opened for reading (a FIFO would block the open, a
 /// device could be read without end).
 fn read_in_rootfs(rootfs: &Path, path: &str) -> Result<String, SpecError> {
-    let resolved = resolve_in_root(rootfs, Path::new(path)).map_err(|e| SpecError::io(format!("the image's {path}"), e))?;
+    let resolved =
+        crate::in_root::host_path(rootfs, Path::new(path)).map_err(|e| SpecError::io(format!("the image's {path}"), e))?;
     match read_regular(&resolved, MAX_IMAGE_FILE) {
         // libc reads these files as bytes; a name that is not UTF-8 matches nothing.
         Ok(bytes) => Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()),
         Err(Refused::Io(e)) => Err(SpecError::io(format!("the image's {path}"), e)),
         Err(problem) => Err(SpecError::ImageFile { path: path.to_string(), problem: problem.to_string() }),
     }
-}
-
-/// `path` inside `root`, following symlinks as if `root` were `/`: absolute
-/// targets restart at `root`, and `..` never climbs above it.
-pub(super) fn resolve_in_root(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
-    const MAX_LINKS: usize = 40; // the kernel's own limit
-    let mut pending: VecDeque<OsString> = normal_parts(path).collect();
-    let mut resolved = PathBuf::new();
-    let mut links = 0;
-    while let Some(part) = pending.pop_front() {
-        if part == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&part);
-        let full = root.join(&candidate);
-        match std::fs::symlink_metadata(&full) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(std::io::Error::from_raw_os_error(nix::libc::ELOOP));
-                }
-                let target = std::fs::read_link(&full)?;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                for (i, target_part) in normal_parts(&target).enumerate() {
-                    pending.insert(i, target_part);
-                }
-            }
-            _ => resolved = candidate,
-        }
-    }
-    Ok(root.join(resolved))
-}
-
-/// The named and `..` components of a path; `/` and `.` drop out.
-fn normal_parts(path: &Path) -> impl Iterator<Item = OsString> + '_ {
-    path.components().filter_map(|component| match component {
-        Component::Normal(part) => Some(part.to_os_string()),
-        Component::ParentDir => Some(OsString::from("..")),
-        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
-    })
 }
 
 #[cfg(test)]
@@ -375,13 +331,16 @@ mod tests {
         // An absolute link restarts at the rootfs, not at the host's `/`.
         std::os::unix::fs::symlink("/real-etc", root.path().join("etc")).unwrap();
         assert_eq!(
-            resolve_in_root(root.path(), Path::new("/etc/passwd")).unwrap(),
+            crate::in_root::host_path(root.path(), Path::new("/etc/passwd")).unwrap(),
             root.path().join("real-etc/passwd")
         );
         assert_eq!(ids(&resolve(None, Some("alice"), root.path()).unwrap()).0, 1000);
         // `..` stops at the rootfs.
         std::os::unix::fs::symlink("../../../../etc/hostname", root.path().join("escape")).unwrap();
-        assert_eq!(resolve_in_root(root.path(), Path::new("escape")).unwrap(), root.path().join("real-etc/hostname"));
+        assert_eq!(
+            crate::in_root::host_path(root.path(), Path::new("escape")).unwrap(),
+            root.path().join("real-etc/hostname")
+        );
     }
 
     /// `read_in_rootfs(rootfs, "/etc/passwd")` on a thread: a read that

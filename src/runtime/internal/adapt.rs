@@ -8,7 +8,8 @@ use std::path::Path;
 
 use oci_spec::runtime::{Mount, Spec};
 
-use super::{cgroup_v1, in_root, propagation};
+use super::{cgroup_v1, propagation};
+use crate::in_root;
 
 use crate::runtime::error::{Call, Refusal, RuntimeError};
 

@@ -23,7 +23,6 @@ mod cgroup_v1;
 mod errors;
 mod exec_helper;
 mod exec_seccomp;
-mod in_root;
 mod propagation;
 mod signals;
 

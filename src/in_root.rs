@@ -1,8 +1,10 @@
 //! A path inside a container's rootfs with its links followed as the container
 //! would follow them: an absolute target restarts at the rootfs, `..` stops at
-//! it. Components that do not exist yet are kept as written, for the runtime to
-//! create. runc resolves mount destinations so; libcontainer refuses a
-//! destination whose own name is a link, so create hands it the resolved path.
+//! it, so an image's `/etc/passwd -> /host/...` never reaches the node's files.
+//! Components that do not exist yet are kept as written (a mount destination
+//! the runtime will create). berth reads the image's passwd and group files
+//! through it, and the internal runtime resolves bind destinations with it as
+//! runc does (libcontainer refuses a destination whose own name is a link).
 //!
 //! Only for a rootfs no process runs in yet: the image's links are input, but
 //! nothing changes them while this walks.
@@ -14,7 +16,9 @@ use std::path::{Component, Path, PathBuf};
 /// Linux's own limit on links followed in one lookup.
 const MAX_LINKS: usize = 40;
 
-pub(super) fn resolve(rootfs: &Path, path: &Path) -> std::io::Result<PathBuf> {
+/// `path` as the container would find it, as an absolute path inside the
+/// rootfs (`rootfs.join` of it, without its leading `/`, is where it is on the host).
+pub fn resolve(rootfs: &Path, path: &Path) -> std::io::Result<PathBuf> {
     let mut pending: VecDeque<OsString> = names(path).collect();
     let mut resolved: Vec<OsString> = Vec::new();
     let mut links = 0;
@@ -42,6 +46,12 @@ pub(super) fn resolve(rootfs: &Path, path: &Path) -> std::io::Result<PathBuf> {
         }
     }
     Ok(Path::new("/").join(resolved.iter().collect::<PathBuf>()))
+}
+
+/// Where `path` is on the host: [`resolve`]d, under `rootfs`.
+pub fn host_path(rootfs: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    let inside = resolve(rootfs, path)?;
+    Ok(rootfs.join(inside.strip_prefix("/").unwrap_or(&inside)))
 }
 
 /// The names and `..`s of a path; `/` and `.` change nothing.
@@ -76,6 +86,7 @@ mod tests {
         assert_eq!(got("/usr/up/etc"), Path::new("/etc"), "`..` stops at the rootfs");
         assert_eq!(got("/../../x/./y"), Path::new("/x/y"));
         assert_eq!(got("/"), Path::new("/"));
+        assert_eq!(host_path(r, Path::new("/lib/a")).unwrap(), r.join("usr/lib/a"));
     }
 
     #[test]
