@@ -169,9 +169,16 @@ pub struct MountedHierarchy {
 
 /// Every cgroup hierarchy mounted here: each v1 controller (and `name=systemd`)
 /// and the unified one on a v1 or hybrid host, the one unified hierarchy on a
-/// pure v2 host.
+/// pure v2 host. One mount each, under `/sys/fs/cgroup`: a hierarchy mounted
+/// again elsewhere (a privileged pod's own cgroupfs, propagated back to the
+/// host) is the same hierarchy seen from another cgroup, not one more.
 pub fn mounted_hierarchies() -> Vec<MountedHierarchy> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    hierarchies_in(&mountinfo)
+}
+
+fn hierarchies_in(mountinfo: &str) -> Vec<MountedHierarchy> {
+    let mut seen = std::collections::HashSet::new();
     mountinfo
         .lines()
         .filter_map(|line| {
@@ -180,11 +187,14 @@ pub fn mounted_hierarchies() -> Vec<MountedHierarchy> {
             let fstype = right.next()?;
             let options = right.nth(1).unwrap_or_default();
             let root = PathBuf::from(left.split_whitespace().nth(4)?);
-            match fstype {
-                "cgroup2" => Some(MountedHierarchy { root, cpuset: false }),
-                "cgroup" => Some(MountedHierarchy { root, cpuset: options.split(',').any(|o| o == "cpuset") }),
-                _ => None,
-            }
+            let cpuset = match fstype {
+                "cgroup2" => false,
+                "cgroup" => options.split(',').any(|o| o == "cpuset"),
+                _ => return None,
+            };
+            let under_sys = root.starts_with("/sys/fs/cgroup");
+            (under_sys && seen.insert((fstype.to_string(), options.to_string())))
+                .then_some(MountedHierarchy { root, cpuset })
         })
         .collect()
 }
@@ -275,5 +285,21 @@ mod tests {
         assert_eq!(hierarchy_path("system.slice:berth:c1"), "/system.slice/berth-c1.scope");
         assert_eq!(parent_path("kubepods-pod1.slice"), "/kubepods.slice/kubepods-pod1.slice");
         assert_eq!(parent_path("/kubepods/pod1"), "/kubepods/pod1");
+    }
+
+    #[test]
+    fn each_hierarchy_once_and_only_under_sys_fs_cgroup() {
+        let mountinfo = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+90 80 0:32 /kubepods/pod1/dind /var/lib/pods/x/rootfs/sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+91 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+";
+        let found: Vec<(String, bool)> =
+            hierarchies_in(mountinfo).into_iter().map(|h| (h.root.display().to_string(), h.cpuset)).collect();
+        let expected = [("/sys/fs/cgroup/memory", false), ("/sys/fs/cgroup/cpuset", true), ("/sys/fs/cgroup/unified", false)];
+        assert_eq!(found, expected.map(|(root, cpuset)| (root.to_string(), cpuset)));
     }
 }

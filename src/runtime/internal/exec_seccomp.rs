@@ -34,7 +34,13 @@ impl WithSeccomp {
         let own_capabilities = match (lend, own_capabilities) {
             (true, Some(own)) => {
                 process.set_capabilities(Some(lent(&own)));
-                Some(own)
+                // A set the process left unset is one libcontainer would leave as
+                // it finds it: dropped back to empty, the lent capabilities go.
+                let mut restore = own;
+                restore.set_bounding(Some(restore.bounding().clone().unwrap_or_default()));
+                restore.set_permitted(Some(restore.permitted().clone().unwrap_or_default()));
+                restore.set_effective(Some(restore.effective().clone().unwrap_or_default()));
+                Some(restore)
             }
             // With no_new_privs the kernel asks for no capability; with no
             // capabilities given, libcontainer drops none.

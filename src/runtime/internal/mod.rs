@@ -143,10 +143,27 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
     internal.ensure_root(&call)?;
     let prepared = Prepared::read(&call, bundle)?;
     let cgroups_path = prepared.cgroups_path();
-    cgroup_v1::prepare(cgroups_path).map_err(|e| RuntimeError::io(&call, "making the container's cgroups", e))?;
-    let capture = Capture::new(&internal.root).map_err(|e| RuntimeError::io(&call, "creating its log", e))?;
+    let created = cgroup_v1::prepare(cgroups_path)
+        .map_err(|e| RuntimeError::io(&call, "making the container's cgroups", e))
+        .and_then(|()| create_prepared(internal, &call, bundle, io, &prepared));
+    if created.is_err() {
+        // Whatever step failed: an init still in them keeps them (rmdir refuses),
+        // and the delete that follows removes them.
+        cgroup_v1::remove(cgroups_path);
+    }
+    created
+}
+
+fn create_prepared(
+    internal: &Internal,
+    call: &Call,
+    bundle: &Path,
+    io: CreateIo,
+    prepared: &Prepared,
+) -> Result<i32, RuntimeError> {
+    let capture = Capture::new(&internal.root).map_err(|e| RuntimeError::io(call, "creating its log", e))?;
     let failed = |e| errors::with_account(from_libcontainer(call.clone(), e), &capture.text());
-    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+    let mut builder = ContainerBuilder::new(call.id.clone(), SyscallType::default())
         .with_root_path(&internal.root)
         .map_err(failed)?
         .with_executor(ResetSignals::around(get_executor()))
@@ -164,14 +181,10 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
     let built = capture.during(|| init.with_systemd(internal.systemd_cgroup).with_detach(true).build());
     // libcontainer leaves its caller non-dumpable (/proc/<pid> owned by root only).
     let _ = nix::sys::prctl::set_dumpable(true);
-    let container = match built {
-        Ok(container) => container,
-        Err(e) => {
-            reap_leftovers();
-            cgroup_v1::remove(cgroups_path);
-            return Err(failed(e));
-        }
-    };
+    let container = built.map_err(|e| {
+        reap_leftovers();
+        failed(e)
+    })?;
     let pid = container.pid().ok_or_else(|| RuntimeError::Failed {
         call: call.clone(),
         refusal: Refusal::Other,
@@ -179,14 +192,23 @@ fn create(internal: &Internal, id: &str, bundle: &Path, io: CreateIo) -> Result<
     })?;
     if let Some(score) = prepared.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
-            .map_err(|e| RuntimeError::io(&call, "setting the init's oom_score_adj", e))?;
+            .map_err(|e| RuntimeError::io(call, "setting the init's oom_score_adj", e))?;
     }
-    cgroup_v1::join(cgroups_path, pid.as_raw());
+    cgroup_v1::join(prepared.cgroups_path(), pid.as_raw());
     Ok(pid.as_raw())
 }
 
+/// Deletes a container libcontainer knows, then the cgroup directories create
+/// made beside its own.
+fn delete_loaded(call: &Call, mut container: Container, force: bool) -> Result<(), RuntimeError> {
+    let prepared = Prepared::read(call, container.bundle()).unwrap_or_default();
+    container.delete(force).map_err(|e| from_libcontainer(call.clone(), e))?;
+    cgroup_v1::remove(prepared.cgroups_path());
+    Ok(())
+}
+
 /// Whether the kernel has mount_setattr(2), asked once: called on no mount
-/// with no attributes, it answers EBADF or EINVAL if it exists, ENOSYS if not.
+/// with no attributes, it answers EBADF or EINVAL if it exists.
 fn kernel_has_mount_setattr() -> bool {
     static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ANSWER.get_or_init(|| {
@@ -194,7 +216,9 @@ fn kernel_has_mount_setattr() -> bool {
         // a null attribute pointer of size 0 reads nothing and changes nothing.
         let result =
             unsafe { nix::libc::syscall(nix::libc::SYS_mount_setattr, -1, c"".as_ptr(), 0, std::ptr::null::<u8>(), 0) };
-        result == 0 || nix::errno::Errno::last() != nix::errno::Errno::ENOSYS
+        // Only the answers of a kernel that has it: ENOSYS, or EPERM from a
+        // seccomp filter around berth, mean no.
+        result == 0 || matches!(nix::errno::Errno::last(), nix::errno::Errno::EBADF | nix::errno::Errno::EINVAL)
     })
 }
 
@@ -247,8 +271,8 @@ impl OciRuntime for Shared {
 
     fn force_delete_blocking(&self, id: &str, _sigchld: Option<&SignalFd>) {
         let call = self.0.call("delete", id);
-        if let Ok(mut container) = self.0.load(&call, id) {
-            let _ = container.delete(true);
+        if let Ok(container) = self.0.load(&call, id) {
+            let _ = delete_loaded(&call, container, true);
         }
     }
 
@@ -274,14 +298,7 @@ impl OciRuntime for Shared {
                 // Already gone is what delete wants: a retry after a lost answer succeeds.
                 Err(e) if e.is_not_found() => Ok(()),
                 Err(e) => Err(e),
-                Ok(mut container) => {
-                    let cgroups_path = Spec::load(container.bundle().join("config.json"))
-                        .map(|spec| adapt::cgroups_path_of(&spec))
-                        .unwrap_or_default();
-                    container.delete(force).map_err(|e| from_libcontainer(call.clone(), e))?;
-                    cgroup_v1::remove(&cgroups_path);
-                    Ok(())
-                }
+                Ok(container) => delete_loaded(call, container, force),
             })
             .await
     }

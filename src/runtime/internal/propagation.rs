@@ -13,8 +13,10 @@
 //!   container's namespaces after its mounts, before pivot_root. It costs an
 //!   exec, so only pods that mix propagations pay it.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::MsFlags;
 use oci_spec::runtime::{Hook, Mount, Spec};
 
@@ -136,20 +138,43 @@ pub fn run_hook(args: &PropagationHookArgs) -> u8 {
     // The runtime writes the container's state to stdin; read it so that its
     // write never meets a closed pipe.
     let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+    match set_propagations(args) {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("berth internal-propagation: {message}");
+            1
+        }
+    }
+}
+
+fn set_propagations(args: &PropagationHookArgs) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let root = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
+        .open(&args.rootfs)
+        .map_err(|e| format!("opening the rootfs {}: {e}", args.rootfs.display()))?;
     for entry in &args.mounts {
         let parsed = entry.split_once(':').and_then(|(word, dest)| Some((Kind::parse(word)?, dest)));
         let Some(((kind, recursive), destination)) = parsed else {
-            eprintln!("berth internal-propagation: not <propagation>:<destination>: {entry}");
-            return 1;
+            return Err(format!("not <propagation>:<destination>: {entry}"));
         };
-        let target = args.rootfs.join(destination.trim_start_matches('/'));
+        // Destinations were resolved free of links before create (in_root.rs): a
+        // link met now was put there since, by a container of the pod sharing a
+        // volume. Refused, never followed out of the rootfs.
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        let fd = nix::fcntl::openat2(root.as_raw_fd(), destination.trim_start_matches('/'), how)
+            .map_err(|e| format!("opening {destination} in the rootfs: {e}"))?;
+        // SAFETY: openat2 returned a new descriptor, owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let target = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let flags = if recursive { kind.flag() | MsFlags::MS_REC } else { kind.flag() };
-        if let Err(e) = nix::mount::mount(None::<&str>, &target, None::<&str>, flags, None::<&str>) {
-            eprintln!("berth internal-propagation: making {} {}: {e}", target.display(), kind.word());
-            return 1;
-        }
+        nix::mount::mount(None::<&str>, target.as_str(), None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("making {destination} {}: {e}", kind.word()))?;
     }
-    0
+    Ok(())
 }
 
 #[cfg(test)]
