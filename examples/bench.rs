@@ -49,8 +49,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::{ImageSpec, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest};
+use berth::cri::v1::runtime_service_client::RuntimeServiceClient;
+use berth::cri::v1::{ImageSpec, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest};
 use serde_json::Value;
 use support::berth::{Berth, CNI_BIN_DIR, unmount_everything_under};
 use support::cni::TestNetwork;

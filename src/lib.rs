@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod cri;
 pub mod container;
 pub mod daemon;
 pub mod error;

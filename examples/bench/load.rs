@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     ContainerStatusRequest, ImageSpec, ListPodSandboxRequest, PullImageRequest, RemoveImageRequest,
 };
 

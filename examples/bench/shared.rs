@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::{
+use berth::cri::v1::runtime_service_client::RuntimeServiceClient;
+use berth::cri::v1::{
     ContainerConfig, CreateContainerRequest, ImageSpec, PodSandboxConfig, PullImageRequest, RemoveContainerRequest,
     RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
 };

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     ContainerStats, ContainerStatsRequest, ListContainerStatsRequest, ListPodSandboxMetricsRequest,
     ListPodSandboxStatsRequest, PodSandboxStats,
 };

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_cri::v1::{ExecRequest, ExecSyncRequest};
+use berth::cri::v1::{ExecRequest, ExecSyncRequest};
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -4,7 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use k8s_cri::v1::ContainerConfig;
+use crate::cri::v1::ContainerConfig;
 
 use super::events::EventKind;
 use super::record::{self, ContainerRecord, ImageUsed, Metadata, ProcessUser};
@@ -259,7 +259,7 @@ fn validate(config: &ContainerConfig) -> Result<(), ContainerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_cri::v1::{ContainerMetadata, ImageSpec, Mount};
+    use crate::cri::v1::{ContainerMetadata, ImageSpec, Mount};
 
     fn config() -> ContainerConfig {
         ContainerConfig {

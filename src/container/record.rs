@@ -108,7 +108,7 @@ impl ContainerRecord {
     pub fn new(
         id: String,
         sandbox_id: String,
-        config: &k8s_cri::v1::ContainerConfig,
+        config: &crate::cri::v1::ContainerConfig,
         image: ImageUsed,
         runtime_handler: String,
         log_path: Option<PathBuf>,
@@ -139,15 +139,15 @@ impl ContainerRecord {
         }
     }
 
-    pub fn config(&self) -> k8s_cri::v1::ContainerConfig {
+    pub fn config(&self) -> crate::cri::v1::ContainerConfig {
         STANDARD
             .decode(&self.config)
             .ok()
-            .and_then(|bytes| k8s_cri::v1::ContainerConfig::decode(bytes.as_slice()).ok())
+            .and_then(|bytes| crate::cri::v1::ContainerConfig::decode(bytes.as_slice()).ok())
             .unwrap_or_default()
     }
 
-    pub fn set_config(&mut self, config: &k8s_cri::v1::ContainerConfig) {
+    pub fn set_config(&mut self, config: &crate::cri::v1::ContainerConfig) {
         self.config = STANDARD.encode(config.encode_to_vec());
     }
 
@@ -229,8 +229,8 @@ mod tests {
     use super::*;
 
     fn record(id: &str) -> ContainerRecord {
-        let config = k8s_cri::v1::ContainerConfig {
-            metadata: Some(k8s_cri::v1::ContainerMetadata { name: "app".into(), attempt: 2 }),
+        let config = crate::cri::v1::ContainerConfig {
+            metadata: Some(crate::cri::v1::ContainerMetadata { name: "app".into(), attempt: 2 }),
             command: vec!["sleep".into()],
             ..Default::default()
         };

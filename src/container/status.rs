@@ -8,7 +8,7 @@ use crate::monitor::read_exit_file;
 
 pub struct ContainerStatus {
     pub container: ContainerRecord,
-    pub config: k8s_cri::v1::ContainerConfig,
+    pub config: crate::cri::v1::ContainerConfig,
     /// Verbose only: JSON details keyed by topic.
     pub info: BTreeMap<String, String>,
 }

@@ -1,6 +1,6 @@
 //! The `UpdateContainerResources` RPC.
 
-use k8s_cri::v1::LinuxContainerResources;
+use crate::cri::v1::LinuxContainerResources;
 
 use super::record::{self, ContainerState};
 use super::spec::linux_resources;

@@ -408,8 +408,8 @@ mod tests {
 
     #[test]
     fn container_samples_match_their_descriptors_in_seconds() {
-        let config = k8s_cri::v1::ContainerConfig {
-            metadata: Some(k8s_cri::v1::ContainerMetadata { name: "web".into(), attempt: 0 }),
+        let config = crate::cri::v1::ContainerConfig {
+            metadata: Some(crate::cri::v1::ContainerMetadata { name: "web".into(), attempt: 0 }),
             ..Default::default()
         };
         let image = ImageUsed { requested: "busybox".into(), ..Default::default() };

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use k8s_cri::v1::ContainerConfig;
+use crate::cri::v1::ContainerConfig;
 
 use super::Daemon;
 use crate::container::{ContainerError, record, spec};

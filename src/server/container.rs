@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_cri::v1 as cri;
+use crate::cri::v1 as cri;
 
 use super::pod;
 use crate::container::{ContainerEvent, ContainerFilter, ContainerRecord, ContainerState, ContainerStatus, EventKind};
@@ -72,6 +72,8 @@ pub fn container_status(status: ContainerStatus) -> cri::ContainerStatusResponse
             image_ref: c.image.reference.clone(),
             reason: c.exit_reason(),
             message: c.message.clone(),
+            // The image's STOPSIGNAL is applied at stop, not reported yet.
+            stop_signal: cri::Signal::RuntimeDefault as i32,
             labels: map(&c.labels),
             annotations: map(&c.annotations),
             mounts: config.mounts.clone(),

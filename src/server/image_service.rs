@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use k8s_cri::v1 as cri;
-use k8s_cri::v1::image_service_server::ImageService;
+use crate::cri::v1 as cri;
+use crate::cri::v1::image_service_server::ImageService;
 use tonic::{Request, Response, Status};
 
 use super::status_code::to_status;
@@ -52,6 +52,13 @@ fn image_name(spec: Option<&cri::ImageSpec>) -> Result<&str, Status> {
 
 #[tonic::async_trait]
 impl ImageService for ImageApi {
+    type StreamImagesStream = super::runtime_service::Unserved<cri::StreamImagesResponse>;
+
+    // Not served yet (kubelet falls back to ListImages on Unimplemented).
+    async fn stream_images(&self, _: Request<cri::StreamImagesRequest>) -> Rpc<Self::StreamImagesStream> {
+        Err(super::status_code::not_implemented("StreamImages"))
+    }
+
     async fn list_images(&self, request: Request<cri::ListImagesRequest>) -> Rpc<cri::ListImagesResponse> {
         let filter = request.get_ref().filter.as_ref().and_then(|f| f.image.as_ref()).map(|s| s.image.as_str());
         let images = self.daemon.images().list_images(filter).map_err(to_status)?;

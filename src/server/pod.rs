@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_cri::v1 as cri;
+use crate::cri::v1 as cri;
 use tonic::Status;
 
 use super::status_code::to_status;

@@ -4,8 +4,8 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_server::RuntimeService;
+use crate::cri::v1 as cri;
+use crate::cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
 use super::status_code::{not_implemented, to_status};
@@ -16,6 +16,8 @@ use crate::daemon::Daemon;
 
 type Rpc<T> = Result<Response<T>, Status>;
 type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
+/// The stream type of an RPC berth does not serve yet (it answers Unimplemented).
+pub(super) type Unserved<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
 pub struct RuntimeApi {
     daemon: Arc<Daemon>,
@@ -34,6 +36,11 @@ fn invalid_argument(field: &str, reason: &str) -> Status {
 #[tonic::async_trait]
 impl RuntimeService for RuntimeApi {
     type GetContainerEventsStream = EventStream;
+    type StreamPodSandboxesStream = Unserved<cri::StreamPodSandboxesResponse>;
+    type StreamContainersStream = Unserved<cri::StreamContainersResponse>;
+    type StreamContainerStatsStream = Unserved<cri::StreamContainerStatsResponse>;
+    type StreamPodSandboxStatsStream = Unserved<cri::StreamPodSandboxStatsResponse>;
+    type StreamPodSandboxMetricsStream = Unserved<cri::StreamPodSandboxMetricsResponse>;
 
     async fn version(&self, _: Request<cri::VersionRequest>) -> Rpc<cri::VersionResponse> {
         let v = self.daemon.version();
@@ -294,6 +301,55 @@ impl RuntimeService for RuntimeApi {
         _: Request<cri::CheckpointContainerRequest>,
     ) -> Rpc<cri::CheckpointContainerResponse> {
         Err(not_implemented("CheckpointContainer"))
+    }
+
+    async fn checkpoint_pod(&self, _: Request<cri::CheckpointPodRequest>) -> Rpc<cri::CheckpointPodResponse> {
+        Err(not_implemented("CheckpointPod"))
+    }
+
+    async fn restore_pod(&self, _: Request<cri::RestorePodRequest>) -> Rpc<cri::RestorePodResponse> {
+        Err(not_implemented("RestorePod"))
+    }
+
+    // CRI 1.37's newer calls, not served yet: kubelet falls back to the List
+    // calls and skips the resize notification when the runtime answers Unimplemented.
+    async fn stream_pod_sandboxes(
+        &self,
+        _: Request<cri::StreamPodSandboxesRequest>,
+    ) -> Rpc<Self::StreamPodSandboxesStream> {
+        Err(not_implemented("StreamPodSandboxes"))
+    }
+
+    async fn stream_containers(&self, _: Request<cri::StreamContainersRequest>) -> Rpc<Self::StreamContainersStream> {
+        Err(not_implemented("StreamContainers"))
+    }
+
+    async fn stream_container_stats(
+        &self,
+        _: Request<cri::StreamContainerStatsRequest>,
+    ) -> Rpc<Self::StreamContainerStatsStream> {
+        Err(not_implemented("StreamContainerStats"))
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _: Request<cri::StreamPodSandboxStatsRequest>,
+    ) -> Rpc<Self::StreamPodSandboxStatsStream> {
+        Err(not_implemented("StreamPodSandboxStats"))
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _: Request<cri::StreamPodSandboxMetricsRequest>,
+    ) -> Rpc<Self::StreamPodSandboxMetricsStream> {
+        Err(not_implemented("StreamPodSandboxMetrics"))
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        _: Request<cri::UpdatePodSandboxResourcesRequest>,
+    ) -> Rpc<cri::UpdatePodSandboxResourcesResponse> {
+        Err(not_implemented("UpdatePodSandboxResources"))
     }
 
     async fn list_metric_descriptors(

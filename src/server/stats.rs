@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1 as cri;
+use crate::cri::v1 as cri;
 
 use crate::container::{ContainerFilter, ContainerUsage};
 use crate::daemon::{MetricDescriptor, MetricKind, PodMetrics, PodUsage, Sample};
@@ -19,6 +19,8 @@ fn cpu(timestamp: i64, usage: &CgroupUsage, nano_cores: Option<u64>) -> Option<c
         timestamp,
         usage_core_nano_seconds: value(total),
         usage_nano_cores: nano_cores.and_then(value),
+        // Pressure stall information is not read yet.
+        psi: None,
     })
 }
 
@@ -32,6 +34,7 @@ fn memory(timestamp: i64, usage: &CgroupUsage) -> Option<cri::MemoryUsage> {
         rss_bytes: value(m.rss),
         page_faults: value(m.page_faults),
         major_page_faults: value(m.major_page_faults),
+        psi: None,
     })
 }
 
@@ -58,6 +61,8 @@ pub fn container_stats(usage: ContainerUsage) -> cri::ContainerStats {
             inodes_used: value(usage.writable_layer.inodes),
         }),
         swap,
+        // Block I/O usage is not read yet.
+        io: None,
     }
 }
 
@@ -93,6 +98,7 @@ pub fn pod_stats(usage: PodUsage) -> cri::PodSandboxStats {
             .processes
             .map(|count| cri::ProcessUsage { timestamp: usage.timestamp, process_count: value(count) }),
         containers: Vec::new(),
+        io: None,
     };
     let attributes = cri::PodSandboxAttributes {
         id: s.id.clone(),

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     Container, ContainerFilter, ContainerState, ContainerStatus, ContainerStatusRequest, ExecSyncRequest,
     ListContainersRequest, ListPodSandboxRequest, PodSandbox,
 };

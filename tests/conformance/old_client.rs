@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use k8s_cri::v1::{VersionRequest, VersionResponse};
+use berth::cri::v1::{VersionRequest, VersionResponse};
 use prost::Message;
 
 use crate::support::berth::Berth;

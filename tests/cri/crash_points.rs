@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{ContainerState, RunPodSandboxRequest};
+use berth::cri::v1::{ContainerState, RunPodSandboxRequest};
 
 use crate::support::berth::Berth;
 use crate::support::cni::TestNetwork;
@@ -114,7 +114,7 @@ async fn berth_killed_while_runc_start_hangs_reports_the_truth_and_the_retry_sta
     let id = bed.create(&pod, sh("app", &bed.busybox, "sleep 1000")).await.expect("CreateContainer");
 
     let mut client = bed.berth.runtime().await;
-    let request = k8s_cri::v1::StartContainerRequest { container_id: id.clone() };
+    let request = berth::cri::v1::StartContainerRequest { container_id: id.clone() };
     kill_berth_during(&mut bed.berth, &wrapper, async move { client.start_container(request).await }).await;
     bed.berth.restart().await;
 
@@ -134,14 +134,14 @@ async fn berth_killed_mid_cni_del_leaves_the_stop_to_the_retry() {
     let request = RunPodSandboxRequest { config: Some(pod_config("crash-del")), runtime_handler: String::new() };
     let pod = berth.runtime().await.run_pod_sandbox(request).await.expect("RunPodSandbox").into_inner().pod_sandbox_id;
 
-    let stop = k8s_cri::v1::StopPodSandboxRequest { pod_sandbox_id: pod.clone() };
+    let stop = berth::cri::v1::StopPodSandboxRequest { pod_sandbox_id: pod.clone() };
     let (mut client, call) = (berth.runtime().await, stop.clone());
     kill_berth_during(&mut berth, &plugin, async move { client.stop_pod_sandbox(call).await }).await;
     drop(plugin);
     berth.restart().await;
 
     berth.runtime().await.stop_pod_sandbox(stop).await.expect("StopPodSandbox after the restart");
-    let remove = k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: pod };
+    let remove = berth::cri::v1::RemovePodSandboxRequest { pod_sandbox_id: pod };
     berth.runtime().await.remove_pod_sandbox(remove).await.expect("RemovePodSandbox");
     assert_settles(&before, || Footprint::of(&berth, Some(&network), "")).await;
 }

@@ -5,7 +5,7 @@
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
-use k8s_cri::v1::VersionRequest;
+use berth::cri::v1::VersionRequest;
 use nix::sys::signal::Signal;
 
 use crate::support::berth::{Berth, output_within};

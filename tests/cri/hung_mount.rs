@@ -4,7 +4,7 @@
 //! calls go on meanwhile, and kubelet's retries are refused at once while the
 //! first call is still stuck.
 
-use k8s_cri::v1::{ContainerState, Mount};
+use berth::cri::v1::{ContainerState, Mount};
 use tonic::Code;
 
 use crate::support::containers::{Bed, sh};

@@ -108,7 +108,7 @@ async fn a_cancelled_pull_stops_its_download() {
     s.proxy.set_rule(Rule::Throttle { path_contains: "/blobs/".into(), bytes_per_sec: 512 << 10 });
 
     let mut client = s.berth.images().await;
-    let request = k8s_cri::v1::PullImageRequest { image: spec(&s.name), ..Default::default() };
+    let request = berth::cri::v1::PullImageRequest { image: spec(&s.name), ..Default::default() };
     let call = tokio::spawn(async move { client.pull_image(request).await });
     // The config blob streams first: wait for the big layer's own download.
     let big_layer = &image.layer_digests()[1];
@@ -133,7 +133,7 @@ async fn a_pull_another_caller_waits_on_survives_one_cancel() {
     s.proxy.set_rule(Rule::Throttle { path_contains: "/blobs/".into(), bytes_per_sec: 1 << 20 });
 
     let mut leaver = s.berth.images().await;
-    let request = k8s_cri::v1::PullImageRequest { image: spec(&s.name), ..Default::default() };
+    let request = berth::cri::v1::PullImageRequest { image: spec(&s.name), ..Default::default() };
     let leaving = tokio::spawn(async move { leaver.pull_image(request).await });
     eventually("the download is under way", || s.proxy.active_body_streams() > 0).await;
     let staying = pull(&s.berth, &s.name);
@@ -156,7 +156,7 @@ async fn berth_killed_mid_pull_recovers_and_pulls_again() {
     let mut s = setup(&image, "test/crash", "").await;
     s.proxy.set_rule(Rule::Throttle { path_contains: "/blobs/".into(), bytes_per_sec: 512 << 10 });
     let mut client = s.berth.images().await;
-    let request = k8s_cri::v1::PullImageRequest { image: spec(&s.name), ..Default::default() };
+    let request = berth::cri::v1::PullImageRequest { image: spec(&s.name), ..Default::default() };
     let call = tokio::spawn(async move { client.pull_image(request).await });
     eventually("a layer is being unpacked", || !temp_dirs(&s.berth).is_empty()).await;
     s.berth.kill();

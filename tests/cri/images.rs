@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     AuthConfig, ImageFilter, ImageFsInfoRequest, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest,
     RemoveImageRequest,
 };
@@ -35,7 +35,7 @@ pub async fn pull_with(berth: &Berth, image: &str, auth: Option<AuthConfig>) -> 
     berth.images().await.pull_image(request).await.map(|r| r.into_inner().image_ref)
 }
 
-pub async fn status(berth: &Berth, image: &str) -> Option<k8s_cri::v1::Image> {
+pub async fn status(berth: &Berth, image: &str) -> Option<berth::cri::v1::Image> {
     let request = ImageStatusRequest { image: spec(image), verbose: false };
     berth.images().await.image_status(request).await.unwrap().into_inner().image
 }

@@ -1,5 +1,5 @@
-//! Integration tests: a real berth over its socket, driven with the `k8s-cri`
-//! tonic clients. One binary with a module per capability keeps linking cheap.
+//! Integration tests: a real berth over its socket, driven with the tonic
+//! clients generated from berth's own CRI proto (`berth::cri::v1`). One binary with a module per capability keeps linking cheap.
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use k8s_cri::v1::{ContainerState, PodSandboxConfig, PullImageRequest, RunPodSandboxRequest, StopPodSandboxRequest};
+use berth::cri::v1::{ContainerState, PodSandboxConfig, PullImageRequest, RunPodSandboxRequest, StopPodSandboxRequest};
 use tonic::Code;
 
 use crate::support::berth::Berth;
@@ -171,7 +171,7 @@ async fn a_stop_whose_cni_del_fails_is_finished_by_the_retry() {
     assert_eq!(network.allocated_ips().len(), 1, "the failed DEL kept its IP");
 
     berth.runtime().await.stop_pod_sandbox(stop).await.expect("the retry stops the pod");
-    let remove = k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: pod.pod_sandbox_id };
+    let remove = berth::cri::v1::RemovePodSandboxRequest { pod_sandbox_id: pod.pod_sandbox_id };
     berth.runtime().await.remove_pod_sandbox(remove).await.expect("RemovePodSandbox");
     assert_eq!(Footprint::of(&berth, Some(&network), "").await, before);
 }

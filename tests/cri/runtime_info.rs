@@ -1,13 +1,13 @@
 //! Version, Status, RuntimeConfig and UpdateRuntimeConfig; Unimplemented for CheckpointContainer.
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     CgroupDriver, CheckpointContainerRequest, NetworkConfig, RuntimeConfig, RuntimeConfigRequest, StatusRequest,
     UpdateRuntimeConfigRequest, VersionRequest,
 };
 
 use crate::support::berth::{Berth, LOOPBACK_CONFLIST};
 
-fn condition(status: &k8s_cri::v1::StatusResponse, kind: &str) -> k8s_cri::v1::RuntimeCondition {
+fn condition(status: &berth::cri::v1::StatusResponse, kind: &str) -> berth::cri::v1::RuntimeCondition {
     status
         .status
         .as_ref()

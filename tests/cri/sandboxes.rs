@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
     NamespaceOption, PodSandboxConfig, PodSandboxFilter, PodSandboxState, PodSandboxStateValue,
     PodSandboxStatusRequest, PortMapping, Protocol, RemovePodSandboxRequest, RunPodSandboxRequest,
@@ -35,7 +35,7 @@ pub async fn remove(berth: &Berth, id: &str) {
     berth.runtime().await.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.into() }).await.unwrap();
 }
 
-pub async fn status(berth: &Berth, id: &str) -> k8s_cri::v1::PodSandboxStatusResponse {
+pub async fn status(berth: &Berth, id: &str) -> berth::cri::v1::PodSandboxStatusResponse {
     let request = PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: true };
     berth.runtime().await.pod_sandbox_status(request).await.unwrap().into_inner()
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use berth::streaming::spdy::RstStatus;
-use k8s_cri::v1::{AttachRequest, ContainerState, ExecRequest, PodSandboxStatusRequest, PortForwardRequest};
+use berth::cri::v1::{AttachRequest, ContainerState, ExecRequest, PodSandboxStatusRequest, PortForwardRequest};
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,9 +7,9 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::{ListPodSandboxRequest, RemovePodSandboxRequest};
+use berth::cri::v1::image_service_client::ImageServiceClient;
+use berth::cri::v1::runtime_service_client::RuntimeServiceClient;
+use berth::cri::v1::{ListPodSandboxRequest, RemovePodSandboxRequest};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;

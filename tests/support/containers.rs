@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     Container, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ContainerStateValue,
     ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ExecSyncResponse, ImageSpec,
     KeyValue, LinuxContainerConfig, LinuxContainerSecurityContext, ListContainersRequest, NamespaceMode,
@@ -129,7 +129,7 @@ impl Bed {
     }
 
     /// Verbose ContainerStatus.
-    pub async fn try_status(&self, id: &str) -> Result<k8s_cri::v1::ContainerStatusResponse, Status> {
+    pub async fn try_status(&self, id: &str) -> Result<berth::cri::v1::ContainerStatusResponse, Status> {
         let request = ContainerStatusRequest { container_id: id.into(), verbose: true };
         Ok(self.berth.runtime().await.container_status(request).await?.into_inner())
     }
@@ -312,7 +312,7 @@ pub fn security_context(config: &mut ContainerConfig) -> &mut LinuxContainerSecu
 }
 
 pub fn env(pairs: &[(&str, &str)]) -> Vec<KeyValue> {
-    pairs.iter().map(|(key, value)| KeyValue { key: key.to_string(), value: value.to_string() }).collect()
+    pairs.iter().map(|(key, value)| KeyValue { key: key.to_string(), value: value.as_bytes().to_vec() }).collect()
 }
 
 pub fn state_filter(state: ContainerState) -> Option<ContainerStateValue> {

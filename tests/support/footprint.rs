@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::{ListContainersRequest, ListPodSandboxRequest};
+use berth::cri::v1::{ListContainersRequest, ListPodSandboxRequest};
 
 use super::berth::Berth;
 use super::cni::TestNetwork;

@@ -99,7 +99,7 @@ fn detect_min_oom_score_adj(effective: u64) -> i64 {
 
 pub struct SpecInput<'a> {
     pub container_id: &'a str,
-    pub config: &'a k8s_cri::v1::ContainerConfig,
+    pub config: &'a crate::cri::v1::ContainerConfig,
     pub sandbox: &'a SandboxRecord,
     pub image: &'a oci_spec::image::ImageConfiguration,
     /// The container's mounted rootfs; its `/etc/passwd` and `/etc/group` name users.
@@ -169,7 +169,7 @@ impl Classify for SpecError {
 /// The cgroup limits of `resources`, as UpdateContainerResources applies them
 /// to a running container.
 pub fn linux_resources(
-    resources: &k8s_cri::v1::LinuxContainerResources,
+    resources: &crate::cri::v1::LinuxContainerResources,
 ) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
     resources::build(Some(resources), &resources::CgroupFacts::host())
 }

@@ -9,7 +9,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Once;
 
-use k8s_cri::v1::{Mount as CriMount, MountPropagation};
+use crate::cri::v1::{Mount as CriMount, MountPropagation};
 use oci_spec::runtime::Mount;
 
 use super::host_fs::{self, HOST_PATH_TIMEOUT};
@@ -150,10 +150,18 @@ fn cri_bind(
     Ok(bind_mount(&source, destination, &options))
 }
 
-/// Image volumes and ID-mapped mounts need support berth does not have yet.
+/// Image volumes, ID-mapped mounts and extra mount options need support berth does not have yet.
 fn refuse_unsupported(mount: &CriMount, field: &dyn Fn(&str) -> String) -> Result<(), SpecError> {
     if mount.image.as_ref().is_some_and(|image| !image.image.is_empty()) {
         return Err(SpecError::invalid(field("image"), "image volumes are not supported"));
+    }
+    if !mount.image_sub_path.is_empty() {
+        return Err(SpecError::invalid(field("image_sub_path"), "image volumes are not supported"));
+    }
+    // Not advertised in the handlers' features, so kubelet sends none; another
+    // client's must not be dropped silently.
+    if !mount.mount_options.is_empty() {
+        return Err(SpecError::invalid(field("mount_options"), "extra bind mount options are not supported"));
     }
     if !mount.uid_mappings.is_empty() || !mount.gid_mappings.is_empty() {
         let list = if mount.uid_mappings.is_empty() { "gid_mappings" } else { "uid_mappings" };
@@ -350,7 +358,7 @@ mod tests {
     use super::*;
     use crate::container::spec::fixtures;
     use crate::runtime::RuntimeFeatures;
-    use k8s_cri::v1::ContainerConfig;
+    use crate::cri::v1::ContainerConfig;
 
     fn summary(mounts: &[Mount]) -> Vec<(String, String, String)> {
         mounts

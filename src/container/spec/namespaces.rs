@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::{ContainerConfig, LinuxContainerSecurityContext, NamespaceMode as CriMode, NamespaceOption};
+use crate::cri::v1::{ContainerConfig, LinuxContainerSecurityContext, NamespaceMode as CriMode, NamespaceOption};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 use super::SpecError;
@@ -128,7 +128,7 @@ mod tests {
     use super::*;
     use crate::container::spec::fixtures;
     use crate::sandbox::infra::InfraProcess;
-    use k8s_cri::v1::UserNamespace;
+    use crate::cri::v1::UserNamespace;
 
     fn entries(namespaces: &[LinuxNamespace]) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
         namespaces.iter().map(|ns| (ns.typ(), ns.path().clone())).collect()
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn only_configs_asking_for_pod_need_the_pod_pid_namespace() {
-        use k8s_cri::v1::LinuxContainerConfig;
+        use crate::cri::v1::LinuxContainerConfig;
         let config = |sc: Option<LinuxContainerSecurityContext>| ContainerConfig {
             linux: Some(LinuxContainerConfig { security_context: sc, ..Default::default() }),
             ..Default::default()

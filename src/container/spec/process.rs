@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Once;
 
-use k8s_cri::v1::{KeyValue, LinuxContainerResources, LinuxContainerSecurityContext};
+use crate::cri::v1::{KeyValue, LinuxContainerResources, LinuxContainerSecurityContext};
 use oci_spec::image::Config as ImageConfig;
 use oci_spec::runtime::{PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process};
 
@@ -70,7 +70,8 @@ fn image_env(image: Option<&ImageConfig>) -> &[String] {
 /// later entry replaces an earlier one with the same name, in place.
 pub(super) fn env(image_env: &[String], config_env: &[KeyValue], hostname: &str) -> Vec<String> {
     let mut env = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
-    let config_env = config_env.iter().map(|kv| format!("{}={}", kv.key, kv.value));
+    // Values were checked to be UTF-8 (representable.rs).
+    let config_env = config_env.iter().map(|kv| format!("{}={}", kv.key, String::from_utf8_lossy(&kv.value)));
     for entry in image_env.iter().cloned().chain(config_env) {
         set_env(&mut env, entry);
     }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use k8s_cri::v1::{
+use crate::cri::v1::{
     Capability, CdiDevice, ContainerConfig, ContainerMetadata, Device, HugepageLimit, IdMapping, ImageSpec, Int64Value,
     KeyValue, LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext, Mount, NamespaceOption,
     SeLinuxOption, SecurityProfile, UserNamespace,
@@ -229,6 +229,8 @@ fn mount() -> BoxedStrategy<(Mount, HostPath)> {
                     gid_mappings: Vec::new(),
                     recursive_read_only,
                     image: image.map(|image| ImageSpec { image, ..Default::default() }),
+                    image_sub_path: String::new(),
+                    mount_options: Vec::new(),
                 };
                 (mount, source)
             },
@@ -435,7 +437,7 @@ fn case() -> BoxedStrategy<Case> {
         mostly(vec("/[a-z]{1,6}", 1..2), vec(junk(), 0..3)),
         vec(mostly("-?[a-z0-9=]{0,8}", junk()), 0..3),
         mostly(prop_oneof![Just(String::new()), absolute_path()], junk()),
-        vec((mostly("[A-Z_][A-Z0-9_]{0,6}", junk()), junk()).prop_map(|(key, value)| KeyValue { key, value }), 0..4),
+        vec((mostly("[A-Z_][A-Z0-9_]{0,6}", junk()), junk()).prop_map(|(key, value)| KeyValue { key, value: value.into_bytes() }), 0..4),
     );
     let extras = (
         hash_map(junk(), junk(), 0..2),
@@ -484,6 +486,7 @@ fn case() -> BoxedStrategy<Case> {
                         .map(|(resources, security_context)| LinuxContainerConfig { resources, security_context }),
                     windows: None,
                     cdi_devices,
+                    stop_signal: 0,
                 };
                 let pod = Pod { host_network, infra };
                 Case {
@@ -802,7 +805,10 @@ fn nul_bytes_are_refused_naming_the_field() {
     let cases: Vec<(ContainerConfig, &str)> = vec![
         (ContainerConfig { args: vec!["ok".into(), with_nul.clone()], ..plain_config() }, "args[1]"),
         (
-            ContainerConfig { envs: vec![KeyValue { key: "K".into(), value: with_nul.clone() }], ..plain_config() },
+            ContainerConfig {
+                envs: vec![KeyValue { key: "K".into(), value: with_nul.clone().into_bytes() }],
+                ..plain_config()
+            },
             "envs[0].value",
         ),
         (ContainerConfig { working_dir: format!("/{with_nul}"), ..plain_config() }, "working_dir"),

@@ -23,7 +23,10 @@ pub(super) fn refuse_unrepresentable(input: &SpecInput) -> Result<(), SpecError>
         if kv.key.is_empty() || kv.key.contains('=') {
             return Err(SpecError::invalid(format!("envs[{i}].key"), format!("{:?} is not a variable name", kv.key)));
         }
-        no_nul([(format!("envs[{i}].key"), kv.key.as_str()), (format!("envs[{i}].value"), kv.value.as_str())])?;
+        // Bytes on the wire since CRI 1.36; an OCI spec's env is JSON strings.
+        let value = std::str::from_utf8(&kv.value)
+            .map_err(|_| SpecError::invalid(format!("envs[{i}].value"), "is not UTF-8, which an OCI env cannot hold"))?;
+        no_nul([(format!("envs[{i}].key"), kv.key.as_str()), (format!("envs[{i}].value"), value)])?;
     }
     for (i, mount) in config.mounts.iter().enumerate() {
         no_nul([

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Once, OnceLock};
 
-use k8s_cri::v1::LinuxContainerResources;
+use crate::cri::v1::LinuxContainerResources;
 use oci_spec::runtime::{LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources};
 
 use super::SpecError;
@@ -182,7 +182,7 @@ pub(super) fn cgroups_path(driver: CgroupDriver, sandbox: &SandboxRecord, contai
 mod tests {
     use super::*;
     use crate::container::spec::fixtures;
-    use k8s_cri::v1::HugepageLimit;
+    use crate::cri::v1::HugepageLimit;
 
     const V2: CgroupFacts = CgroupFacts { v2: true, swap: true, hugetlb: true };
     const V1_BARE: CgroupFacts = CgroupFacts { v2: false, swap: false, hugetlb: false };

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use k8s_cri::v1::LinuxContainerSecurityContext;
+use crate::cri::v1::LinuxContainerSecurityContext;
 use oci_spec::runtime::{
     Arch, Capabilities, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompOperator,
     LinuxSyscall,
@@ -230,8 +230,8 @@ fn arch_specific() -> impl Iterator<Item = &'static str> {
 mod tests {
     use std::collections::HashSet;
 
-    use k8s_cri::v1::SecurityProfile;
-    use k8s_cri::v1::security_profile::ProfileType;
+    use crate::cri::v1::SecurityProfile;
+    use crate::cri::v1::security_profile::ProfileType;
 
     use super::super::seccomp_default::ALWAYS_DENIED;
     use super::super::security::DEFAULT_CAPABILITIES;

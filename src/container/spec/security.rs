@@ -2,8 +2,8 @@
 //! capabilities, the seccomp filter (`seccomp.rs`), masked and read-only paths, AppArmor and
 //! SELinux. containerd's CRI plugin is the reference; where berth differs, the code says why.
 
-use k8s_cri::v1::security_profile::ProfileType;
-use k8s_cri::v1::{Capability as CriCapabilities, LinuxContainerSecurityContext, SeLinuxOption, SecurityProfile};
+use crate::cri::v1::security_profile::ProfileType;
+use crate::cri::v1::{Capability as CriCapabilities, LinuxContainerSecurityContext, SeLinuxOption, SecurityProfile};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, LinuxSeccomp};
 
 use super::{HostFacts, SpecError, seccomp};
@@ -360,7 +360,7 @@ fn selinux_label(options: Option<&SeLinuxOption>, host: &HostFacts) -> Option<St
 mod tests {
     use std::collections::HashSet;
 
-    use k8s_cri::v1::SecurityProfile;
+    use crate::cri::v1::SecurityProfile;
 
     use super::*;
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::{
+use crate::cri::v1::{
     ContainerConfig, Int64Value, KeyValue, LinuxContainerConfig, LinuxContainerResources,
     LinuxContainerSecurityContext, NamespaceMode as CriMode, NamespaceOption,
 };

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use k8s_cri::v1::{LinuxContainerSecurityContext, SupplementalGroupsPolicy};
+use crate::cri::v1::{LinuxContainerSecurityContext, SupplementalGroupsPolicy};
 use oci_spec::runtime::User;
 
 use super::SpecError;
@@ -224,7 +224,7 @@ fn read_in_rootfs(rootfs: &Path, path: &str) -> Result<String, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_cri::v1::Int64Value;
+    use crate::cri::v1::Int64Value;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
                           # a comment\n\

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use k8s_cri::v1::{ContainerEventResponse, ContainerEventType, ContainerState, GetEventsRequest};
+use berth::cri::v1::{ContainerEventResponse, ContainerEventType, ContainerState, GetEventsRequest};
 use tonic::Streaming;
 
 use crate::support::containers::{Bed, sh};

@@ -107,7 +107,7 @@ async fn exec_sync_output_is_cut_to_fit_one_reply() {
     let id = bed.run(&pod, sh("target", &bed.busybox, "sleep 1000")).await;
     let mut client = bed.berth.runtime().await.max_decoding_message_size(KUBELET_MAX_MESSAGE);
     let script = "head -c 12582912 /dev/zero | tr '\\0' o; head -c 12582912 /dev/zero | tr '\\0' e >&2";
-    let request = k8s_cri::v1::ExecSyncRequest {
+    let request = berth::cri::v1::ExecSyncRequest {
         container_id: id.clone(),
         cmd: vec!["sh".into(), "-c".into(), script.into()],
         timeout: 60,

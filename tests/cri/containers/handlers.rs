@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_cri::v1::{ContainerFilter, ContainerState, ListPodSandboxRequest, PodSandboxFilter, RunPodSandboxRequest};
+use berth::cri::v1::{ContainerFilter, ContainerState, ListPodSandboxRequest, PodSandboxFilter, RunPodSandboxRequest};
 use tonic::Code;
 
 use crate::support::berth::Berth;
@@ -134,6 +134,6 @@ async fn a_pod_whose_network_setup_outlasts_the_deadline_is_handed_to_the_retry(
         .items;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].id, id.pod_sandbox_id);
-    let remove = k8s_cri::v1::RemovePodSandboxRequest { pod_sandbox_id: id.pod_sandbox_id };
+    let remove = berth::cri::v1::RemovePodSandboxRequest { pod_sandbox_id: id.pod_sandbox_id };
     berth.runtime().await.remove_pod_sandbox(remove).await.unwrap();
 }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use k8s_cri::v1::Mount;
+use berth::cri::v1::Mount;
 
 use crate::support::containers::{Bed, log_lines, sh};
 use crate::support::image::{Compression, ImageBuilder, Layer};

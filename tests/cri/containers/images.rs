@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{ContainerState, ImageStatusRequest, RemoveImageRequest};
+use berth::cri::v1::{ContainerState, ImageStatusRequest, RemoveImageRequest};
 
 use crate::support::containers::{Bed, WAIT, image_spec, sh, wait_for_line};
 use crate::support::image::{Compression, ImageBuilder, Layer};
@@ -27,7 +27,7 @@ async fn removing_an_image_in_use_keeps_the_container_then_frees_the_snapshots()
         ImageBuilder::new().layer(layer, Compression::Gzip).layer(second, Compression::Gzip).env(["PATH=/bin"]).build();
     image.push(&bed.registry, "test/solo", "latest").await;
     let reference = format!("{}/test/solo:latest", bed.registry.host());
-    let pull = k8s_cri::v1::PullImageRequest { image: Some(image_spec(&reference)), ..Default::default() };
+    let pull = berth::cri::v1::PullImageRequest { image: Some(image_spec(&reference)), ..Default::default() };
     bed.berth.images().await.pull_image(pull).await.unwrap();
     let snapshots = snapshot_dirs(&bed);
     assert_eq!(snapshots.len(), 2, "one snapshot per layer: {snapshots:?}");

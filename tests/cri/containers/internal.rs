@@ -3,7 +3,7 @@
 //! runc handler: a container's output, exit code, limits, stop and removal.
 
 use berth::runtime::ContainerStatus;
-use k8s_cri::v1::{ContainerState, LinuxContainerResources, UpdateContainerResourcesRequest};
+use berth::cri::v1::{ContainerState, LinuxContainerResources, UpdateContainerResourcesRequest};
 
 use crate::support::berth::Berth;
 use crate::support::footprint::CgroupParent;

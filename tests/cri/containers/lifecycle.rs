@@ -1,7 +1,7 @@
 //! Create, start, stop, remove, and what ContainerStatus says at each step;
 //! unknown IDs, prefixes, duplicates and malformed requests.
 
-use k8s_cri::v1::{ContainerState, CreateContainerRequest, Mount, StopPodSandboxRequest};
+use berth::cri::v1::{ContainerState, CreateContainerRequest, Mount, StopPodSandboxRequest};
 use tonic::Code;
 
 use crate::support::containers::{Bed, container, process_alive, sh, wait_for_line, wait_gone};

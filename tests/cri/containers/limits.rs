@@ -3,7 +3,7 @@
 //! files. One layer more than overlayfs stacks is a clear error at create that
 //! leaves no container behind.
 
-use k8s_cri::v1::PullImageRequest;
+use berth::cri::v1::PullImageRequest;
 use tonic::Code;
 
 use crate::support::containers::{Bed, image_spec, log_lines, sh};

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::{ContainerFilter, ContainerState};
+use berth::cri::v1::{ContainerFilter, ContainerState};
 
 use crate::support::containers::{Bed, sh, state_filter};
 
@@ -16,7 +16,7 @@ async fn list_filters_by_id_state_pod_and_labels() {
     let exited = bed.run(&pod_b, sh("exited", &bed.busybox, "true")).await;
     bed.wait_exited(&exited).await;
 
-    let ids = |containers: Vec<k8s_cri::v1::Container>| {
+    let ids = |containers: Vec<berth::cri::v1::Container>| {
         let mut ids: Vec<String> = containers.into_iter().map(|c| c.id).collect();
         ids.sort();
         ids

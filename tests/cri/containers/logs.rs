@@ -1,7 +1,7 @@
 //! The CRI log file kubelet reads: stream tags, long lines split into partial
 //! entries, and ReopenContainerLog after kubelet rotates the file.
 
-use k8s_cri::v1::{Mount, ReopenContainerLogRequest};
+use berth::cri::v1::{Mount, ReopenContainerLogRequest};
 
 use crate::support::containers::{Bed, is_rfc3339_nano, log_entries, log_lines, log_lines_of, sh, wait_for_line};
 

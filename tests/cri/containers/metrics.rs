@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     ContainerStatusRequest, ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, Metric, MetricType,
     PodSandboxMetrics, PodSandboxStatusRequest, VersionRequest,
 };

@@ -1,7 +1,7 @@
 //! Kubelet's mounts: host directories read-write and read-only, missing host
 //! paths made as directories, and host-to-container propagation.
 
-use k8s_cri::v1::{ContainerState, Mount, MountPropagation, StatusRequest};
+use berth::cri::v1::{ContainerState, Mount, MountPropagation, StatusRequest};
 
 use crate::support::containers::{Bed, Mounts, log_lines, sh, wait_for_line};
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     ContainerFilter, ContainerState, PodSandboxStatusRequest, RemovePodSandboxRequest, StopPodSandboxRequest,
 };
 use tonic::Code;

@@ -32,7 +32,7 @@ async fn command_and_args_follow_kubernetes_rules() {
     ];
     for (name, command, args, expected) in cases {
         let config =
-            k8s_cri::v1::ContainerConfig { command: strings(command), args: strings(args), ..container(name, &image) };
+            berth::cri::v1::ContainerConfig { command: strings(command), args: strings(args), ..container(name, &image) };
         let log = pod.log_path(&config);
         let exited = bed.run_to_exit(&pod, config).await;
         assert_eq!(exited.exit_code, 0, "{name}: {exited:?}");
@@ -46,7 +46,7 @@ async fn environment_and_working_dir_merge_image_then_config() {
     let image = bed.image("entry", image()).await;
     let pod = bed.pod("env").await;
     let script = "echo \"$FROM_IMAGE $SHARED $FROM_CONFIG\"; pwd; echo \"$PATH\"; echo \"$HOSTNAME\"";
-    let config = k8s_cri::v1::ContainerConfig {
+    let config = berth::cri::v1::ContainerConfig {
         command: vec!["/bin/sh".into(), "-c".into(), script.into()],
         envs: env(&[("SHARED", "config"), ("FROM_CONFIG", "config")]),
         ..container("env", &image)
@@ -59,7 +59,7 @@ async fn environment_and_working_dir_merge_image_then_config() {
     assert_eq!(lines[2], "/bin", "the image's PATH: {lines:?}");
     assert!(!lines[3].is_empty(), "HOSTNAME is set: {lines:?}");
 
-    let config = k8s_cri::v1::ContainerConfig {
+    let config = berth::cri::v1::ContainerConfig {
         command: vec!["/bin/sh".into(), "-c".into(), "pwd".into()],
         working_dir: "/tmp".into(),
         ..container("cwd", &image)
@@ -70,7 +70,7 @@ async fn environment_and_working_dir_merge_image_then_config() {
 
     // An image with no PATH gets the default one.
     let bare = bed.image("nopath", ImageBuilder::new().layer(Layer::busybox(), Compression::Gzip)).await;
-    let config = k8s_cri::v1::ContainerConfig {
+    let config = berth::cri::v1::ContainerConfig {
         command: vec!["/bin/sh".into(), "-c".into(), "echo \"$PATH\"".into()],
         ..container("path", &bare)
     };

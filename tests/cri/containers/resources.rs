@@ -1,7 +1,7 @@
 //! Cgroup limits: memory and CPU in the container's cgroup files, changed by
 //! UpdateContainerResources, and a memory hog killed by the OOM killer.
 
-use k8s_cri::v1::{LinuxContainerResources, NamespaceMode, UpdateContainerResourcesRequest};
+use berth::cri::v1::{LinuxContainerResources, NamespaceMode, UpdateContainerResourcesRequest};
 
 use crate::support::containers::{
     Bed, cgroup_file, host_namespace_options, host_pod_config, log_lines, read_trimmed, sh, wait_for_line,
@@ -69,7 +69,7 @@ async fn the_cgroup_mount_shows_the_containers_own_cgroups_in_a_shared_pid_names
     let bed = Bed::new().await;
     let mut pod_config = host_pod_config("shared-pid-cgroups");
     let options = pod_config.linux.as_mut().and_then(|linux| linux.security_context.as_mut()).unwrap();
-    options.namespace_options = Some(k8s_cri::v1::NamespaceOption {
+    options.namespace_options = Some(berth::cri::v1::NamespaceOption {
         pid: NamespaceMode::Pod as i32,
         ..host_namespace_options()
     });

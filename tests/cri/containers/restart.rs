@@ -2,7 +2,7 @@
 //! the restarted berth finds the running container as it was and learns the
 //! exit of one that ended while it was down.
 
-use k8s_cri::v1::{ContainerState, Mount};
+use berth::cri::v1::{ContainerState, Mount};
 
 use crate::support::containers::{Bed, RUNC, log_lines, process_alive, runc_list, sh, wait_for_line, wait_gone};
 

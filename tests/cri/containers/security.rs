@@ -1,8 +1,8 @@
 //! Capabilities, seccomp, masked and read-only paths, a read-only rootfs: what
 //! the process finds in /proc/self/status and when it tries to write.
 
-use k8s_cri::v1::security_profile::ProfileType;
-use k8s_cri::v1::{Capability, ContainerConfig, Mount, SecurityProfile};
+use berth::cri::v1::security_profile::ProfileType;
+use berth::cri::v1::{Capability, ContainerConfig, Mount, SecurityProfile};
 
 use crate::support::containers::{Bed, Pod, log_lines, log_lines_of, security_context, sh};
 

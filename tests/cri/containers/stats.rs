@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{
+use berth::cri::v1::{
     ContainerStats, ContainerStatsFilter, ContainerStatsRequest, ListContainerStatsRequest, ListPodSandboxStatsRequest,
     PodSandboxStatsRequest, PodSandboxStatusRequest,
 };
@@ -86,7 +86,7 @@ async fn cpu_rises_for_a_busy_container_only_and_memory_and_layer_follow_what_it
     assert!(listed.iter().all(|s| s.attributes.as_ref().unwrap().id != busy), "exited containers have no stats");
 }
 
-async fn pod_stats(bed: &Bed, id: &str) -> k8s_cri::v1::PodSandboxStats {
+async fn pod_stats(bed: &Bed, id: &str) -> berth::cri::v1::PodSandboxStats {
     let request = PodSandboxStatsRequest { pod_sandbox_id: id.into() };
     bed.berth.runtime().await.pod_sandbox_stats(request).await.unwrap().into_inner().stats.unwrap()
 }
@@ -106,7 +106,7 @@ async fn pod_stats_carry_network_traffic_processes_and_containers() {
     wait_for_line(&log, "ready").await;
 
     let before = pod_stats(&bed, &pod.id).await;
-    let rx = |stats: &k8s_cri::v1::PodSandboxStats| {
+    let rx = |stats: &berth::cri::v1::PodSandboxStats| {
         let network = stats.linux.as_ref().unwrap().network.as_ref().expect("the pod's network counters");
         let eth0 = network.default_interface.as_ref().unwrap();
         assert_eq!(eth0.name, "eth0");

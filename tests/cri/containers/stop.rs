@@ -1,7 +1,7 @@
 //! StopContainer: SIGKILL after the timeout for a process that ignores the stop
 //! signal, and the image's StopSignal.
 
-use k8s_cri::v1::ContainerState;
+use berth::cri::v1::ContainerState;
 
 use crate::support::containers::{Bed, sh, wait_for_line, wait_gone};
 use crate::support::image::ImageBuilder;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_cri::v1::{ContainerConfig, Int64Value};
+use berth::cri::v1::{ContainerConfig, Int64Value};
 
 use crate::support::containers::{Bed, Pod, security_context, sh};
 use crate::support::image::{Compression, ImageBuilder, Layer};
