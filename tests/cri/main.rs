@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api_surface;
 mod config_cli;
 mod containers;
 mod crash_points;
