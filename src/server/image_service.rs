@@ -52,11 +52,13 @@ fn image_name(spec: Option<&cri::ImageSpec>) -> Result<&str, Status> {
 
 #[tonic::async_trait]
 impl ImageService for ImageApi {
-    type StreamImagesStream = super::runtime_service::Unserved<cri::StreamImagesResponse>;
+    type StreamImagesStream = super::list_stream::Responses<cri::StreamImagesResponse>;
 
-    // Not served yet (kubelet falls back to ListImages on Unimplemented).
-    async fn stream_images(&self, _: Request<cri::StreamImagesRequest>) -> Rpc<Self::StreamImagesStream> {
-        Err(super::status_code::not_implemented("StreamImages"))
+    /// ListImages' answer in chunks (list_stream.rs).
+    async fn stream_images(&self, request: Request<cri::StreamImagesRequest>) -> Rpc<Self::StreamImagesStream> {
+        let filter = request.into_inner().filter;
+        let images = self.list_images(Request::new(cri::ListImagesRequest { filter })).await?.into_inner().images;
+        Ok(Response::new(super::list_stream::chunked(images, |images| cri::StreamImagesResponse { images })))
     }
 
     async fn list_images(&self, request: Request<cri::ListImagesRequest>) -> Rpc<cri::ListImagesResponse> {

@@ -5,6 +5,7 @@
 mod authority;
 mod container;
 mod image_service;
+mod list_stream;
 mod listener;
 mod pod;
 mod rpc_layer;

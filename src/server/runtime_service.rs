@@ -8,6 +8,7 @@ use crate::cri::v1 as cri;
 use crate::cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use super::list_stream::{Responses, chunked};
 use super::status_code::{not_implemented, to_status};
 use super::{container, pod, stats};
 use crate::config::CgroupDriver;
@@ -16,8 +17,7 @@ use crate::daemon::Daemon;
 
 type Rpc<T> = Result<Response<T>, Status>;
 type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
-/// The stream type of an RPC berth does not serve yet (it answers Unimplemented).
-pub(super) type Unserved<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
 
 pub struct RuntimeApi {
     daemon: Arc<Daemon>,
@@ -36,11 +36,11 @@ fn invalid_argument(field: &str, reason: &str) -> Status {
 #[tonic::async_trait]
 impl RuntimeService for RuntimeApi {
     type GetContainerEventsStream = EventStream;
-    type StreamPodSandboxesStream = Unserved<cri::StreamPodSandboxesResponse>;
-    type StreamContainersStream = Unserved<cri::StreamContainersResponse>;
-    type StreamContainerStatsStream = Unserved<cri::StreamContainerStatsResponse>;
-    type StreamPodSandboxStatsStream = Unserved<cri::StreamPodSandboxStatsResponse>;
-    type StreamPodSandboxMetricsStream = Unserved<cri::StreamPodSandboxMetricsResponse>;
+    type StreamPodSandboxesStream = Responses<cri::StreamPodSandboxesResponse>;
+    type StreamContainersStream = Responses<cri::StreamContainersResponse>;
+    type StreamContainerStatsStream = Responses<cri::StreamContainerStatsResponse>;
+    type StreamPodSandboxStatsStream = Responses<cri::StreamPodSandboxStatsResponse>;
+    type StreamPodSandboxMetricsStream = Responses<cri::StreamPodSandboxMetricsResponse>;
 
     async fn version(&self, _: Request<cri::VersionRequest>) -> Rpc<cri::VersionResponse> {
         let v = self.daemon.version();
@@ -311,38 +311,54 @@ impl RuntimeService for RuntimeApi {
         Err(not_implemented("RestorePod"))
     }
 
-    // CRI 1.37's newer calls, not served yet: kubelet falls back to the List
-    // calls and skips the resize notification when the runtime answers Unimplemented.
+    // The list-streaming calls: their List call's answer, in chunks (list_stream.rs).
     async fn stream_pod_sandboxes(
         &self,
-        _: Request<cri::StreamPodSandboxesRequest>,
+        request: Request<cri::StreamPodSandboxesRequest>,
     ) -> Rpc<Self::StreamPodSandboxesStream> {
-        Err(not_implemented("StreamPodSandboxes"))
+        let filter = request.into_inner().filter;
+        let items = self.list_pod_sandbox(Request::new(cri::ListPodSandboxRequest { filter })).await?.into_inner().items;
+        Ok(Response::new(chunked(items, |pod_sandboxes| cri::StreamPodSandboxesResponse { pod_sandboxes })))
     }
 
-    async fn stream_containers(&self, _: Request<cri::StreamContainersRequest>) -> Rpc<Self::StreamContainersStream> {
-        Err(not_implemented("StreamContainers"))
+    async fn stream_containers(
+        &self,
+        request: Request<cri::StreamContainersRequest>,
+    ) -> Rpc<Self::StreamContainersStream> {
+        let filter = request.into_inner().filter;
+        let items = self.list_containers(Request::new(cri::ListContainersRequest { filter })).await?.into_inner();
+        Ok(Response::new(chunked(items.containers, |containers| cri::StreamContainersResponse { containers })))
     }
 
     async fn stream_container_stats(
         &self,
-        _: Request<cri::StreamContainerStatsRequest>,
+        request: Request<cri::StreamContainerStatsRequest>,
     ) -> Rpc<Self::StreamContainerStatsStream> {
-        Err(not_implemented("StreamContainerStats"))
+        let filter = request.into_inner().filter;
+        let stats = self.list_container_stats(Request::new(cri::ListContainerStatsRequest { filter })).await?;
+        let stats = stats.into_inner().stats;
+        Ok(Response::new(chunked(stats, |container_stats| cri::StreamContainerStatsResponse { container_stats })))
     }
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _: Request<cri::StreamPodSandboxStatsRequest>,
+        request: Request<cri::StreamPodSandboxStatsRequest>,
     ) -> Rpc<Self::StreamPodSandboxStatsStream> {
-        Err(not_implemented("StreamPodSandboxStats"))
+        let filter = request.into_inner().filter;
+        let stats = self.list_pod_sandbox_stats(Request::new(cri::ListPodSandboxStatsRequest { filter })).await?;
+        let stats = stats.into_inner().stats;
+        Ok(Response::new(chunked(stats, |pod_sandbox_stats| cri::StreamPodSandboxStatsResponse { pod_sandbox_stats })))
     }
 
     async fn stream_pod_sandbox_metrics(
         &self,
         _: Request<cri::StreamPodSandboxMetricsRequest>,
     ) -> Rpc<Self::StreamPodSandboxMetricsStream> {
-        Err(not_implemented("StreamPodSandboxMetrics"))
+        let metrics = self.list_pod_sandbox_metrics(Request::new(cri::ListPodSandboxMetricsRequest {})).await?;
+        let metrics = metrics.into_inner().pod_metrics;
+        Ok(Response::new(chunked(metrics, |pod_sandbox_metrics| cri::StreamPodSandboxMetricsResponse {
+            pod_sandbox_metrics,
+        })))
     }
 
     async fn update_pod_sandbox_resources(

@@ -1,11 +1,14 @@
 //! berth's whole CRI surface, as its proto defines it: every RPC of both
-//! services is served, or answers Unimplemented naming itself, on purpose. An
-//! RPC added to the proto fails this test until it is put in one list or the other.
+//! services is served, or answers Unimplemented naming itself, on purpose (an
+//! RPC added to the proto fails the first test until it is put in one list or
+//! the other); and the list-streaming calls past the message limit.
 
 use berth::cri::v1 as cri;
+use berth::cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::Code;
 
 use crate::support::berth::Berth;
+use crate::support::containers::{Bed, sh};
 
 /// Answered with Unimplemented, each for a stated reason (README's status table).
 const UNSERVED: &[&str] = &[
@@ -13,13 +16,7 @@ const UNSERVED: &[&str] = &[
     "CheckpointContainer",
     "CheckpointPod",
     "RestorePod",
-    // CRI 1.37's newer calls, not built yet (issue 15): kubelet falls back.
-    "StreamPodSandboxes",
-    "StreamContainers",
-    "StreamContainerStats",
-    "StreamPodSandboxStats",
-    "StreamPodSandboxMetrics",
-    "StreamImages",
+    // Not built yet (issue 15): kubelet skips the notification.
     "UpdatePodSandboxResources",
 ];
 
@@ -122,4 +119,36 @@ async fn every_rpc_is_served_or_answers_unimplemented_by_name() {
             assert_ne!(code, Code::Unimplemented, "{rpc} is served: {message}");
         }
     }
+}
+
+/// A node whose container list is larger than one gRPC message: ListContainers
+/// cannot answer within kubelet's 16 MiB, StreamContainers sends every
+/// container once, in messages well within it.
+#[tokio::test]
+async fn stream_containers_answers_past_the_message_limit_where_list_cannot() {
+    const LIMIT: usize = 16 << 20;
+    let bed = Bed::new().await;
+    let pod = bed.pod("many").await;
+    let mut ids = Vec::new();
+    for i in 0..18 {
+        let mut config = sh(&format!("c{i}"), &bed.busybox, "true");
+        config.annotations.insert("payload".into(), "x".repeat(1 << 20));
+        ids.push(bed.create(&pod, config).await.expect("CreateContainer"));
+    }
+    let channel = bed.berth.channel().await;
+    let mut client = RuntimeServiceClient::new(channel).max_decoding_message_size(LIMIT);
+    let listed = client.list_containers(cri::ListContainersRequest::default()).await;
+    assert!(listed.is_err(), "18 MiB of containers fit no 16 MiB message");
+
+    let mut stream = client.stream_containers(cri::StreamContainersRequest::default()).await.unwrap().into_inner();
+    let (mut seen, mut messages) = (Vec::new(), 0);
+    while let Some(message) = stream.message().await.expect("each message within the limit") {
+        assert!(!message.containers.is_empty(), "no empty message");
+        messages += 1;
+        seen.extend(message.containers.into_iter().map(|c| c.id));
+    }
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids, "every container exactly once");
+    assert!(messages > 1, "in more than one message");
 }
