@@ -79,7 +79,9 @@ impl RuntimeService for RuntimeApi {
             status: Some(cri::RuntimeStatus { conditions }),
             info: status.info.into_iter().collect(),
             runtime_handlers,
-            features: Some(cri::RuntimeFeatures::default()),
+            // berth applies Merge and Strict itself (container/spec/user.rs) and
+            // reports the effective user in ContainerStatus.
+            features: Some(cri::RuntimeFeatures { supplemental_groups_policy: true, ..Default::default() }),
         }))
     }
 

@@ -34,7 +34,6 @@ pub const SKIPPED_SPECS: &[(&str, &str)] = &[
     ),
     (r"Security Context UserNamespaces ", "user namespaces are not built yet"),
     (r"Image Volume \[Feature:ImageVolume\] ", "image volumes are not built yet"),
-    (r"Security Context SupplementalGroupsPolicy ", "SupplementalGroupsPolicy is not built yet"),
     (r"\[k8s\.io\] NRI ", "NRI is not built yet"),
 ];
 

@@ -146,3 +146,41 @@ async fn a_hostile_etc_passwd_is_refused_at_create() {
     assert!(bed.list_all().await.is_empty(), "nothing left by a refused create");
     assert!(bed.runc_containers().is_empty(), "no runtime state left");
 }
+
+/// SupplementalGroupsPolicy: Merge (the default) adds the groups /etc/group
+/// gives the user to the config's; Strict takes only the config's. Either way
+/// ContainerStatus reports the process's user as it runs, and Status
+/// advertises the feature, as kubelet checks before it sends Strict.
+#[tokio::test]
+async fn supplemental_groups_policy_merge_and_strict_with_the_user_in_status() {
+    use berth::cri::v1::{StatusRequest, SupplementalGroupsPolicy};
+    let bed = Bed::bare().await;
+    let plain = bed.image("groups-policy", image()).await;
+    let pod = bed.pod("groups-policy").await;
+    let status = bed.berth.runtime().await.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
+    assert!(status.features.is_some_and(|f| f.supplemental_groups_policy), "advertised");
+
+    for (policy, groups) in [
+        (SupplementalGroupsPolicy::Merge, vec![10, 50, 1000, 1234]),
+        (SupplementalGroupsPolicy::Strict, vec![1000, 1234]),
+    ] {
+        let mut config = sh(&format!("{policy:?}").to_lowercase(), &plain, "id -G; echo listed; sleep 1000");
+        let sc = security_context(&mut config);
+        sc.run_as_user = Some(Int64Value { value: 1000 });
+        sc.supplemental_groups = vec![1234];
+        sc.supplemental_groups_policy = policy as i32;
+        let log = pod.log_path(&config);
+        let id = bed.run(&pod, config).await;
+        crate::support::containers::wait_for_line(&log, "listed").await;
+        let seen: BTreeSet<u32> = crate::support::containers::log_lines(&log)[0]
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        let expected: BTreeSet<u32> = groups.iter().map(|&g| g as u32).collect();
+        assert_eq!(seen, expected, "{policy:?}: the process's groups");
+        let user = bed.status(&id).await.user.and_then(|u| u.linux).expect("the user in ContainerStatus");
+        let mut reported = user.supplemental_groups.clone();
+        reported.sort();
+        assert_eq!((user.uid, user.gid, reported), (1000, 1000, groups), "{policy:?}: ContainerStatus.user");
+    }
+}
