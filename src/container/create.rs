@@ -253,6 +253,12 @@ fn validate(config: &ContainerConfig) -> Result<(), ContainerError> {
             return Err(ContainerError::invalid(&format!("config.mounts[{i}].host_path"), "must not be empty"));
         }
     }
+    if config.stop_signal != 0 && super::stop::configured_stop_signal(config.stop_signal).is_none() {
+        return Err(ContainerError::invalid(
+            "config.stop_signal",
+            format!("{} is not a signal berth can send (real-time signals are not supported)", config.stop_signal),
+        ));
+    }
     Ok(())
 }
 

@@ -38,6 +38,7 @@ pub use exec_sync::ExecOutput;
 pub use list::ContainerFilter;
 pub use pty::PtyMaster;
 pub use record::{ContainerRecord, ContainerState, ImageUsed};
+pub use stop::{cri_signal, effective_stop_signal};
 pub use stats::ContainerUsage;
 pub use status::ContainerStatus;
 

@@ -39,7 +39,7 @@ impl ContainerService {
         }
         let runtime = self.runtime_for(container)?;
         if container.state == ContainerState::Running && timeout > 0 {
-            let signal = stop_signal(&container.image.stop_signal);
+            let signal = effective_stop_signal(container, &container.config());
             tracing::info!(container = %id, %signal, timeout, "stopping container");
             if let Err(e) = runtime.kill(id, signal, false).await {
                 tracing::debug!(container = %id, error = %e, "stop signal not delivered");
@@ -67,6 +67,33 @@ impl ContainerService {
     }
 }
 
+/// The signal StopContainer sends first: the config's `stop_signal` (CRI 1.33+)
+/// when set, else the image's StopSignal, else SIGTERM. ContainerStatus reports it.
+pub fn effective_stop_signal(container: &ContainerRecord, config: &crate::cri::v1::ContainerConfig) -> Signal {
+    configured_stop_signal(config.stop_signal).unwrap_or_else(|| stop_signal(&container.image.stop_signal))
+}
+
+/// A CRI `Signal` as the kernel's: None for RUNTIME_DEFAULT, for a value the
+/// enum does not have, and for the real-time signals (CreateContainer refuses
+/// those: berth's runtime seam signals by name).
+pub(super) fn configured_stop_signal(value: i32) -> Option<Signal> {
+    let name = crate::cri::v1::Signal::try_from(value).ok()?.as_str_name().strip_prefix("SIGNAL_")?;
+    match name {
+        "RUNTIME_DEFAULT" => None,
+        // Linux's aliases, under the names nix knows.
+        "SIGCLD" => Some(Signal::SIGCHLD),
+        "SIGIOT" => Some(Signal::SIGABRT),
+        "SIGPOLL" => Some(Signal::SIGIO),
+        other => Signal::from_str(other).ok(),
+    }
+}
+
+/// The CRI's name for `signal`, for ContainerStatus.
+pub fn cri_signal(signal: Signal) -> crate::cri::v1::Signal {
+    crate::cri::v1::Signal::from_str_name(&format!("SIGNAL_{}", signal.as_str()))
+        .unwrap_or(crate::cri::v1::Signal::RuntimeDefault)
+}
+
 /// An image's StopSignal (`SIGUSR1`, `USR1` or `10`); SIGTERM when unset or unknown.
 fn stop_signal(name: &str) -> Signal {
     let name = name.trim();
@@ -90,6 +117,18 @@ fn stop_signal(name: &str) -> Signal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_stop_signals_and_their_cri_names() {
+        use crate::cri::v1::Signal as Cri;
+        assert_eq!(configured_stop_signal(Cri::RuntimeDefault as i32), None);
+        assert_eq!(configured_stop_signal(Cri::Sigusr1 as i32), Some(Signal::SIGUSR1));
+        assert_eq!(configured_stop_signal(Cri::Sigcld as i32), Some(Signal::SIGCHLD));
+        assert_eq!(configured_stop_signal(Cri::Sigrtmin as i32), None, "real-time: refused at create");
+        assert_eq!(configured_stop_signal(9999), None);
+        assert_eq!(cri_signal(Signal::SIGTERM), Cri::Sigterm);
+        assert_eq!(cri_signal(Signal::SIGUSR1), Cri::Sigusr1);
+    }
 
     #[test]
     fn stop_signal_forms() {

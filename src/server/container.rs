@@ -72,8 +72,7 @@ pub fn container_status(status: ContainerStatus) -> cri::ContainerStatusResponse
             image_ref: c.image.reference.clone(),
             reason: c.exit_reason(),
             message: c.message.clone(),
-            // The image's STOPSIGNAL is applied at stop, not reported yet.
-            stop_signal: cri::Signal::RuntimeDefault as i32,
+            stop_signal: crate::container::cri_signal(crate::container::effective_stop_signal(&c, &config)) as i32,
             labels: map(&c.labels),
             annotations: map(&c.annotations),
             mounts: config.mounts.clone(),

@@ -40,3 +40,34 @@ async fn the_images_stop_signal_is_sent() {
     assert_eq!(exited.exit_code, 3, "the trap for SIGUSR1 ran: {exited:?}");
     assert_eq!(exited.reason, "Error");
 }
+
+/// The config's stop signal (CRI 1.33+) wins over the image's; ContainerStatus
+/// reports the one StopContainer sends (SIGTERM when neither names one), and a
+/// real-time signal, which berth cannot send by name, is refused at create.
+#[tokio::test]
+async fn the_configs_stop_signal_is_sent_and_reported() {
+    use berth::cri::v1::Signal as CriSignal;
+    let bed = Bed::new().await;
+    let pod = bed.pod("stopsignal").await;
+    let script = "trap 'echo got-usr2; exit 0' USR2; trap 'echo got-term; exit 1' TERM; echo ready; \
+        while :; do usleep 100000; done";
+    let mut config = sh("configured", &bed.busybox, script);
+    config.stop_signal = CriSignal::Sigusr2 as i32;
+    let log = pod.log_path(&config);
+    let id = bed.run(&pod, config).await;
+    wait_for_line(&log, "ready").await;
+    assert_eq!(bed.status(&id).await.stop_signal(), CriSignal::Sigusr2);
+    bed.stop(&id, 30).await.expect("StopContainer");
+    let exited = bed.wait_exited(&id).await;
+    assert_eq!(exited.exit_code, 0, "the trap for SIGUSR2 ran: {exited:?}");
+    assert_eq!(crate::support::containers::log_lines(&log), ["ready", "got-usr2"]);
+
+    let plain = bed.create(&pod, sh("plain", &bed.busybox, "true")).await.expect("CreateContainer");
+    assert_eq!(bed.status(&plain).await.stop_signal(), CriSignal::Sigterm, "neither the config nor the image names one");
+
+    let mut realtime = sh("realtime", &bed.busybox, "true");
+    realtime.stop_signal = CriSignal::Sigrtmin as i32;
+    let err = bed.create(&pod, realtime).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("config.stop_signal"), "{err:?}");
+}
