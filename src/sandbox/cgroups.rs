@@ -30,7 +30,7 @@ pub fn expand_slice(slice: &str) -> String {
     path.join("/")
 }
 
-fn relative_parent(parent: &str, driver: CgroupDriver) -> String {
+pub(super) fn relative_parent(parent: &str, driver: CgroupDriver) -> String {
     match driver {
         CgroupDriver::Systemd => expand_slice(parent),
         CgroupDriver::Cgroupfs => parent.trim_start_matches('/').to_string(),

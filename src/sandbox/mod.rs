@@ -16,6 +16,7 @@ pub mod namespaces;
 mod port_forward;
 pub mod record;
 mod remove;
+mod resize;
 mod run;
 mod shared_pid;
 mod status;

@@ -365,9 +365,15 @@ impl RuntimeService for RuntimeApi {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _: Request<cri::UpdatePodSandboxResourcesRequest>,
+        request: Request<cri::UpdatePodSandboxResourcesRequest>,
     ) -> Rpc<cri::UpdatePodSandboxResourcesResponse> {
-        Err(not_implemented("UpdatePodSandboxResources"))
+        let request = request.into_inner();
+        self.daemon
+            .sandboxes()
+            .update_resources(&request.pod_sandbox_id, request.resources.as_ref(), request.overhead.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(cri::UpdatePodSandboxResourcesResponse {}))
     }
 
     async fn list_metric_descriptors(

@@ -16,8 +16,6 @@ const UNSERVED: &[&str] = &[
     "CheckpointContainer",
     "CheckpointPod",
     "RestorePod",
-    // Not built yet (issue 15): kubelet skips the notification.
-    "UpdatePodSandboxResources",
 ];
 
 fn rpcs_in_proto() -> Vec<String> {

@@ -552,3 +552,43 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// UpdatePodSandboxResources (CRI 1.33+): the pod's cgroup parent gets the
+/// containers' sum plus the overhead; an unknown pod is NotFound.
+#[tokio::test]
+async fn a_resized_pod_gets_its_new_limits_in_its_cgroup_parent() {
+    use berth::cri::v1::{LinuxContainerResources, UpdatePodSandboxResourcesRequest};
+    let parent = CgroupParent::new();
+    // kubelet makes the pod's cgroup before RunPodSandbox.
+    for hierarchy in ["memory", "cpu"] {
+        std::fs::create_dir_all(std::path::Path::new("/sys/fs/cgroup").join(hierarchy).join(&parent.path[1..])).unwrap();
+    }
+    let berth = Berth::start().await;
+    let mut config = crate::support::containers::host_pod_config("resized");
+    config.linux.as_mut().unwrap().cgroup_parent = parent.path.clone();
+    let id = run(&berth, config).await.unwrap();
+
+    let request = UpdatePodSandboxResourcesRequest {
+        pod_sandbox_id: id.clone(),
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 200 << 20,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            ..Default::default()
+        }),
+        overhead: Some(LinuxContainerResources { memory_limit_in_bytes: 10 << 20, cpu_quota: 5_000, ..Default::default() }),
+    };
+    berth.runtime().await.update_pod_sandbox_resources(request).await.expect("UpdatePodSandboxResources");
+    let read = |hierarchy: &str, file: &str| {
+        let path = std::path::Path::new("/sys/fs/cgroup").join(hierarchy).join(&parent.path[1..]).join(file);
+        std::fs::read_to_string(&path).unwrap().trim().to_string()
+    };
+    assert_eq!(read("memory", "memory.limit_in_bytes"), (210u64 << 20).to_string());
+    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "55000");
+    assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000");
+
+    let unknown = UpdatePodSandboxResourcesRequest { pod_sandbox_id: "f".repeat(64), ..Default::default() };
+    let err = berth.runtime().await.update_pod_sandbox_resources(unknown).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    remove(&berth, &id).await;
+}
