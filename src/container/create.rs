@@ -97,8 +97,9 @@ impl ContainerService {
             .await
             .map_err(|e| ContainerError::host("rootfs task", e))??;
 
+        let handler = self.handlers.get(&sandbox.runtime_handler)?;
         let spec = {
-            let runtime = self.handlers.get(&sandbox.runtime_handler)?.runtime();
+            let runtime = handler.runtime();
             let input = SpecInput {
                 container_id: id,
                 config,
@@ -125,7 +126,6 @@ impl ContainerService {
         if let Some(dir) = log_path.as_ref().and_then(|p| p.parent()) {
             std::fs::create_dir_all(dir).map_err(|e| ContainerError::host(dir.display().to_string(), e))?;
         }
-        let handler = self.handlers.get(&sandbox.runtime_handler)?;
         let args = MonitorArgs {
             id: id.to_string(),
             bundle: run_dir.clone(),

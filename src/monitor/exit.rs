@@ -53,7 +53,7 @@ pub fn oom_counter(bundle: &Path) -> Option<PathBuf> {
     let cgroup = crate::stats::cgroup::hierarchy_path(cgroups_path);
     let cgroup = cgroup.trim_start_matches('/');
     let root = Path::new("/sys/fs/cgroup");
-    if root.join("cgroup.controllers").exists() {
+    if crate::stats::cgroup::is_unified_host() {
         Some(root.join(cgroup).join("memory.events"))
     } else {
         Some(root.join("memory").join(cgroup).join("memory.oom_control"))

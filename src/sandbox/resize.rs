@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::cri::v1::LinuxContainerResources;
-use crate::stats::cgroup::mounted_hierarchies;
+use crate::stats::cgroup::{is_unified_host, mounted_hierarchies};
 
 use super::error::SandboxError;
 use super::{SandboxService, cgroups};
@@ -73,8 +73,7 @@ fn write_limits(parent: &str, limits: &PodLimits) -> std::io::Result<()> {
         Some(value) => std::fs::write(dir.join(file), value),
         None => Ok(()),
     };
-    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    if unified {
+    if is_unified_host() {
         let dir = Path::new("/sys/fs/cgroup").join(parent);
         write(&dir, "memory.max", limits.memory.map(|m| m.to_string()))?;
         let period = limits.cpu_period.unwrap_or(100_000);

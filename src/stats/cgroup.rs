@@ -46,7 +46,7 @@ pub enum Hierarchy {
 impl Hierarchy {
     pub fn detect() -> Hierarchy {
         let root = PathBuf::from("/sys/fs/cgroup");
-        if root.join("cgroup.controllers").exists() { Hierarchy::V2(root) } else { Hierarchy::V1(root) }
+        if is_unified_host() { Hierarchy::V2(root) } else { Hierarchy::V1(root) }
     }
 
     /// The figures of the cgroup at `path` (relative to each hierarchy's root);
@@ -157,6 +157,12 @@ pub fn parse_v2(
     let memory = number(memory_current)
         .map(|usage| memory(usage, &stat, ["inactive_file", "anon", "pgfault", "pgmajfault"], limit, swap));
     CgroupUsage { cpu_ns, memory, processes: count_lines(procs) }
+}
+
+/// A pure cgroup v2 host: one unified hierarchy at /sys/fs/cgroup. Otherwise
+/// v1, or v1 "hybrid" with a v2 hierarchy at /sys/fs/cgroup/unified.
+pub fn is_unified_host() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
 /// One cgroup hierarchy as the host mounts it.

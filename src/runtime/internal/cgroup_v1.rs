@@ -22,7 +22,7 @@ use oci_spec::runtime::{Mount, Spec};
 use crate::stats::cgroup::{hierarchy_path, mounted_hierarchies};
 
 fn is_v1_host() -> bool {
-    !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    !crate::stats::cgroup::is_unified_host()
 }
 
 /// The container's directory in each hierarchy, with the hierarchy's name (the

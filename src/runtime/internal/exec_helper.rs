@@ -53,9 +53,13 @@ fn exec(args: &ExecHelperArgs) -> Result<u8, String> {
     copy_oom_score_adj(&container);
     let seccomp = container_seccomp(&container)?;
     let mut process = read_process(&args.process)?;
+    let given = process.clone();
     let executor = WithSeccomp::around(ResetSignals::around(get_executor()).boxed(), &mut process, seccomp);
-    let json = serde_json::to_vec(&process).map_err(|e| format!("writing the process: {e}"))?;
-    std::fs::write(&args.process, json).map_err(|e| format!("writing the process: {e}"))?;
+    // Rewritten only when capabilities were lent (a filter without no_new_privs).
+    if process != given {
+        let json = serde_json::to_vec(&process).map_err(|e| format!("writing the process: {e}"))?;
+        std::fs::write(&args.process, json).map_err(|e| format!("writing the process: {e}"))?;
+    }
     let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.root)
         .map_err(|e| e.to_string())?
