@@ -99,7 +99,7 @@ async fn pod_stats_carry_network_traffic_processes_and_containers() {
     let request = PodSandboxStatusRequest { pod_sandbox_id: pod.id.clone(), verbose: false };
     let ip = bed.berth.runtime().await.pod_sandbox_status(request).await.unwrap().into_inner();
     let ip = ip.status.unwrap().network.expect("a pod IP").ip;
-    let mut config = sh("server", &bed.busybox, "echo ready; while :; do echo pong | nc -l -p 8080; done");
+    let mut config = sh("server", &bed.busybox, "echo ready; while :; do nc -l -p 8080 > /dev/null; done");
     security_context(&mut config).namespace_options = Some(pod_network_options());
     let log = pod.log_path(&config);
     bed.run(&pod, config).await;
