@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::cri::v1::ContainerConfig;
 
 use super::events::EventKind;
+use super::image_volumes::{self, ImageVolume};
 use super::record::{self, ContainerRecord, ImageUsed, Metadata, ProcessUser};
 use super::rootfs::{self, RootfsPaths};
 use super::spec::{SpecInput, build_spec};
@@ -23,6 +24,7 @@ struct Made {
     lease: bool,
     dirs: bool,
     rootfs: bool,
+    image_volumes: Vec<ImageVolume>,
     /// A monitor was started: the runtime may hold the container even when the
     /// monitor's answer was a failure or never came.
     monitor: bool,
@@ -96,6 +98,7 @@ impl ContainerService {
         tokio::task::spawn_blocking(move || rootfs::mount_rootfs(&lower, &mount_paths))
             .await
             .map_err(|e| ContainerError::host("rootfs task", e))??;
+        let image_volumes = self.mount_image_volumes(id, config, &mut made.image_volumes).await?;
 
         let handler = self.handlers.get(&sandbox.runtime_handler)?;
         let spec = {
@@ -108,6 +111,7 @@ impl ContainerService {
                 rootfs: &paths.mount_point,
                 host: &self.host,
                 features: runtime.features(),
+                image_volumes: &image_volumes,
             };
             // Reads the rootfs (/etc/passwd and /etc/group; the runtime may look
             // up mount destinations): small reads, no await.
@@ -171,6 +175,7 @@ impl ContainerService {
             started.container_pid,
         );
         container.user = user.unwrap_or_default();
+        container.image_volumes = std::mem::take(&mut made.image_volumes);
         container.cgroup = spec
             .linux()
             .as_ref()
@@ -192,6 +197,9 @@ impl ContainerService {
             && let Err(e) = rootfs::unmount_rootfs(&self.rootfs_paths(id))
         {
             tracing::warn!(container = %id, error = %e, "undo: cannot unmount the rootfs");
+        }
+        if let Err(e) = image_volumes::unmount_all(&self.run_dir(id)) {
+            tracing::warn!(container = %id, error = %e, "undo: cannot unmount the image volumes");
         }
         if made.dirs {
             for dir in [self.run_dir(id), self.state_dir(id)] {
@@ -249,9 +257,10 @@ fn validate(config: &ContainerConfig) -> Result<(), ContainerError> {
                 format!("{:?} is not an absolute path", mount.container_path),
             ));
         }
-        if mount.host_path.is_empty() {
+        if mount.host_path.is_empty() && !image_volumes::is_image_volume(mount) {
             return Err(ContainerError::invalid(&format!("config.mounts[{i}].host_path"), "must not be empty"));
         }
+        image_volumes::validate(i, mount)?;
     }
     if config.stop_signal != 0 && super::stop::configured_stop_signal(config.stop_signal).is_none() {
         return Err(ContainerError::invalid(

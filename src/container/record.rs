@@ -90,6 +90,9 @@ pub struct ContainerRecord {
     /// The identity the container's process starts with, as resolved in its image.
     #[serde(default)]
     pub user: ProcessUser,
+    /// The CRI mounts that are image volumes, and what each was made from.
+    #[serde(default)]
+    pub image_volumes: Vec<super::image_volumes::ImageVolume>,
     /// Set once the container has exited.
     #[serde(default)]
     pub exit: Option<ExitRecord>,
@@ -132,6 +135,7 @@ impl ContainerRecord {
             pid,
             cgroup: String::new(),
             user: ProcessUser::default(),
+            image_volumes: Vec::new(),
             exit: None,
             reason: String::new(),
             message: String::new(),

@@ -56,6 +56,10 @@ impl ContainerService {
                 let _ = handler.runtime().delete(&id, true).await;
             }
             let _ = rootfs::remove_rootfs(&self.rootfs_paths(&id));
+            if let Err(e) = super::image_volumes::unmount_all(&self.run_dir(&id)) {
+                tracing::warn!(container = %id, error = %e, "cannot unmount its image volumes; its files stay");
+                continue;
+            }
             for dir in [self.run_dir(&id), self.state_dir(&id)] {
                 let _ = std::fs::remove_dir_all(dir);
             }

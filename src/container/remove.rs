@@ -3,12 +3,12 @@
 use super::create::lease_holder;
 use super::events::EventKind;
 use super::record::{self, ContainerRecord};
-use super::rootfs;
+use super::{image_volumes, rootfs};
 use super::{ContainerError, ContainerService};
 
 impl ContainerService {
     /// Kills the container if it runs, then deletes it from its runtime, its
-    /// rootfs and writable layer, its image lease and its record. The log file
+    /// rootfs, image volumes and writable layer, its image leases and its record. The log file
     /// is kubelet's and stays.
     pub async fn remove(&self, wanted: &str) -> Result<(), ContainerError> {
         let Some(id) = self.resolve(wanted)? else { return Ok(()) };
@@ -26,7 +26,10 @@ impl ContainerService {
         self.stop_locked(container, 0).await?;
         self.runtime_for(container)?.delete(id, true).await?;
         let paths = self.rootfs_paths(id);
-        tokio::task::block_in_place(|| rootfs::remove_rootfs(&paths))?;
+        tokio::task::block_in_place(|| {
+            rootfs::remove_rootfs(&paths)?;
+            image_volumes::unmount_all(&self.run_dir(id))
+        })?;
         for dir in [self.run_dir(id), self.state_dir(id)] {
             if let Err(e) = std::fs::remove_dir_all(&dir)
                 && e.kind() != std::io::ErrorKind::NotFound

@@ -48,53 +48,93 @@ pub const MAX_LOWER_LAYERS: usize = 500;
 const MOUNT_OPTIONS_MAX: usize = 4096 - 1;
 
 /// Mounts the overlay; idempotent (an existing mount is left as it is).
-///
-/// A chain whose absolute paths do not fit the one page of mount options (a deep
-/// image) is mounted through a directory of short links to its layers (`lower/0`,
-/// `lower/1`, ...), named relative to it from a thread with a working directory
-/// of its own: 500 layers then take under 2 KiB.
 pub fn mount_rootfs(lower: &[PathBuf], paths: &RootfsPaths) -> Result<(), RootfsError> {
+    let (upper, work) = (paths.layer.join("upper"), paths.layer.join("work"));
+    for dir in [&upper, &work] {
+        std::fs::create_dir_all(dir).map_err(|e| host(dir, e))?;
+    }
+    let writable = Some((upper.as_path(), work.as_path()));
+    mount_chain(lower, writable, &paths.mount_point, &paths.layer.join("lower"), MsFlags::empty())
+}
+
+/// Mounts `lower` at `mount_point` read-only, without a writable layer (an
+/// image volume); idempotent. `links` is where a deep chain's short links go.
+pub fn mount_read_only(lower: &[PathBuf], mount_point: &Path, links: &Path) -> Result<(), RootfsError> {
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    match lower {
+        // overlayfs wants two lower layers when it has no upper one.
+        [single] => bind_read_only(single, mount_point, flags),
+        _ => mount_chain(lower, None, mount_point, links, flags),
+    }
+}
+
+fn bind_read_only(source: &Path, mount_point: &Path, flags: MsFlags) -> Result<(), RootfsError> {
+    std::fs::create_dir_all(mount_point).map_err(|e| host(mount_point, e))?;
+    if is_mounted(mount_point) {
+        return Ok(());
+    }
+    mount(Some(source), mount_point, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| host(mount_point, format!("bind mount: {e}")))?;
+    // A bind takes its flags only on a remount.
+    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
+    mount(None::<&str>, mount_point, None::<&str>, remount, None::<&str>).map_err(|e| {
+        let _ = unmount(mount_point);
+        host(mount_point, format!("read-only remount: {e}"))
+    })
+}
+
+/// A chain whose absolute paths do not fit the one page of mount options (a deep
+/// image) is mounted through a directory of short links to its layers (`links/0`,
+/// `links/1`, ...), named relative to it from a thread with a working directory
+/// of its own: 500 layers then take under 2 KiB.
+fn mount_chain(
+    lower: &[PathBuf],
+    writable: Option<(&Path, &Path)>,
+    mount_point: &Path,
+    links: &Path,
+    flags: MsFlags,
+) -> Result<(), RootfsError> {
     if lower.len() > MAX_LOWER_LAYERS {
         return Err(RootfsError::TooDeep { layers: lower.len() });
     }
-    let (upper, work) = (paths.layer.join("upper"), paths.layer.join("work"));
-    for dir in [&upper, &work, &paths.mount_point] {
-        std::fs::create_dir_all(dir).map_err(|e| host(dir, e))?;
-    }
-    if is_mounted(&paths.mount_point) {
+    std::fs::create_dir_all(mount_point).map_err(|e| host(mount_point, e))?;
+    if is_mounted(mount_point) {
         return Ok(());
     }
     let absolute: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
-    let options = overlay_options(&absolute, &upper, &work);
+    let options = overlay_options(&absolute, writable);
     if options.len() <= MOUNT_OPTIONS_MAX {
-        return mount_overlay(&paths.mount_point, &options);
+        return mount_overlay(mount_point, flags, &options);
     }
-    let links = paths.layer.join("lower");
-    let names = link_layers(lower, &links)?;
-    let options = overlay_options(&names, &upper, &work);
+    let names = link_layers(lower, links)?;
+    let options = overlay_options(&names, writable);
     if options.len() > MOUNT_OPTIONS_MAX {
-        return Err(host(&paths.mount_point, "the overlay's options exceed a page even through short links"));
+        return Err(host(mount_point, "the overlay's options exceed a page even through short links"));
     }
-    let mount_point = paths.mount_point.clone();
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 // Its own working directory: chdir here moves no other thread's.
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(|e| host(&links, format!("unshare: {e}")))?;
-                nix::unistd::chdir(&links).map_err(|e| host(&links, e))?;
-                mount_overlay(&mount_point, &options)
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(|e| host(links, format!("unshare: {e}")))?;
+                nix::unistd::chdir(links).map_err(|e| host(links, e))?;
+                mount_overlay(mount_point, flags, &options)
             })
             .join()
-            .unwrap_or_else(|_| Err(host(&mount_point, "the mounting thread panicked")))
+            .unwrap_or_else(|_| Err(host(mount_point, "the mounting thread panicked")))
     })
 }
 
-fn overlay_options(lower: &[String], upper: &Path, work: &Path) -> String {
-    format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display())
+fn overlay_options(lower: &[String], writable: Option<(&Path, &Path)>) -> String {
+    match writable {
+        Some((upper, work)) => {
+            format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display())
+        }
+        None => format!("lowerdir={}", lower.join(":")),
+    }
 }
 
-fn mount_overlay(mount_point: &Path, options: &str) -> Result<(), RootfsError> {
-    mount(Some("overlay"), mount_point, Some("overlay"), MsFlags::empty(), Some(options))
+fn mount_overlay(mount_point: &Path, flags: MsFlags, options: &str) -> Result<(), RootfsError> {
+    mount(Some("overlay"), mount_point, Some("overlay"), flags, Some(options))
         .map_err(|e| host(mount_point, format!("overlay mount: {e}")))
 }
 
@@ -116,9 +156,15 @@ fn link_layers(lower: &[PathBuf], links: &Path) -> Result<Vec<String>, RootfsErr
 
 /// Unmounts the rootfs; safe when it is not mounted.
 pub fn unmount_rootfs(paths: &RootfsPaths) -> Result<(), RootfsError> {
-    match umount2(&paths.mount_point, MntFlags::MNT_DETACH) {
+    unmount(&paths.mount_point)
+}
+
+/// Unmounts `mount_point` (lazily: a process may still have it open); safe when
+/// it is not mounted or gone.
+pub fn unmount(mount_point: &Path) -> Result<(), RootfsError> {
+    match umount2(mount_point, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(host(&paths.mount_point, e)),
+        Err(e) => Err(host(mount_point, e)),
     }
 }
 

@@ -43,14 +43,18 @@ impl ImageService {
         Ok(Some(LeasedImage { record, config, reference, lower_dirs }))
     }
 
-    /// Ends `holder`'s lease, and collects the snapshots nothing stands on any more
-    /// (those of an image removed while the container used it). A chain some image
-    /// still has is left alone without a collection: the usual case, on every
-    /// RemoveContainer.
+    /// Ends `holder`'s lease and its parts' (`<holder>/...`), and collects the
+    /// snapshots nothing stands on any more (those of an image removed while the
+    /// container used it). Chains some image still has are left alone without a
+    /// collection: the usual case, on every RemoveContainer.
     pub async fn release_lease(&self, holder: &str) -> Result<(), ImageError> {
         let catalog = self.catalog_lock.lock().await;
-        let Some(chain) = self.snapshots.release(&self.store, holder)? else { return Ok(()) };
-        if catalog::list(&self.store)?.iter().any(|image| image.chain_ids.contains(&chain)) {
+        let released = self.snapshots.release(&self.store, holder)?;
+        if released.is_empty() {
+            return Ok(());
+        }
+        let images = catalog::list(&self.store)?;
+        if released.iter().all(|chain| images.iter().any(|image| image.chain_ids.contains(chain))) {
             return Ok(());
         }
         self.collect_garbage_unlocked(catalog).await

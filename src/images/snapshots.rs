@@ -198,12 +198,29 @@ impl Snapshots {
         Ok(())
     }
 
-    /// Ends `holder`'s lease; returns the chain ID it stood on, if it had one.
-    pub fn release(&self, store: &Store, holder: &str) -> Result<Option<String>, ImageError> {
+    /// Ends `holder`'s lease and those of its parts (`<holder>/...`, a
+    /// container's image volumes), in one commit; returns the chain IDs they
+    /// stood on.
+    pub fn release(&self, store: &Store, holder: &str) -> Result<Vec<String>, ImageError> {
         let txn = store.write()?;
         let released = {
             let mut table = txn.open_table(LEASES).map_err(StoreError::from)?;
-            table.remove(holder).map_err(StoreError::from)?.map(|chain| chain.value().to_string())
+            let parts = format!("{holder}/");
+            let mut holders = vec![holder.to_string()];
+            for row in table.range(parts.as_str()..).map_err(StoreError::from)? {
+                let (key, _) = row.map_err(StoreError::from)?;
+                if !key.value().starts_with(&parts) {
+                    break;
+                }
+                holders.push(key.value().to_string());
+            }
+            let mut chains = Vec::new();
+            for holder in &holders {
+                if let Some(chain) = table.remove(holder.as_str()).map_err(StoreError::from)? {
+                    chains.push(chain.value().to_string());
+                }
+            }
+            chains
         };
         store.commit(txn)?;
         Ok(released)

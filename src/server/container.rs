@@ -75,7 +75,7 @@ pub fn container_status(status: ContainerStatus) -> cri::ContainerStatusResponse
             stop_signal: crate::container::cri_signal(crate::container::effective_stop_signal(&c, &config)) as i32,
             labels: map(&c.labels),
             annotations: map(&c.annotations),
-            mounts: config.mounts.clone(),
+            mounts: crate::container::reported_mounts(&config, &c.image_volumes),
             log_path: c.log_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             resources,
             image_id: c.image.id.clone(),

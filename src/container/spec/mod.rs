@@ -107,6 +107,8 @@ pub struct SpecInput<'a> {
     pub host: &'a HostFacts,
     /// What the pod's runtime handler can do beyond the OCI basics.
     pub features: RuntimeFeatures,
+    /// The mounted image volumes, by their index in `config.mounts`.
+    pub image_volumes: &'a super::image_volumes::VolumeSources,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -121,10 +121,11 @@ fn cri_bind(
     if !destination.is_absolute() {
         return Err(SpecError::invalid(field("container_path"), format!("{destination:?} is not absolute")));
     }
-    if mount.host_path.is_empty() {
-        return Err(SpecError::invalid(field("host_path"), "empty"));
-    }
-    let source = existing_source(Path::new(&mount.host_path), &field("host_path"))?;
+    let source = match input.image_volumes.get(&index) {
+        Some(mounted_image) => mounted_image.clone(),
+        None if mount.host_path.is_empty() => return Err(SpecError::invalid(field("host_path"), "empty")),
+        None => existing_source(Path::new(&mount.host_path), &field("host_path"))?,
+    };
     mountinfo.check(&source, propagation, &field("propagation"))?;
     if mount.selinux_relabel && input.host.selinux {
         warn_relabel_unsupported();
@@ -150,14 +151,8 @@ fn cri_bind(
     Ok(bind_mount(&source, destination, &options))
 }
 
-/// Image volumes, ID-mapped mounts and extra mount options need support berth does not have yet.
+/// ID-mapped mounts and extra mount options need support berth does not have yet.
 fn refuse_unsupported(mount: &CriMount, field: &dyn Fn(&str) -> String) -> Result<(), SpecError> {
-    if mount.image.as_ref().is_some_and(|image| !image.image.is_empty()) {
-        return Err(SpecError::invalid(field("image"), "image volumes are not supported"));
-    }
-    if !mount.image_sub_path.is_empty() {
-        return Err(SpecError::invalid(field("image_sub_path"), "image volumes are not supported"));
-    }
     // Not advertised in the handlers' features, so kubelet sends none; another
     // client's must not be dropped silently.
     if !mount.mount_options.is_empty() {
@@ -403,6 +398,7 @@ mod tests {
             rootfs: &rootfs,
             host: &host,
             features,
+            image_volumes: &Default::default(),
         };
         build(&input, privileged, readonly_rootfs)
     }

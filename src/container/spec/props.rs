@@ -577,6 +577,7 @@ fn build(config: &ContainerConfig, case: &Case, temp: &Path) -> Result<Spec, Spe
         rootfs: &rootfs,
         host: &case.host,
         features: crate::runtime::RuntimeFeatures::default(),
+        image_volumes: &Default::default(),
     })
 }
 

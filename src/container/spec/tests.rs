@@ -57,7 +57,8 @@ fn build(
     host: &HostFacts,
 ) -> Result<Spec, SpecError> {
     let features = crate::runtime::RuntimeFeatures::default();
-    build_spec(&SpecInput { container_id: "c1", config, sandbox, image, rootfs, host, features })
+    let image_volumes = Default::default();
+    build_spec(&SpecInput { container_id: "c1", config, sandbox, image, rootfs, host, features, image_volumes: &image_volumes })
 }
 
 fn namespace_kinds(spec: &Spec) -> Vec<LinuxNamespaceType> {

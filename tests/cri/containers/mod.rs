@@ -15,6 +15,7 @@ mod events;
 mod exec;
 mod handlers;
 mod hostile_rootfs;
+mod image_volumes;
 mod images;
 mod internal;
 mod lifecycle;
