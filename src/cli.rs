@@ -33,6 +33,10 @@ pub enum Command {
     Pause {
         #[arg(long, value_name = "FILE")]
         pid_file: std::path::PathBuf,
+        /// berth made the PID namespace before exec (a pod in its own user
+        /// namespace, whose capabilities do not survive the exec).
+        #[arg(long)]
+        pid_namespace_made: bool,
     },
     /// The per-container monitor (started by berth; see `monitor::spawn`).
     #[command(hide = true)]

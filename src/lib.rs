@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod error;
 pub mod files;
 pub mod handoff;
+pub mod idmap;
 pub mod ids;
 pub mod images;
 pub mod in_root;

@@ -14,8 +14,8 @@ const EXIT_BAD_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The infra process needs no configuration, and must stay single-threaded.
-    if let Command::Pause { pid_file } = &cli.command {
-        return match cmd::pause::run(pid_file) {
+    if let Command::Pause { pid_file, pid_namespace_made } = &cli.command {
+        return match cmd::pause::run(pid_file, *pid_namespace_made) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth pause: {e}");

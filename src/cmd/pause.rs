@@ -13,8 +13,10 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
-pub fn run(pid_file: &Path) -> Result<(), String> {
-    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare PID namespace: {e}"))?;
+pub fn run(pid_file: &Path, pid_namespace_made: bool) -> Result<(), String> {
+    if !pid_namespace_made {
+        unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare PID namespace: {e}"))?;
+    }
     // SAFETY: this process is single-threaded (no runtime was started), so
     // the child may run any code after fork.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {

@@ -8,6 +8,8 @@ use crate::cri::v1::ContainerConfig;
 
 use super::events::EventKind;
 use super::image_volumes::{self, ImageVolume};
+use super::staging::{self, StagedMounts};
+use crate::idmap::PodUserNamespace;
 use super::record::{self, ContainerRecord, ImageUsed, Metadata, ProcessUser};
 use super::rootfs::{self, RootfsPaths};
 use super::spec::{SpecInput, build_spec};
@@ -91,14 +93,17 @@ impl ContainerService {
         for dir in [&state_dir, &run_dir] {
             std::fs::create_dir_all(dir).map_err(|e| ContainerError::host(dir.display().to_string(), e))?;
         }
+        let user = pod_user_namespace(sandbox)?;
         let paths = self.rootfs_paths(id);
         let lower = image.lower_dirs.clone();
         let mount_paths = RootfsPaths { layer: paths.layer.clone(), mount_point: paths.mount_point.clone() };
         made.rootfs = true;
-        tokio::task::spawn_blocking(move || rootfs::mount_rootfs(&lower, &mount_paths))
+        let rootfs_user = user.clone();
+        tokio::task::spawn_blocking(move || rootfs::mount_rootfs(&lower, &mount_paths, rootfs_user.as_deref()))
             .await
             .map_err(|e| ContainerError::host("rootfs task", e))??;
-        let image_volumes = self.mount_image_volumes(id, config, &mut made.image_volumes).await?;
+        let mut staged = StagedMounts::new();
+        self.mount_image_volumes(id, config, user.as_ref(), &mut made.image_volumes, &mut staged).await?;
 
         let handler = self.handlers.get(&sandbox.runtime_handler)?;
         let spec = {
@@ -111,7 +116,9 @@ impl ContainerService {
                 rootfs: &paths.mount_point,
                 host: &self.host,
                 features: runtime.features(),
-                image_volumes: &image_volumes,
+                staged: &staged,
+                user_namespace: user.as_deref(),
+                run_dir: &run_dir,
             };
             // Reads the rootfs (/etc/passwd and /etc/group; the runtime may look
             // up mount destinations): small reads, no await.
@@ -198,8 +205,8 @@ impl ContainerService {
         {
             tracing::warn!(container = %id, error = %e, "undo: cannot unmount the rootfs");
         }
-        if let Err(e) = image_volumes::unmount_all(&self.run_dir(id)) {
-            tracing::warn!(container = %id, error = %e, "undo: cannot unmount the image volumes");
+        if let Err(e) = staging::unmount_all(&self.run_dir(id)) {
+            tracing::warn!(container = %id, error = %e, "undo: cannot unmount the staged mounts");
         }
         if made.dirs {
             for dir in [self.run_dir(id), self.state_dir(id)] {
@@ -217,6 +224,14 @@ impl ContainerService {
             tracing::warn!(container = %id, error = %e, "undo: cannot release the container's name");
         }
     }
+}
+
+/// The pod's user namespace, open, when it has one of its own.
+fn pod_user_namespace(sandbox: &SandboxRecord) -> Result<Option<Arc<PodUserNamespace>>, ContainerError> {
+    let Some(mappings) = sandbox.user_namespace else { return Ok(None) };
+    let pin = sandbox.namespaces.user.as_deref().ok_or_else(|| ContainerError::host("the pod's user namespace", "not pinned"))?;
+    let user = PodUserNamespace::open(pin, mappings).map_err(|e| ContainerError::host(pin.display().to_string(), e))?;
+    Ok(Some(Arc::new(user)))
 }
 
 /// The container's log file: the pod's log directory joined with the config's

@@ -6,10 +6,11 @@
 //! container's leases together), its snapshot chain mounted as a read-only
 //! overlay at `<run_dir>/image-volumes/<index>`, and that mount, or the
 //! `image_sub_path` inside it, bound into the container like any other mount.
-//! An overlay of the image's own snapshots costs no copy and no extra disk.
+//! An overlay of the image's own snapshots costs no copy and no extra disk. In
+//! a pod of its own user namespace, the layers are ID-mapped into it.
 
-use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,8 @@ use crate::cri::v1::{ContainerConfig, Mount};
 
 use super::create::lease_holder;
 use super::rootfs;
+use super::staging::{IMAGE_VOLUMES, StagedMounts, staging_point};
+use crate::idmap::PodUserNamespace;
 use super::{ContainerError, ContainerService};
 
 /// An image volume as the container record keeps it, for ContainerStatus.
@@ -27,10 +30,6 @@ pub struct ImageVolume {
     /// `sha256:` + config digest, reported as the mount's `image.image_ref`.
     pub image_id: String,
 }
-
-/// What CreateContainer hands the spec builder: per mount index, the host
-/// path to bind (the mounted image, or the sub path inside it).
-pub type VolumeSources = BTreeMap<usize, PathBuf>;
 
 /// Whether `mount` asks for an image rather than a host path.
 pub fn is_image_volume(mount: &Mount) -> bool {
@@ -62,10 +61,6 @@ pub fn validate(index: usize, mount: &Mount) -> Result<(), ContainerError> {
     Ok(())
 }
 
-fn volume_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("image-volumes")
-}
-
 impl ContainerService {
     /// Leases and mounts every image volume of `config`, appending each to
     /// `made` once leased, so a failure part-way is undone by [`unmount_all`]
@@ -74,9 +69,10 @@ impl ContainerService {
         &self,
         id: &str,
         config: &ContainerConfig,
+        user: Option<&Arc<PodUserNamespace>>,
         made: &mut Vec<ImageVolume>,
-    ) -> Result<VolumeSources, ContainerError> {
-        let mut sources = VolumeSources::new();
+        staged: &mut StagedMounts,
+    ) -> Result<(), ContainerError> {
         for (index, mount) in config.mounts.iter().enumerate().filter(|(_, m)| is_image_volume(m)) {
             let requested = mount.image.as_ref().map(|image| image.image.as_str()).unwrap_or_default();
             let holder = format!("{}/image-volume/{index}", lease_holder(id));
@@ -87,18 +83,19 @@ impl ContainerService {
                 )
             })?;
             made.push(ImageVolume { mount_index: index, image_id: image.record.id.clone() });
-            let mount_point = volume_dir(&self.run_dir(id)).join(index.to_string());
-            let links = volume_dir(&self.state_dir(id)).join(format!("{index}-lower"));
+            let mount_point = staging_point(&self.run_dir(id), IMAGE_VOLUMES, index);
+            let links = staging_point(&self.state_dir(id), IMAGE_VOLUMES, index);
             let sub_path = PathBuf::from(&mount.image_sub_path);
+            let user = user.cloned();
             let source = tokio::task::spawn_blocking(move || -> Result<PathBuf, ContainerError> {
-                rootfs::mount_read_only(&image.lower_dirs, &mount_point, &links)?;
+                rootfs::mount_read_only(&image.lower_dirs, &mount_point, &links, user.as_deref())?;
                 sub_path_source(index, &mount_point, &sub_path)
             })
             .await
             .map_err(|e| ContainerError::host("image volume task", e))??;
-            sources.insert(index, source);
+            staged.insert(index, source);
         }
-        Ok(sources)
+        Ok(())
     }
 }
 
@@ -115,16 +112,6 @@ fn sub_path_source(index: usize, mount_point: &Path, sub_path: &Path) -> Result<
         return Err(ContainerError::invalid(&field, format!("{sub_path:?} does not exist in the image")));
     }
     Ok(source)
-}
-
-/// Unmounts whatever image volumes are mounted under the container's run
-/// directory, the record's or a crashed create's. Before anything removes that
-/// directory: a removal must never walk into an image.
-pub fn unmount_all(run_dir: &Path) -> Result<(), ContainerError> {
-    for entry in std::fs::read_dir(volume_dir(run_dir)).into_iter().flatten().flatten() {
-        rootfs::unmount(&entry.path())?;
-    }
-    Ok(())
 }
 
 /// The CRI mounts as ContainerStatus reports them: image volumes carry the

@@ -28,6 +28,7 @@ pub mod spec;
 mod start;
 mod stats;
 mod status;
+mod staging;
 mod stop;
 mod update;
 

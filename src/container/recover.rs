@@ -56,8 +56,8 @@ impl ContainerService {
                 let _ = handler.runtime().delete(&id, true).await;
             }
             let _ = rootfs::remove_rootfs(&self.rootfs_paths(&id));
-            if let Err(e) = super::image_volumes::unmount_all(&self.run_dir(&id)) {
-                tracing::warn!(container = %id, error = %e, "cannot unmount its image volumes; its files stay");
+            if let Err(e) = super::staging::unmount_all(&self.run_dir(&id)) {
+                tracing::warn!(container = %id, error = %e, "cannot unmount its staged mounts; its files stay");
                 continue;
             }
             for dir in [self.run_dir(&id), self.state_dir(&id)] {

@@ -3,7 +3,7 @@
 use super::create::lease_holder;
 use super::events::EventKind;
 use super::record::{self, ContainerRecord};
-use super::{image_volumes, rootfs};
+use super::{rootfs, staging};
 use super::{ContainerError, ContainerService};
 
 impl ContainerService {
@@ -28,7 +28,7 @@ impl ContainerService {
         let paths = self.rootfs_paths(id);
         tokio::task::block_in_place(|| {
             rootfs::remove_rootfs(&paths)?;
-            image_volumes::unmount_all(&self.run_dir(id))
+            staging::unmount_all(&self.run_dir(id))
         })?;
         for dir in [self.run_dir(id), self.state_dir(id)] {
             if let Err(e) = std::fs::remove_dir_all(&dir)

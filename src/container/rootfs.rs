@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
+use crate::idmap::{self, PodUserNamespace};
+
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     #[error("{path}: {message}")]
@@ -47,24 +49,54 @@ pub const MAX_LOWER_LAYERS: usize = 500;
 /// mount(2) copies its options into one page, NUL included.
 const MOUNT_OPTIONS_MAX: usize = 4096 - 1;
 
-/// Mounts the overlay; idempotent (an existing mount is left as it is).
-pub fn mount_rootfs(lower: &[PathBuf], paths: &RootfsPaths) -> Result<(), RootfsError> {
+/// Mounts the overlay; idempotent (an existing mount is left as it is). In a
+/// pod of its own user namespace, the image's layers are ID-mapped into it and
+/// the writable layer belongs to the pod's root.
+pub fn mount_rootfs(lower: &[PathBuf], paths: &RootfsPaths, user: Option<&PodUserNamespace>) -> Result<(), RootfsError> {
     let (upper, work) = (paths.layer.join("upper"), paths.layer.join("work"));
     for dir in [&upper, &work] {
         std::fs::create_dir_all(dir).map_err(|e| host(dir, e))?;
     }
-    let writable = Some((upper.as_path(), work.as_path()));
-    mount_chain(lower, writable, &paths.mount_point, &paths.layer.join("lower"), MsFlags::empty())
+    let Some(user) = user else {
+        let writable = Some((upper.as_path(), work.as_path()));
+        return mount_chain(lower, writable, &paths.mount_point, &paths.layer.join("lower"), MsFlags::empty());
+    };
+    let (uid, gid) = user.mappings.host_root();
+    for dir in [&upper, &work] {
+        std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(|e| host(dir, e))?;
+    }
+    if lower.len() > MAX_LOWER_LAYERS {
+        return Err(RootfsError::TooDeep { layers: lower.len() });
+    }
+    if is_mounted(&paths.mount_point) {
+        return Ok(());
+    }
+    let writable = idmap::Writable { upper: &upper, work: &work };
+    idmap::overlay(lower, Some(writable), user.fd(), &paths.mount_point)
+        .map_err(|e| host(&paths.mount_point, format!("ID-mapped overlay mount: {e}")))
 }
 
 /// Mounts `lower` at `mount_point` read-only, without a writable layer (an
-/// image volume); idempotent. `links` is where a deep chain's short links go.
-pub fn mount_read_only(lower: &[PathBuf], mount_point: &Path, links: &Path) -> Result<(), RootfsError> {
+/// image volume), ID-mapped into the pod's user namespace if it has one;
+/// idempotent. `links` is where a deep chain's short links go.
+pub fn mount_read_only(
+    lower: &[PathBuf],
+    mount_point: &Path,
+    links: &Path,
+    user: Option<&PodUserNamespace>,
+) -> Result<(), RootfsError> {
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    match lower {
+    if is_mounted(mount_point) {
+        return Ok(());
+    }
+    let mapped = |result: std::io::Result<()>| result.map_err(|e| host(mount_point, format!("ID-mapped mount: {e}")));
+    match (lower, user) {
         // overlayfs wants two lower layers when it has no upper one.
-        [single] => bind_read_only(single, mount_point, flags),
-        _ => mount_chain(lower, None, mount_point, links, flags),
+        ([single], None) => bind_read_only(single, mount_point, flags),
+        ([single], Some(user)) => mapped(idmap::bind(single, mount_point, user.fd(), idmap::Access::ReadOnly)),
+        (_, None) => mount_chain(lower, None, mount_point, links, flags),
+        (_, Some(_)) if lower.len() > MAX_LOWER_LAYERS => Err(RootfsError::TooDeep { layers: lower.len() }),
+        (_, Some(user)) => mapped(idmap::overlay(lower, None, user.fd(), mount_point)),
     }
 }
 
@@ -222,9 +254,9 @@ mod tests {
 
         let paths =
             RootfsPaths { layer: dir.path().join("containers/c1"), mount_point: dir.path().join("run/c1/rootfs") };
-        mount_rootfs(&lower, &paths).unwrap();
+        mount_rootfs(&lower, &paths, None).unwrap();
         let _mounted = Mounted(&paths);
-        mount_rootfs(&lower, &paths).unwrap(); // idempotent
+        mount_rootfs(&lower, &paths, None).unwrap(); // idempotent
         let merged = &paths.mount_point;
         assert_eq!(std::fs::read_to_string(merged.join("a")).unwrap(), "base");
         assert_eq!(std::fs::read_to_string(merged.join("b")).unwrap(), "top", "upper layers win");
@@ -261,7 +293,7 @@ mod tests {
         assert!(absolute > MOUNT_OPTIONS_MAX, "the test's paths must overflow a page ({absolute} bytes)");
         let paths = RootfsPaths { layer: dir.path().join("containers/c1"), mount_point: dir.path().join("run/rootfs") };
         let cwd = std::env::current_dir().ok();
-        mount_rootfs(&lower, &paths).expect("the deep chain mounts");
+        mount_rootfs(&lower, &paths, None).expect("the deep chain mounts");
         assert_eq!(std::env::current_dir().ok(), cwd, "the mount moved no other thread's working directory");
         let _mounted = Mounted(&paths);
         let merged = &paths.mount_point;
@@ -275,7 +307,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lower = deep_chain(dir.path(), MAX_LOWER_LAYERS + 1);
         let paths = RootfsPaths { layer: dir.path().join("containers/c1"), mount_point: dir.path().join("run/rootfs") };
-        let error = mount_rootfs(&lower, &paths).expect_err("501 layers");
+        let error = mount_rootfs(&lower, &paths, None).expect_err("501 layers");
         assert!(error.to_string().contains("at most 500"), "{error}");
         assert!(!is_mounted(&paths.mount_point));
     }

@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use nix::sched::{CloneFlags, setns};
+use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,10 @@ pub struct InfraProcess {
 pub fn start(pins: &PodNamespaces, run_dir: &Path) -> Result<InfraProcess, SandboxError> {
     let pid_file = run_dir.join("infra.pid");
     let mut joins: Vec<(File, CloneFlags)> = Vec::new();
+    // The user namespace first: the others are its own, joined from inside it,
+    // and the PID namespace `berth pause` makes is then the pod's too.
     for (pin, flag) in [
+        (&pins.user, CloneFlags::CLONE_NEWUSER),
         (&pins.net, CloneFlags::CLONE_NEWNET),
         (&pins.ipc, CloneFlags::CLONE_NEWIPC),
         (&pins.uts, CloneFlags::CLONE_NEWUTS),
@@ -38,20 +41,27 @@ pub fn start(pins: &PodNamespaces, run_dir: &Path) -> Result<InfraProcess, Sandb
         }
     }
     let fds: Vec<(i32, CloneFlags)> = joins.iter().map(|(file, flag)| (file.as_raw_fd(), *flag)).collect();
+    // In a pod's own user namespace, berth's root is no one there: the exec
+    // drops the capabilities setns gave, so the PID namespace is made before.
+    let in_user_namespace = pins.user.is_some();
     let mut command = Command::new("/proc/self/exe");
+    command.arg("pause").arg("--pid-file").arg(&pid_file);
+    if in_user_namespace {
+        command.arg("--pid-namespace-made");
+    }
     command
-        .arg("pause")
-        .arg("--pid-file")
-        .arg(&pid_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: setns is a plain system call, safe between fork and exec; the
+    // SAFETY: setns and unshare are plain system calls, safe between fork and exec; the
     // fds stay open (owned by `joins`) until the child has exec'd.
     unsafe {
         command.pre_exec(move || {
             for (fd, flag) in &fds {
                 setns(BorrowedFd::borrow_raw(*fd), *flag).map_err(std::io::Error::from)?;
+            }
+            if in_user_namespace {
+                unshare(CloneFlags::CLONE_NEWPID).map_err(std::io::Error::from)?;
             }
             Ok(())
         });

@@ -22,11 +22,12 @@ mod shared_pid;
 mod status;
 mod stop;
 pub mod sysctls;
+mod userns;
 
 pub use error::SandboxError;
 pub use list::SandboxFilter;
 pub use record::{DnsConfig, Metadata, NamespaceMode, NamespaceModes, PortMapping, SandboxRecord, SandboxState};
-pub use run::PodSpec;
+pub use run::{PodSpec, UserNamespaceRequest};
 pub use status::SandboxStatus;
 
 use std::collections::HashMap;
@@ -113,6 +114,7 @@ impl SandboxService {
             ipc: Some(ns.join("ipc")),
             uts: Some(ns.join("uts")),
             shm: Some(ns.join("shm")),
+            user: Some(ns.join("user")),
         };
         let netns = pins.net.as_deref().filter(|p| namespaces::is_pinned(p));
         if let Err(e) = self.network.detach(id, netns).await {

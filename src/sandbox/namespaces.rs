@@ -16,6 +16,7 @@ use nix::sched::{CloneFlags, setns, unshare};
 
 use super::error::SandboxError;
 use super::record::PodNamespaces;
+use crate::idmap::UserNamespaceMappings;
 
 pub struct NamespaceRequest<'a> {
     pub dir: &'a Path,
@@ -24,6 +25,8 @@ pub struct NamespaceRequest<'a> {
     pub uts: bool,
     pub hostname: &'a str,
     pub shm_size: Option<u64>,
+    /// The pod's own user namespace, owning the others; none for the node's.
+    pub user: Option<&'a UserNamespaceMappings>,
 }
 
 /// Makes and pins the requested namespaces and the pod's `/dev/shm`. On error,
@@ -48,11 +51,19 @@ pub fn create(request: &NamespaceRequest) -> Result<PodNamespaces, SandboxError>
             _ => pins.uts = Some(path),
         }
     }
-    let result = pin_new_namespaces(&kinds, request.dir, request.uts.then_some(request.hostname)).and_then(|()| {
-        match request.shm_size {
-            Some(size) => mount_shm(&request.dir.join("shm"), size).map(|path| pins.shm = Some(path)),
-            None => Ok(()),
+    let hostname = request.uts.then_some(request.hostname);
+    let pinned = match request.user {
+        Some(mappings) => {
+            pins.user = Some(request.dir.join("user"));
+            super::userns::pin_in_user_namespace(&kinds, request.dir, hostname, mappings)
         }
+        None => pin_new_namespaces(&kinds, request.dir, hostname),
+    };
+    // The pod's root owns its shared memory, in a pod of its own user namespace.
+    let shm_owner = request.user.map(UserNamespaceMappings::host_root);
+    let result = pinned.and_then(|()| match request.shm_size {
+        Some(size) => mount_shm(&request.dir.join("shm"), size, shm_owner).map(|path| pins.shm = Some(path)),
+        None => Ok(()),
     });
     if let Err(e) = result {
         release(&pins);
@@ -85,9 +96,12 @@ fn pin_new_namespaces(kinds: &[(&str, CloneFlags)], dir: &Path, hostname: Option
     worker.join().map_err(|_| SandboxError::host("namespace thread", "panicked"))?
 }
 
-fn mount_shm(path: &Path, size: u64) -> Result<PathBuf, SandboxError> {
+fn mount_shm(path: &Path, size: u64, owner: Option<(u32, u32)>) -> Result<PathBuf, SandboxError> {
     std::fs::create_dir_all(path).map_err(|e| SandboxError::host(path.display().to_string(), e))?;
-    let options = format!("mode=1777,size={size}");
+    let mut options = format!("mode=1777,size={size}");
+    if let Some((uid, gid)) = owner {
+        options.push_str(&format!(",uid={uid},gid={gid}"));
+    }
     mount(
         Some("shm"),
         path,
@@ -102,7 +116,7 @@ fn mount_shm(path: &Path, size: u64) -> Result<PathBuf, SandboxError> {
 /// Unmounts the pins and the shm; safe to call again. The namespaces die once
 /// nothing else (a container, a `setns`'d thread) holds them.
 pub fn release(pins: &PodNamespaces) {
-    for path in [&pins.shm, &pins.net, &pins.ipc, &pins.uts].into_iter().flatten() {
+    for path in [&pins.shm, &pins.net, &pins.ipc, &pins.uts, &pins.user].into_iter().flatten() {
         unmount_and_remove(path);
     }
 }

@@ -74,6 +74,9 @@ pub struct PodNamespaces {
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
     pub shm: Option<PathBuf>,
+    /// The pod's own user namespace, which owns the others.
+    #[serde(default)]
+    pub user: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +96,9 @@ pub struct SandboxRecord {
     pub dns: Option<DnsConfig>,
     pub port_mappings: Vec<PortMapping>,
     pub namespaces: PodNamespaces,
+    /// The pod's user namespace mappings; none when it runs on the node's.
+    #[serde(default)]
+    pub user_namespace: Option<crate::idmap::UserNamespaceMappings>,
     /// Pod IPs from the CNI result, primary first.
     pub ips: Vec<String>,
     /// `resolv.conf` and `hostname`, for the containers to mount.

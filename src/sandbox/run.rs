@@ -11,6 +11,7 @@ use super::record::{
 };
 use super::{SHM_SIZE, SandboxService, files, shared_pid, sysctls};
 use crate::config::CgroupDriver;
+use crate::idmap::{IdMapping, UserNamespaceMappings};
 use crate::ids::new_id;
 use crate::network::{Attachment, Bandwidth, Dns, PortMapping as CniPortMapping};
 
@@ -28,7 +29,20 @@ pub struct PodSpec {
     pub namespace_modes: NamespaceModes,
     pub sysctls: BTreeMap<String, String>,
     pub runtime_handler: String,
+    pub user_namespace: UserNamespaceRequest,
 }
+
+/// The user namespace kubelet asks for (`userns_options`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UserNamespaceRequest {
+    /// The node's: no user namespace of the pod's own.
+    #[default]
+    Node,
+    /// One of the pod's own, with these mappings.
+    Pod { uids: Vec<IdMapping>, gids: Vec<IdMapping> },
+}
+
+const USERNS_FIELD: &str = "linux.security_context.namespace_options.userns_options";
 
 /// What a run has made so far, to undo on failure.
 #[derive(Default)]
@@ -47,12 +61,14 @@ const EGRESS_BANDWIDTH: &str = "kubernetes.io/egress-bandwidth";
 impl SandboxService {
     pub async fn run(&self, spec: PodSpec) -> Result<String, SandboxError> {
         self.validate(&spec)?;
-        let handler = self.handlers.get(&spec.runtime_handler)?.name.clone();
+        let handler = self.handlers.get(&spec.runtime_handler)?;
+        let user_namespace = self.user_namespace(&spec, handler.features().user_namespaces, &handler.name)?;
+        let handler = handler.name.clone();
         let id = new_id();
         let lock = self.lock_for(&id);
         let _guard = lock.lock().await;
         let mut made = Made::default();
-        match self.run_steps(&spec, &id, &handler, &mut made).await {
+        match self.run_steps(&spec, &id, &handler, user_namespace, &mut made).await {
             Ok(()) => {
                 tracing::info!(sandbox = %id, pod = %spec.metadata.key(), "pod sandbox ready");
                 Ok(id)
@@ -66,7 +82,14 @@ impl SandboxService {
         }
     }
 
-    async fn run_steps(&self, spec: &PodSpec, id: &str, handler: &str, made: &mut Made) -> Result<(), SandboxError> {
+    async fn run_steps(
+        &self,
+        spec: &PodSpec,
+        id: &str,
+        handler: &str,
+        user_namespace: Option<UserNamespaceMappings>,
+        made: &mut Made,
+    ) -> Result<(), SandboxError> {
         record::reserve_name(&self.store, &spec.metadata, id)?;
         made.name = true;
 
@@ -99,6 +122,7 @@ impl SandboxService {
                 uts: !host_network,
                 hostname: &request_hostname,
                 shm_size: (!host_ipc).then_some(SHM_SIZE),
+                user: user_namespace.as_ref(),
             })
         })
         .await
@@ -139,6 +163,7 @@ impl SandboxService {
             dns: spec.dns.clone(),
             port_mappings: spec.port_mappings.clone(),
             namespaces: pins,
+            user_namespace,
             ips,
             resolv_conf,
             hostname_file,
@@ -216,6 +241,56 @@ impl SandboxService {
         Ok(())
     }
 
+    /// The pod's own user namespace, if it asks for one that berth can make:
+    /// one range of each kind mapping the pod's root to an unprivileged host
+    /// ID, with the pod's own network, IPC and PID namespaces (a pod's root
+    /// may touch only what its user namespace owns), on a handler that can.
+    fn user_namespace(
+        &self,
+        spec: &PodSpec,
+        handler_supports: bool,
+        handler: &str,
+    ) -> Result<Option<UserNamespaceMappings>, SandboxError> {
+        let UserNamespaceRequest::Pod { uids, gids } = &spec.user_namespace else { return Ok(None) };
+        let one = |kind: &str, mappings: &[IdMapping]| -> Result<IdMapping, SandboxError> {
+            let field = format!("{USERNS_FIELD}.{kind}");
+            let [mapping] = mappings else {
+                return Err(SandboxError::invalid(
+                    &field,
+                    format!("{} mappings given; berth takes exactly one, as kubelet sends", mappings.len()),
+                ));
+            };
+            if mapping.container_id != 0 || mapping.length == 0 {
+                return Err(SandboxError::invalid(&field, "the mapping must start at the pod's root, container ID 0"));
+            }
+            if mapping.host_id == 0 {
+                return Err(SandboxError::invalid(&field, "the mapping must not give the pod the host's root"));
+            }
+            if mapping.host_id.checked_add(mapping.length - 1).is_none() {
+                return Err(SandboxError::invalid(&field, "the mapping runs past the largest ID"));
+            }
+            Ok(*mapping)
+        };
+        let mappings = UserNamespaceMappings { uids: one("uids", uids)?, gids: one("gids", gids)? };
+        let modes = &spec.namespace_modes;
+        for (kind, mode) in [("network", modes.network), ("ipc", modes.ipc), ("pid", modes.pid)] {
+            if mode == NamespaceMode::Node {
+                return Err(SandboxError::invalid(
+                    &format!("linux.security_context.namespace_options.{kind}"),
+                    "a pod in its own user namespace cannot use the node's namespace",
+                ));
+            }
+        }
+        if !handler_supports {
+            return Err(SandboxError::invalid(
+                USERNS_FIELD,
+                format!("runtime handler {handler:?} cannot run pods in a user namespace (see its features in Status)"),
+            ));
+        }
+        searchable_by_the_pod(&self.config.run_root)?;
+        Ok(Some(mappings))
+    }
+
     fn attachment(&self, spec: &PodSpec, id: &str, netns: std::path::PathBuf) -> Result<Attachment, SandboxError> {
         let port_mappings = spec
             .port_mappings
@@ -267,6 +342,28 @@ impl SandboxService {
             dns,
         })
     }
+}
+
+/// The pod's root (an unprivileged host user) walks down to its rootfs under
+/// the run root: every directory on the way must be searchable by others.
+fn searchable_by_the_pod(run_root: &std::path::Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in run_root.ancestors() {
+        let mode = std::fs::metadata(dir).map_err(|e| SandboxError::host(dir.display().to_string(), e))?.permissions().mode();
+        if mode & 0o001 == 0 {
+            return Err(SandboxError::invalid(
+                USERNS_FIELD,
+                format!(
+                    "{} (mode {:o}) is not searchable by others, so a pod's root cannot reach its files under the run root {}; \
+                     make it o+x (berth makes its own directories 0711)",
+                    dir.display(),
+                    mode & 0o7777,
+                    run_root.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A Kubernetes quantity as bits per second: `10M` = 10,000,000; `1Gi` = 2^30.

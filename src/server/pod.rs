@@ -6,9 +6,10 @@ use crate::cri::v1 as cri;
 use tonic::Status;
 
 use super::status_code::to_status;
+use crate::idmap::IdMapping;
 use crate::sandbox::{
     DnsConfig, Metadata, NamespaceMode, NamespaceModes, PodSpec, PortMapping, SandboxError, SandboxFilter,
-    SandboxRecord, SandboxState, SandboxStatus,
+    SandboxRecord, SandboxState, SandboxStatus, UserNamespaceRequest,
 };
 
 fn invalid(field: &str, reason: impl Into<String>) -> Status {
@@ -34,6 +35,7 @@ pub fn pod_spec(config: Option<cri::PodSandboxConfig>, runtime_handler: String) 
     if namespace_modes.network == NamespaceMode::Container || namespace_modes.ipc == NamespaceMode::Container {
         return Err(invalid("namespace_options", "network and IPC namespaces are per pod or per node"));
     }
+    let user_namespace = user_namespace(options.userns_options.as_ref())?;
     let port_mappings = config
         .port_mappings
         .iter()
@@ -74,7 +76,25 @@ pub fn pod_spec(config: Option<cri::PodSandboxConfig>, runtime_handler: String) 
         namespace_modes,
         sysctls: linux.sysctls.into_iter().collect(),
         runtime_handler,
+        user_namespace,
     })
+}
+
+fn user_namespace(options: Option<&cri::UserNamespace>) -> Result<UserNamespaceRequest, Status> {
+    let Some(options) = options else { return Ok(UserNamespaceRequest::Node) };
+    let mappings = |list: &[cri::IdMapping]| {
+        list.iter().map(|m| IdMapping { container_id: m.container_id, host_id: m.host_id, length: m.length }).collect()
+    };
+    match cri::NamespaceMode::try_from(options.mode) {
+        Ok(cri::NamespaceMode::Node) => Ok(UserNamespaceRequest::Node),
+        Ok(cri::NamespaceMode::Pod) => {
+            Ok(UserNamespaceRequest::Pod { uids: mappings(&options.uids), gids: mappings(&options.gids) })
+        }
+        _ => Err(invalid(
+            "linux.security_context.namespace_options.userns_options.mode",
+            format!("mode {}: a user namespace is the pod's own (POD) or the node's (NODE)", options.mode),
+        )),
+    }
 }
 
 fn state(state: SandboxState) -> i32 {
@@ -111,10 +131,20 @@ pub fn pod_status(status: SandboxStatus) -> cri::PodSandboxStatusResponse {
         ip: s.ips[0].clone(),
         additional_ips: s.ips[1..].iter().map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
     });
+    let mapping = |m: &IdMapping| cri::IdMapping { container_id: m.container_id, host_id: m.host_id, length: m.length };
+    let userns_options = Some(match &s.user_namespace {
+        Some(pod) => cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: vec![mapping(&pod.uids)],
+            gids: vec![mapping(&pod.gids)],
+        },
+        None => cri::UserNamespace { mode: cri::NamespaceMode::Node as i32, ..Default::default() },
+    });
     let options = cri::NamespaceOption {
         network: mode(s.namespace_modes.network),
         pid: mode(s.namespace_modes.pid),
         ipc: mode(s.namespace_modes.ipc),
+        userns_options,
         ..Default::default()
     };
     cri::PodSandboxStatusResponse {

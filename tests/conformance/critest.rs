@@ -32,7 +32,6 @@ pub const SKIPPED_SPECS: &[(&str, &str)] = &[
         r"Image Manager public image with digest should be pulled and removed",
         "pulls gcr.io/k8s-staging-cri-tools/test-image-digest@sha256:9700f9a2…, an upstream content digest no offline registry can serve",
     ),
-    (r"Security Context UserNamespaces ", "user namespaces are not built yet"),
     (r"\[k8s\.io\] NRI ", "NRI is not built yet"),
 ];
 

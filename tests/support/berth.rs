@@ -92,7 +92,13 @@ impl BerthBuilder {
     }
 
     pub async fn start(self) -> Berth {
-        let dir = tempfile::Builder::new().prefix("berth-test-").tempdir().expect("create test dir");
+        // 0711, as berth's own roots: a pod in its own user namespace walks
+        // down to its rootfs as an unprivileged host user.
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .tempdir()
+            .expect("create test dir");
         let paths = BerthPaths::new(dir.path());
         std::fs::create_dir_all(&paths.cni_conf_dir).expect("create CNI conf dir");
         if let Some(conflist) = &self.cni_conflist {

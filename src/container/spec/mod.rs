@@ -107,8 +107,12 @@ pub struct SpecInput<'a> {
     pub host: &'a HostFacts,
     /// What the pod's runtime handler can do beyond the OCI basics.
     pub features: RuntimeFeatures,
-    /// The mounted image volumes, by their index in `config.mounts`.
-    pub image_volumes: &'a super::image_volumes::VolumeSources,
+    /// Mounts berth has staged on the host, by their index in `config.mounts`.
+    pub staged: &'a super::staging::StagedMounts,
+    /// The pod's own user namespace, if it has one.
+    pub user_namespace: Option<&'a crate::idmap::PodUserNamespace>,
+    /// `<run_root>/containers/<id>`, where ID-mapped binds are staged.
+    pub run_dir: &'a Path,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,10 +196,11 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         resources::build(linux_config.and_then(|linux| linux.resources.as_ref()), &resources::CgroupFacts::host())?;
     resources.set_devices(Some(devices.cgroup_rules));
 
+    let (uid_mappings, gid_mappings) = user::namespace_mappings(input.sandbox, &process)?;
     let mut linux = Linux::default();
     linux
-        .set_uid_mappings(None)
-        .set_gid_mappings(None)
+        .set_uid_mappings(uid_mappings)
+        .set_gid_mappings(gid_mappings)
         .set_sysctl(None)
         .set_resources(Some(resources))
         .set_cgroups_path(Some(resources::cgroups_path(input.host.cgroup_driver, input.sandbox, input.container_id)))

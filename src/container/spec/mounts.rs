@@ -9,7 +9,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Once;
 
-use crate::cri::v1::{Mount as CriMount, MountPropagation};
+use crate::container::staging::{IDMAPPED, staging_point};
+use crate::cri::v1::{IdMapping, Mount as CriMount, MountPropagation};
+use crate::idmap::Access;
 use oci_spec::runtime::Mount;
 
 use super::host_fs::{self, HOST_PATH_TIMEOUT};
@@ -121,10 +123,13 @@ fn cri_bind(
     if !destination.is_absolute() {
         return Err(SpecError::invalid(field("container_path"), format!("{destination:?} is not absolute")));
     }
-    let source = match input.image_volumes.get(&index) {
+    let source = match input.staged.get(&index) {
         Some(mounted_image) => mounted_image.clone(),
         None if mount.host_path.is_empty() => return Err(SpecError::invalid(field("host_path"), "empty")),
-        None => existing_source(Path::new(&mount.host_path), &field("host_path"))?,
+        None => {
+            let source = existing_source(Path::new(&mount.host_path), &field("host_path"))?;
+            idmapped(index, mount, propagation, source, input)?
+        }
     };
     mountinfo.check(&source, propagation, &field("propagation"))?;
     if mount.selinux_relabel && input.host.selinux {
@@ -151,18 +156,58 @@ fn cri_bind(
     Ok(bind_mount(&source, destination, &options))
 }
 
-/// ID-mapped mounts and extra mount options need support berth does not have yet.
+/// Extra mount options need support berth does not have yet.
 fn refuse_unsupported(mount: &CriMount, field: &dyn Fn(&str) -> String) -> Result<(), SpecError> {
     // Not advertised in the handlers' features, so kubelet sends none; another
     // client's must not be dropped silently.
     if !mount.mount_options.is_empty() {
         return Err(SpecError::invalid(field("mount_options"), "extra bind mount options are not supported"));
     }
-    if !mount.uid_mappings.is_empty() || !mount.gid_mappings.is_empty() {
-        let list = if mount.uid_mappings.is_empty() { "gid_mappings" } else { "uid_mappings" };
-        return Err(SpecError::invalid(field(list), "ID-mapped mounts are not supported"));
-    }
     Ok(())
+}
+
+/// kubelet puts a pod's user namespace mappings on every mount of a pod that
+/// has one: the host path is then bound ID-mapped through the pod's user
+/// namespace (staged under the run directory, see `container/staging.rs`), so
+/// that the pod's root owns what the host's root owns. Returns what to bind.
+fn idmapped(
+    index: usize,
+    mount: &CriMount,
+    propagation: MountPropagation,
+    source: PathBuf,
+    input: &SpecInput,
+) -> Result<PathBuf, SpecError> {
+    if mount.uid_mappings.is_empty() && mount.gid_mappings.is_empty() {
+        return Ok(source);
+    }
+    let field = |name: &str| format!("mounts[{index}].{name}");
+    let Some(user) = input.user_namespace else {
+        return Err(SpecError::invalid(field("uid_mappings"), "the pod has no user namespace of its own to map into"));
+    };
+    let pod = |m: crate::idmap::IdMapping| IdMapping { container_id: m.container_id, host_id: m.host_id, length: m.length };
+    for (name, given, wanted) in [
+        ("uid_mappings", &mount.uid_mappings, pod(user.mappings.uids)),
+        ("gid_mappings", &mount.gid_mappings, pod(user.mappings.gids)),
+    ] {
+        if given.as_slice() != [wanted] {
+            return Err(SpecError::invalid(
+                field(name),
+                format!("{given:?}: berth maps mounts through the pod's own user namespace, {wanted:?}"),
+            ));
+        }
+    }
+    if propagation != MountPropagation::PropagationPrivate {
+        return Err(SpecError::invalid(field("propagation"), "an ID-mapped bind cannot receive host mounts: use PRIVATE"));
+    }
+    let target = staging_point(input.run_dir, IDMAPPED, index);
+    let access = if mount.readonly { Access::ReadOnly } else { Access::ReadWrite };
+    let userns = user.duplicate().map_err(|e| SpecError::io("the pod's user namespace", e))?;
+    let (from, to) = (source.clone(), target.clone());
+    host_fs::bounded(&source, HOST_PATH_TIMEOUT, move || {
+        crate::idmap::bind(&from, &to, std::os::fd::AsFd::as_fd(&userns), access)
+            .map_err(|e| SpecError::io(format!("ID-mapped bind of {}", from.display()), e))
+    })?;
+    Ok(target)
 }
 
 fn existing_source(host_path: &Path, field: &str) -> Result<PathBuf, SpecError> {
@@ -398,7 +443,9 @@ mod tests {
             rootfs: &rootfs,
             host: &host,
             features,
-            image_volumes: &Default::default(),
+            staged: &Default::default(),
+            user_namespace: None,
+            run_dir: Path::new("/nonexistent"),
         };
         build(&input, privileged, readonly_rootfs)
     }

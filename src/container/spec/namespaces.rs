@@ -1,10 +1,13 @@
-//! The container's namespaces. Network, IPC and UTS are the pod's, pinned by
-//! the sandbox (absent, i.e. the node's, when the pod uses the node's); PID
-//! follows the container's own option; mount and cgroup are always new.
+//! The container's namespaces. User (when the pod has its own), network, IPC
+//! and UTS are the pod's, pinned by the sandbox (absent, i.e. the node's, when
+//! the pod uses the node's); PID follows the container's own option; mount and
+//! cgroup are always new, and owned by the pod's user namespace if it has one.
 
 use std::path::{Path, PathBuf};
 
-use crate::cri::v1::{ContainerConfig, LinuxContainerSecurityContext, NamespaceMode as CriMode, NamespaceOption};
+use crate::cri::v1::{
+    ContainerConfig, IdMapping, LinuxContainerSecurityContext, NamespaceMode as CriMode, NamespaceOption,
+};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 use super::SpecError;
@@ -19,16 +22,16 @@ pub(super) fn build(
     sc: Option<&LinuxContainerSecurityContext>,
 ) -> Result<Vec<LinuxNamespace>, SpecError> {
     let options = sc.and_then(|sc| sc.namespace_options.as_ref());
-    refuse_user_namespace(options)?;
     let modes = &sandbox.namespace_modes;
     let pins = &sandbox.namespaces;
+    let user = user_namespace(options, sandbox)?;
     let pod = [
         (LinuxNamespaceType::Network, modes.network, pins.net.as_deref(), "network"),
         (LinuxNamespaceType::Ipc, modes.ipc, pins.ipc.as_deref(), "IPC"),
         // A pod has its own UTS namespace exactly when it has its own network.
         (LinuxNamespaceType::Uts, modes.network, pins.uts.as_deref(), "UTS"),
     ];
-    let mut namespaces = Vec::new();
+    let mut namespaces: Vec<LinuxNamespace> = user.into_iter().collect();
     for (kind, mode, pin, name) in pod {
         if let Some(namespace) = pod_namespace(kind, mode, pin, name)? {
             namespaces.push(namespace);
@@ -67,6 +70,9 @@ fn pid_namespace(
     let raw = pid_mode(options);
     match CriMode::try_from(raw) {
         Ok(CriMode::Container) => Ok(Some(namespace(LinuxNamespaceType::Pid, None))),
+        Ok(CriMode::Node) if sandbox.user_namespace.is_some() => {
+            Err(SpecError::invalid(PID_FIELD, "NODE: a pod in its own user namespace cannot see the node's processes"))
+        }
         Ok(CriMode::Node) => Ok(None),
         Ok(CriMode::Pod) => pod_pid_namespace(sandbox),
         Ok(CriMode::Target) => Err(SpecError::invalid(PID_FIELD, "TARGET (another container's) is not supported")),
@@ -106,15 +112,37 @@ fn infra_pid_namespace(pid: i32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/ns/pid"))
 }
 
-/// berth makes no user namespaces; a pod asking for one must not silently run
-/// without it.
-fn refuse_user_namespace(options: Option<&NamespaceOption>) -> Result<(), SpecError> {
-    match options.and_then(|options| options.userns_options.as_ref()) {
-        Some(userns) if userns.mode != CriMode::Node as i32 => {
-            Err(SpecError::invalid(USERNS_FIELD, "user namespaces are not supported"))
+/// The pod's user namespace, for every container of a pod that has one (a
+/// container config that names none is taken as asking for it: its pod's
+/// namespaces own everything it could reach); none in a pod on the node's.
+fn user_namespace(options: Option<&NamespaceOption>, sandbox: &SandboxRecord) -> Result<Option<LinuxNamespace>, SpecError> {
+    let asked = options.and_then(|options| options.userns_options.as_ref());
+    let mode = asked.map_or(None, |userns| Some(CriMode::try_from(userns.mode)));
+    match (mode, &sandbox.user_namespace, &sandbox.namespaces.user) {
+        (None | Some(Ok(CriMode::Node)), None, _) => Ok(None),
+        (None | Some(Ok(CriMode::Pod)), Some(pod), Some(pin)) => {
+            let given = asked.map(|userns| (&userns.uids, &userns.gids));
+            if let Some((uids, gids)) = given
+                && !(uids.is_empty() && gids.is_empty())
+                && !(same_mapping(uids, &pod.uids) && same_mapping(gids, &pod.gids))
+            {
+                return Err(SpecError::invalid(USERNS_FIELD, "the mappings differ from the pod's"));
+            }
+            Ok(Some(namespace(LinuxNamespaceType::User, Some(pin.clone()))))
         }
-        _ => Ok(()),
+        (_, Some(_), None) => Err(SpecError::not_found("the pod's user namespace")),
+        (Some(Ok(CriMode::Pod)), None, _) => {
+            Err(SpecError::invalid(USERNS_FIELD, "POD: the pod has no user namespace of its own"))
+        }
+        (Some(Ok(CriMode::Node)), Some(_), _) => {
+            Err(SpecError::invalid(USERNS_FIELD, "NODE: the pod runs in a user namespace of its own, and so do its containers"))
+        }
+        (Some(_), ..) => Err(SpecError::invalid(USERNS_FIELD, "a container's user namespace is its pod's or the node's")),
     }
+}
+
+fn same_mapping(given: &[IdMapping], pod: &crate::idmap::IdMapping) -> bool {
+    matches!(given, [one] if one.container_id == pod.container_id && one.host_id == pod.host_id && one.length == pod.length)
 }
 
 fn namespace(kind: LinuxNamespaceType, path: Option<PathBuf>) -> LinuxNamespace {
@@ -230,11 +258,32 @@ mod tests {
     }
 
     #[test]
-    fn user_namespaces_are_refused() {
-        let mut sc = with_pid(CriMode::Container);
-        if let Some(options) = sc.namespace_options.as_mut() {
-            options.userns_options = Some(UserNamespace { mode: CriMode::Pod as i32, ..Default::default() });
+    fn containers_join_their_pods_user_namespace_and_no_other() {
+        let userns = |mode: CriMode, uids: Vec<IdMapping>| {
+            let mut sc = with_pid(CriMode::Container);
+            if let Some(options) = sc.namespace_options.as_mut() {
+                options.userns_options = Some(UserNamespace { mode: mode as i32, gids: uids.clone(), uids });
+            }
+            sc
+        };
+        let plain = fixtures::sandbox();
+        assert!(build(&plain, Some(&userns(CriMode::Pod, vec![]))).is_err(), "POD in a pod without one");
+        let listed = build(&plain, Some(&userns(CriMode::Node, vec![]))).unwrap();
+        assert!(listed.iter().all(|ns| ns.typ() != LinuxNamespaceType::User));
+
+        let mut pod = fixtures::sandbox();
+        let range = crate::idmap::IdMapping { container_id: 0, host_id: 65536, length: 65536 };
+        pod.user_namespace = Some(crate::idmap::UserNamespaceMappings { uids: range, gids: range });
+        pod.namespaces.user = Some(PathBuf::from("/run/berth/pods/p/ns/user"));
+        let kubelets = vec![IdMapping { container_id: 0, host_id: 65536, length: 65536 }];
+        for sc in [userns(CriMode::Pod, kubelets), userns(CriMode::Pod, vec![]), with_pid(CriMode::Container)] {
+            let joined = entries(&build(&pod, Some(&sc)).unwrap());
+            assert_eq!(joined[0], (LinuxNamespaceType::User, Some(PathBuf::from("/run/berth/pods/p/ns/user"))));
         }
-        assert!(build(&fixtures::sandbox(), Some(&sc)).is_err());
+        let other = vec![IdMapping { container_id: 0, host_id: 1000, length: 65536 }];
+        assert!(build(&pod, Some(&userns(CriMode::Pod, other))).is_err(), "other mappings");
+        assert!(build(&pod, Some(&userns(CriMode::Node, vec![]))).is_err(), "the node's, beside the pod's namespaces");
+        assert!(build(&pod, Some(&userns(CriMode::Container, vec![]))).is_err());
+        assert!(build(&pod, Some(&with_pid(CriMode::Node))).is_err(), "the node's PID namespace");
     }
 }

@@ -577,7 +577,9 @@ fn build(config: &ContainerConfig, case: &Case, temp: &Path) -> Result<Spec, Spe
         rootfs: &rootfs,
         host: &case.host,
         features: crate::runtime::RuntimeFeatures::default(),
-        image_volumes: &Default::default(),
+        staged: &Default::default(),
+        user_namespace: None,
+        run_dir: temp,
     })
 }
 

@@ -57,8 +57,20 @@ fn build(
     host: &HostFacts,
 ) -> Result<Spec, SpecError> {
     let features = crate::runtime::RuntimeFeatures::default();
-    let image_volumes = Default::default();
-    build_spec(&SpecInput { container_id: "c1", config, sandbox, image, rootfs, host, features, image_volumes: &image_volumes })
+    let staged = Default::default();
+    let run_dir = Path::new("/nonexistent");
+    build_spec(&SpecInput {
+        container_id: "c1",
+        config,
+        sandbox,
+        image,
+        rootfs,
+        host,
+        features,
+        staged: &staged,
+        user_namespace: None,
+        run_dir,
+    })
 }
 
 fn namespace_kinds(spec: &Spec) -> Vec<LinuxNamespaceType> {

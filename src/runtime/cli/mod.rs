@@ -124,9 +124,10 @@ impl OciRuntime for OciCli {
     }
 
     /// runc 1.1's: `rro` needs runc 1.2 and a 5.12 kernel, and berth does not ask
-    /// a runc for its version's features.
+    /// a runc for its version's features. User namespaces: the runtime only joins
+    /// the pod's, which berth makes, with the ID-mapped mounts (`idmap.rs`).
     fn features(&self) -> RuntimeFeatures {
-        RuntimeFeatures::default()
+        RuntimeFeatures { user_namespaces: crate::idmap::supported(), ..RuntimeFeatures::default() }
     }
 
     fn create_blocking(

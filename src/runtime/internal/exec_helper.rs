@@ -13,9 +13,9 @@ use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::get_executor;
 use nix::sys::wait::{WaitStatus, waitpid};
 
-use libcontainer::oci_spec::runtime::{LinuxSeccomp, Process, Spec};
+use libcontainer::oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process, Spec};
 
-use super::exec_seccomp::WithSeccomp;
+use super::exec_finish::Finish;
 use super::signals::ResetSignals;
 
 /// The flags of `berth internal-exec`.
@@ -51,11 +51,13 @@ fn exec(args: &ExecHelperArgs) -> Result<u8, String> {
     let container = libcontainer::container::Container::load(args.root.join(&args.id)).map_err(|e| e.to_string())?;
     // As runc does: the process gets the container's oom_score_adj, not berth's.
     copy_oom_score_adj(&container);
-    let seccomp = container_seccomp(&container)?;
+    let (seccomp, user_namespace) = container_spec_parts(&container)?;
     let mut process = read_process(&args.process)?;
     let given = process.clone();
-    let executor = WithSeccomp::around(ResetSignals::around(get_executor()).boxed(), &mut process, seccomp);
-    // Rewritten only when capabilities were lent (a filter without no_new_privs).
+    let executor =
+        Finish::around(ResetSignals::around(get_executor()).boxed(), &mut process, seccomp, user_namespace.as_deref())
+            .map_err(|e| format!("opening the container's user namespace: {e}"))?;
+    // Rewritten only when capabilities were lent (see exec_finish.rs).
     if process != given {
         let json = serde_json::to_vec(&process).map_err(|e| format!("writing the process: {e}"))?;
         std::fs::write(&args.process, json).map_err(|e| format!("writing the process: {e}"))?;
@@ -88,11 +90,20 @@ fn copy_oom_score_adj(container: &libcontainer::container::Container) {
     }
 }
 
-/// The filter the container runs under (see exec_seccomp.rs for why the helper loads it).
-fn container_seccomp(container: &libcontainer::container::Container) -> Result<Option<LinuxSeccomp>, String> {
+/// The filter the container runs under and the user namespace it joined (see
+/// exec_finish.rs for why the helper applies them).
+fn container_spec_parts(
+    container: &libcontainer::container::Container,
+) -> Result<(Option<LinuxSeccomp>, Option<PathBuf>), String> {
     let path = container.bundle().join("config.json");
     let spec = Spec::load(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    Ok(spec.linux().as_ref().and_then(|linux| linux.seccomp().clone()))
+    let linux = spec.linux().as_ref();
+    let seccomp = linux.and_then(|linux| linux.seccomp().clone());
+    let user_namespace = linux
+        .and_then(|linux| linux.namespaces().as_ref())
+        .and_then(|namespaces| namespaces.iter().find(|ns| ns.typ() == LinuxNamespaceType::User))
+        .and_then(|ns| ns.path().clone());
+    Ok((seccomp, user_namespace))
 }
 
 fn read_process(path: &Path) -> Result<Process, String> {

@@ -22,7 +22,7 @@ mod capture;
 mod cgroup_v1;
 mod errors;
 mod exec_helper;
-mod exec_seccomp;
+mod exec_finish;
 mod propagation;
 mod signals;
 
@@ -207,21 +207,6 @@ fn delete_loaded(call: &Call, mut container: Container, force: bool) -> Result<(
     Ok(())
 }
 
-/// Whether the kernel has mount_setattr(2), asked once: called on no mount
-/// with no attributes, it answers EBADF or EINVAL if it exists.
-fn kernel_has_mount_setattr() -> bool {
-    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ANSWER.get_or_init(|| {
-        // SAFETY: mount_setattr with dirfd -1, an empty NUL-terminated path and
-        // a null attribute pointer of size 0 reads nothing and changes nothing.
-        let result =
-            unsafe { nix::libc::syscall(nix::libc::SYS_mount_setattr, -1, c"".as_ptr(), 0, std::ptr::null::<u8>(), 0) };
-        // Only the answers of a kernel that has it: ENOSYS, or EPERM from a
-        // seccomp filter around berth, mean no.
-        result == 0 || matches!(nix::errno::Errno::last(), nix::errno::Errno::EBADF | nix::errno::Errno::EINVAL)
-    })
-}
-
 /// A failed create leaves its intermediate and init processes as zombies of the
 /// caller whose PIDs it never returns; only the caller can reap them.
 fn reap_leftovers() {
@@ -393,8 +378,12 @@ impl OciRuntime for Shared {
     }
 
     /// Recursive read-only binds: libcontainer makes `rro` with mount_setattr(2)
-    /// (Linux 5.12). User namespaces: not yet (see the README).
+    /// (Linux 5.12). User namespaces: libcontainer joins the pod's, which berth
+    /// makes, with the ID-mapped mounts (`idmap.rs`).
     fn features(&self) -> RuntimeFeatures {
-        RuntimeFeatures { recursive_read_only_mounts: kernel_has_mount_setattr(), ..RuntimeFeatures::default() }
+        RuntimeFeatures {
+            recursive_read_only_mounts: crate::idmap::kernel_has_mount_setattr(),
+            user_namespaces: crate::idmap::supported(),
+        }
     }
 }

@@ -31,4 +31,5 @@ mod restart;
 mod security;
 mod stats;
 mod stop;
+mod user_namespaces;
 mod users;
