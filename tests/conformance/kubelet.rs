@@ -70,6 +70,7 @@ async fn static_pods_on_berth(kubelet_binary: &std::path::Path) {
         ("web", web_pod(&image, host_port)),
         ("crash", pod("crash", vec![container("fail", &image, "echo failing; exit 1")])),
         ("probes", probes_pod(&image)),
+        ("userns", userns_pod(&image)),
     ];
     for (name, manifest) in &manifests {
         kubelet.add_manifest(name, manifest);
@@ -163,6 +164,21 @@ async fn static_pods_on_berth(kubelet_binary: &std::path::Path) {
         (status["restartCount"].as_u64()? >= 1 && status["ready"] == true).then_some(())
     })
     .await;
+
+    // hostUsers: false: kubelet picks the pod's IDs; its root is root inside
+    // (its rootfs and an emptyDir writable), an unprivileged user outside.
+    let userns = t.running("userns", "root", 0).await;
+    let userns_log = std::path::PathBuf::from(t.status(&userns.id).await.log_path);
+    let lines = eventually("the userns pod reports", WAIT, async || {
+        let lines = log_lines(&userns_log);
+        lines.iter().any(|l| l == "done").then_some(lines)
+    })
+    .await;
+    let uid_map: Vec<u64> = lines[0].split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    assert!(uid_map.len() == 3 && uid_map[0] == 0 && uid_map[1] >= 65536, "kubelet's range: {lines:?}");
+    assert_eq!(lines[1..], ["0", "rootfs-writable", "volume-writable", "done"], "{lines:?}");
+    let exec_uid_map = t.exec(&userns.id, &["cat", "/proc/self/uid_map"]).await;
+    assert_eq!(exec_uid_map.split_whitespace().nth(1), Some(uid_map[1].to_string().as_str()), "exec joins it too");
 
     // The long-running container never moved.
     let sleepers = t.containers("sleeper", "sleep").await;
@@ -362,6 +378,19 @@ fn web_pod(image: &str, host_port: u16) -> Value {
     );
     httpd["ports"] = json!([{"containerPort": 8080, "hostPort": host_port, "protocol": "TCP"}]);
     pod("web", vec![httpd])
+}
+
+/// `hostUsers: false`: the pod in a user namespace of its own, with an emptyDir.
+fn userns_pod(image: &str) -> Value {
+    let script = "cat /proc/self/uid_map; id -u; \
+        touch /rootfs-file && echo rootfs-writable; touch /scratch/file && echo volume-writable; \
+        echo done; exec sleep 100000";
+    let mut root = container("root", image, script);
+    root["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/scratch"}]);
+    let mut pod = pod("userns", vec![root]);
+    pod["spec"]["hostUsers"] = json!(false);
+    pod["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    pod
 }
 
 /// `ready` has an exec readiness probe on /tmp/ready, `live` an exec liveness
