@@ -57,6 +57,7 @@ const WITH_CPU: &[&str] = &["id", "name", "image", "cpu"];
 const WITH_DEVICE: &[&str] = &["id", "name", "image", "device"];
 const WITH_INTERFACE: &[&str] = &["id", "name", "image", "interface"];
 const WITH_FAILURE: &[&str] = &["id", "name", "image", "failure_type", "scope"];
+const WITH_ULIMIT: &[&str] = &["id", "name", "image", "ulimit"];
 const WITH_DEVICE_OPERATION: &[&str] = &["id", "name", "image", "device", "major", "minor", "operation"];
 
 const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> MetricDescriptor {
@@ -158,6 +159,14 @@ const MEMORY_KERNEL: MetricDescriptor =
 const SOCKETS: MetricDescriptor = gauge("container_sockets", "Number of open sockets for the container.", BASE);
 const SPEC_CPU_PERIOD: MetricDescriptor = gauge("container_spec_cpu_period", "CPU period of the container.", BASE);
 const SPEC_CPU_SHARES: MetricDescriptor = gauge("container_spec_cpu_shares", "CPU share of the container.", BASE);
+const SPEC_CPU_QUOTA: MetricDescriptor = gauge("container_spec_cpu_quota", "CPU quota of the container.", BASE);
+const SPEC_MEMORY_RESERVATION: MetricDescriptor =
+    gauge("container_spec_memory_reservation_limit_bytes", "Memory reservation limit for the container.", BASE);
+const ULIMITS_SOFT: MetricDescriptor = gauge(
+    "container_ulimits_soft",
+    "Soft ulimit values for the container root process. Unlimited if -1, except priority and nice",
+    WITH_ULIMIT,
+);
 const SPEC_MEMORY_LIMIT: MetricDescriptor =
     gauge("container_spec_memory_limit_bytes", "Memory limit for the container.", BASE);
 const SPEC_MEMORY_SWAP_LIMIT: MetricDescriptor =
@@ -213,13 +222,16 @@ pub const DESCRIPTORS: &[MetricDescriptor] = &[
     SOCKETS,
     SPEC_CPU_PERIOD,
     SPEC_CPU_SHARES,
+    SPEC_CPU_QUOTA,
     SPEC_MEMORY_LIMIT,
+    SPEC_MEMORY_RESERVATION,
     SPEC_MEMORY_SWAP_LIMIT,
     BLKIO_DEVICE_USAGE,
     FS_READS_BYTES,
     FS_READS,
     FS_WRITES_BYTES,
     FS_WRITES,
+    ULIMITS_SOFT,
 ];
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
@@ -347,7 +359,9 @@ fn container_samples(
 
     samples.add(SPEC_CPU_PERIOD, &[], detail.cpu_period_us);
     samples.add(SPEC_CPU_SHARES, &[], detail.cpu_shares);
+    samples.add(SPEC_CPU_QUOTA, &[], detail.cpu_quota_us);
     samples.add(SPEC_MEMORY_LIMIT, &[], detail.memory_limit);
+    samples.add(SPEC_MEMORY_RESERVATION, &[], detail.memory_reservation);
     samples.add(SPEC_MEMORY_SWAP_LIMIT, &[], detail.memory_swap_limit);
 
     for io in &detail.io {
@@ -378,6 +392,7 @@ fn container_samples(
     let descriptors = cgroup_detail::open_descriptors(&detail.pids);
     samples.add(FILE_DESCRIPTORS, &[], Some(descriptors.files));
     samples.add(SOCKETS, &[], Some(descriptors.sockets));
+    samples.add(ULIMITS_SOFT, &["max_open_files"], cgroup_detail::soft_open_files_limit(c.pid));
     let started = u64::try_from(c.started_at).ok().filter(|at| *at > 0);
     samples.add(START_TIME, &[], seconds(started));
     samples.add(LAST_SEEN, &[], seconds(u64::try_from(now).ok()));

@@ -1,7 +1,7 @@
 //! The figures of a cgroup that only the cadvisor-style metrics report (CPU
 //! split and throttling, page cache, kernel memory, memory failures and OOM
-//! kills, threads, open files and sockets, block I/O per device, and the
-//! limits cadvisor reports as `container_spec_*`). Read apart from
+//! kills, threads, open files and sockets, block I/O per device, the limits
+//! cadvisor reports as `container_spec_*`, and the init's soft ulimits). Read apart from
 //! `CgroupUsage` so the stats kubelet polls every few seconds do not pay for
 //! files only a metrics scrape wants.
 
@@ -30,6 +30,10 @@ pub struct CgroupDetail {
     pub memory_kernel: Option<u64>,
     /// CFS period in microseconds.
     pub cpu_period_us: Option<u64>,
+    /// CFS quota in microseconds per period; None when unlimited.
+    pub cpu_quota_us: Option<u64>,
+    /// The memory reservation (v1 soft limit, v2 `memory.low`); 0 when none.
+    pub memory_reservation: Option<u64>,
     /// CPU shares (v1), or the v2 weight converted back to shares.
     pub cpu_shares: Option<u64>,
     /// The memory limit in bytes; 0 when unlimited (cadvisor's convention).
@@ -74,8 +78,11 @@ pub struct V1Files {
     pub procs: Option<String>,
     pub memory_kmem_usage: Option<String>,
     pub cpu_cfs_period: Option<String>,
+    /// `cpu.cfs_quota_us`: -1 when unlimited.
+    pub cpu_cfs_quota: Option<String>,
     pub cpu_shares: Option<String>,
     pub memory_limit: Option<String>,
+    pub memory_soft_limit: Option<String>,
     /// `memory.memsw.limit_in_bytes`: absent when the kernel accounts no swap.
     pub memory_memsw_limit: Option<String>,
     /// `blkio.throttle.io_service_bytes_recursive`
@@ -97,6 +104,7 @@ pub struct V2Files {
     pub cpu_max: Option<String>,
     pub cpu_weight: Option<String>,
     pub memory_max: Option<String>,
+    pub memory_low: Option<String>,
     pub memory_swap_max: Option<String>,
     pub io_stat: Option<String>,
 }
@@ -120,6 +128,7 @@ impl Hierarchy {
                     cpu_max: read(&dir, "cpu.max"),
                     cpu_weight: read(&dir, "cpu.weight"),
                     memory_max: read(&dir, "memory.max"),
+                    memory_low: read(&dir, "memory.low"),
                     memory_swap_max: read(&dir, "memory.swap.max"),
                     io_stat: read(&dir, "io.stat"),
                 })
@@ -138,6 +147,8 @@ impl Hierarchy {
                         cpuacct_stat: cpuacct.and_then(|dir| read(&dir, "cpuacct.stat")),
                         cpu_stat: cpu.as_ref().and_then(|dir| read(dir, "cpu.stat")),
                         cpu_cfs_period: cpu.as_ref().and_then(|dir| read(dir, "cpu.cfs_period_us")),
+                        cpu_cfs_quota: cpu.as_ref().and_then(|dir| read(dir, "cpu.cfs_quota_us")),
+                        memory_soft_limit: read(&memory, "memory.soft_limit_in_bytes"),
                         cpu_shares: cpu.as_ref().and_then(|dir| read(dir, "cpu.shares")),
                         memory_kmem_usage: read(&memory, "memory.kmem.usage_in_bytes"),
                         memory_limit: read(&memory, "memory.limit_in_bytes"),
@@ -187,6 +198,9 @@ pub fn parse_v1(files: V1Files, ticks_per_second: u64) -> CgroupDetail {
         threads_max: number(files.pids_max),
         memory_kernel: number(files.memory_kmem_usage),
         cpu_period_us: number(files.cpu_cfs_period),
+        // -1, unlimited, does not parse as a number: None.
+        cpu_quota_us: number(files.cpu_cfs_quota),
+        memory_reservation: number(files.memory_soft_limit).map(memory_limit),
         cpu_shares: number(files.cpu_shares),
         memory_limit: number(files.memory_limit).map(memory_limit),
         // No memsw file: the kernel accounts no swap, so none is limited.
@@ -222,6 +236,9 @@ pub fn parse_v2(files: V2Files) -> CgroupDetail {
             (!found.is_empty()).then(|| found.iter().sum())
         }),
         cpu_period_us: files.cpu_max.as_deref().and_then(|max| max.split_whitespace().nth(1)?.parse().ok()),
+        // "max" (unlimited) does not parse as a number: None.
+        cpu_quota_us: files.cpu_max.as_deref().and_then(|max| max.split_whitespace().next()?.parse().ok()),
+        memory_reservation: v2_limit(files.memory_low),
         cpu_shares: number(files.cpu_weight).map(weight_to_shares),
         memory_limit: v2_limit(files.memory_max),
         memory_swap_limit: v2_limit(files.memory_swap_max),
@@ -343,6 +360,19 @@ pub fn open_descriptors(pids: &[i32]) -> Descriptors {
     counted
 }
 
+/// The soft limit on open files of a process, from `/proc/<pid>/limits`
+/// (cadvisor's one `container_ulimits_soft`); None when unlimited or gone.
+pub fn soft_open_files_limit(pid: i32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    parse_soft_limit(&limits, "Max open files")
+}
+
+/// `/proc/<pid>/limits`: "Max open files  1024  1048576  files" lines.
+fn parse_soft_limit(limits: &str, name: &str) -> Option<u64> {
+    let line = limits.lines().find(|line| line.starts_with(name))?;
+    line[name.len()..].split_whitespace().next()?.parse().ok()
+}
+
 fn pids(text: Option<&str>) -> Vec<i32> {
     text.unwrap_or_default().lines().filter_map(|line| line.trim().parse().ok()).collect()
 }
@@ -412,8 +442,10 @@ mod tests {
             V1Files {
                 memory_kmem_usage: s("1531904\n"),
                 cpu_cfs_period: s("100000\n"),
+                cpu_cfs_quota: s("50000\n"),
                 cpu_shares: s("1024\n"),
                 memory_limit: s("67108864\n"),
+                memory_soft_limit: s("9223372036854771712\n"),
                 memory_memsw_limit: s("9223372036854771712\n"),
                 blkio_bytes: s("8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Total 12288\nTotal 12288\n"),
                 blkio_ios: s("8:0 Read 1\n8:0 Write 2\n8:16 Read 3\nTotal 6\n"),
@@ -425,6 +457,9 @@ mod tests {
         assert_eq!((detail.cpu_period_us, detail.cpu_shares), (Some(100_000), Some(1024)));
         assert_eq!(detail.memory_limit, Some(64 << 20));
         assert_eq!(detail.memory_swap_limit, Some(0), "v1's unlimited is reported as 0");
+        assert_eq!((detail.cpu_quota_us, detail.memory_reservation), (Some(50_000), Some(0)));
+        let unlimited = parse_v1(V1Files { cpu_cfs_quota: s("-1\n"), ..Default::default() }, 100);
+        assert_eq!(unlimited.cpu_quota_us, None, "no quota is no sample, as cadvisor has it");
         assert_eq!(
             detail.io,
             vec![
@@ -437,6 +472,17 @@ mod tests {
     }
 
     #[test]
+    fn the_soft_open_files_limit_of_a_process() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+            Max processes             127431               127431               processes \n\
+            Max open files            1024                 1048576              files     \n\
+            Max locked memory         unlimited            unlimited            bytes     \n";
+        assert_eq!(parse_soft_limit(limits, "Max open files"), Some(1024));
+        assert_eq!(parse_soft_limit(limits, "Max locked memory"), None, "unlimited");
+        assert!(soft_open_files_limit(std::process::id() as i32).is_some());
+    }
+
+    #[test]
     fn v2_limits_kernel_memory_and_block_io() {
         let detail = parse_v2(V2Files {
             memory_stat: s("anon 4096\nkernel 65536\n"),
@@ -444,12 +490,16 @@ mod tests {
             cpu_weight: s("100\n"),
             memory_max: s("67108864\n"),
             memory_swap_max: s("max\n"),
+            memory_low: s("1048576\n"),
             io_stat: s("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"),
             ..Default::default()
         });
         assert_eq!(detail.memory_kernel, Some(65536));
         assert_eq!((detail.cpu_period_us, detail.cpu_shares), (Some(100_000), Some(2 + 99 * 262_142 / 9_999)));
         assert_eq!((detail.memory_limit, detail.memory_swap_limit), (Some(64 << 20), Some(0)));
+        assert_eq!((detail.cpu_quota_us, detail.memory_reservation), (Some(20_000), Some(1 << 20)));
+        let unlimited = parse_v2(V2Files { cpu_max: s("max 100000\n"), ..Default::default() });
+        assert_eq!((unlimited.cpu_quota_us, unlimited.cpu_period_us), (None, Some(100_000)));
         assert_eq!(
             detail.io,
             vec![DeviceIo { major: 8, minor: 0, read_bytes: 4096, write_bytes: 8192, reads: 1, writes: 2 }]

@@ -117,7 +117,7 @@ fn infra_pid_namespace(pid: i32) -> PathBuf {
 /// namespaces own everything it could reach); none in a pod on the node's.
 fn user_namespace(options: Option<&NamespaceOption>, sandbox: &SandboxRecord) -> Result<Option<LinuxNamespace>, SpecError> {
     let asked = options.and_then(|options| options.userns_options.as_ref());
-    let mode = asked.map_or(None, |userns| Some(CriMode::try_from(userns.mode)));
+    let mode = asked.map(|userns| CriMode::try_from(userns.mode));
     match (mode, &sandbox.user_namespace, &sandbox.namespaces.user) {
         (None | Some(Ok(CriMode::Node)), None, _) => Ok(None),
         (None | Some(Ok(CriMode::Pod)), Some(pod), Some(pin)) => {

@@ -221,6 +221,45 @@ fn read_in_rootfs(rootfs: &Path, path: &str) -> Result<String, SpecError> {
     }
 }
 
+/// uid or gid mappings as the OCI spec has them.
+type Mappings = Option<Vec<LinuxIdMapping>>;
+
+/// The OCI mappings of a container in its pod's own user namespace (runc
+/// wants them even when joining it), after checking that the process's IDs
+/// exist there: an unmapped one fails in the runtime with a bare EINVAL.
+pub(super) fn namespace_mappings(
+    sandbox: &crate::sandbox::SandboxRecord,
+    process: &oci_spec::runtime::Process,
+) -> Result<(Mappings, Mappings), SpecError> {
+    let Some(pod) = sandbox.user_namespace else { return Ok((None, None)) };
+    let user = process.user();
+    let field = "linux.security_context";
+    if pod.uids.to_host(user.uid()).is_none() {
+        return Err(SpecError::invalid(
+            format!("{field}.run_as_user"),
+            format!("uid {} is outside the pod's user namespace ({} IDs from 0)", user.uid(), pod.uids.length),
+        ));
+    }
+    let gids = std::iter::once(user.gid()).chain(user.additional_gids().iter().flatten().copied());
+    for gid in gids {
+        if pod.gids.to_host(gid).is_none() {
+            return Err(SpecError::invalid(
+                format!("{field}.supplemental_groups"),
+                format!("gid {gid} is outside the pod's user namespace ({} IDs from 0)", pod.gids.length),
+            ));
+        }
+    }
+    let oci = |m: crate::idmap::IdMapping| {
+        LinuxIdMappingBuilder::default()
+            .container_id(m.container_id)
+            .host_id(m.host_id)
+            .size(m.length)
+            .build()
+            .map(|mapping| Some(vec![mapping]))
+    };
+    Ok((oci(pod.uids)?, oci(pod.gids)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,40 +465,4 @@ mod tests {
         std::os::unix::fs::symlink("/etc/loop", root.path().join("etc/passwd")).unwrap();
         assert!(matches!(read_passwd_bounded(root.path()), Err(SpecError::Io { .. })));
     }
-}
-
-/// The OCI mappings of a container in its pod's own user namespace (runc
-/// wants them even when joining it), after checking that the process's IDs
-/// exist there: an unmapped one fails in the runtime with a bare EINVAL.
-pub(super) fn namespace_mappings(
-    sandbox: &crate::sandbox::SandboxRecord,
-    process: &oci_spec::runtime::Process,
-) -> Result<(Option<Vec<LinuxIdMapping>>, Option<Vec<LinuxIdMapping>>), SpecError> {
-    let Some(pod) = sandbox.user_namespace else { return Ok((None, None)) };
-    let user = process.user();
-    let field = "linux.security_context";
-    if pod.uids.to_host(user.uid()).is_none() {
-        return Err(SpecError::invalid(
-            &format!("{field}.run_as_user"),
-            format!("uid {} is outside the pod's user namespace ({} IDs from 0)", user.uid(), pod.uids.length),
-        ));
-    }
-    let gids = std::iter::once(user.gid()).chain(user.additional_gids().iter().flatten().copied());
-    for gid in gids {
-        if pod.gids.to_host(gid).is_none() {
-            return Err(SpecError::invalid(
-                &format!("{field}.supplemental_groups"),
-                format!("gid {gid} is outside the pod's user namespace ({} IDs from 0)", pod.gids.length),
-            ));
-        }
-    }
-    let oci = |m: crate::idmap::IdMapping| {
-        LinuxIdMappingBuilder::default()
-            .container_id(m.container_id)
-            .host_id(m.host_id)
-            .size(m.length)
-            .build()
-            .map(|mapping| Some(vec![mapping]))
-    };
-    Ok((oci(pod.uids)?, oci(pod.gids)?))
 }

@@ -44,7 +44,11 @@ async fn pod_metrics_are_described_and_follow_cpu_memory_and_network() {
     security_context(&mut server).namespace_options = Some(pod_network_options());
     let server_log = pod.log_path(&server);
     let server = bed.run(&pod, server).await;
-    let busy = bed.run(&pod, sh("busy", &bed.busybox, "while :; do :; done")).await;
+    let mut busy = sh("busy", &bed.busybox, "while :; do :; done");
+    // Half a CPU: a quota for container_spec_cpu_quota, still a second of CPU in two.
+    let limits = berth::cri::v1::LinuxContainerResources { cpu_period: 100_000, cpu_quota: 50_000, ..Default::default() };
+    busy.linux.get_or_insert_with(Default::default).resources = Some(limits);
+    let busy = bed.run(&pod, busy).await;
     wait_for_line(&server_log, "ready").await;
 
     let descriptors = bed.berth.runtime().await.list_metric_descriptors(ListMetricDescriptorsRequest {}).await;
@@ -56,6 +60,9 @@ async fn pod_metrics_are_described_and_follow_cpu_memory_and_network() {
         "container_network_receive_bytes_total",
         "container_fs_usage_bytes",
         "container_processes",
+        "container_spec_cpu_quota",
+        "container_spec_memory_reservation_limit_bytes",
+        "container_ulimits_soft",
     ] {
         assert!(described.contains_key(wanted), "{wanted} is described: {descriptors:?}");
     }
@@ -104,6 +111,10 @@ async fn pod_metrics_are_described_and_follow_cpu_memory_and_network() {
     assert!(value_of(&busy_metrics, "container_file_descriptors", &[]) >= Some(3), "sh's stdio at least");
     assert!(value_of(&busy_metrics, "container_fs_usage_bytes", &[]).is_some());
     assert!(value_of(&busy_metrics, "container_fs_limit_bytes", &[]) > Some(0));
+    assert_eq!(value_of(&busy_metrics, "container_spec_cpu_quota", &[]), Some(50_000));
+    assert_eq!(value_of(&server_metrics, "container_spec_cpu_quota", &[]), None, "no quota, no sample (cadvisor's rule)");
+    assert_eq!(value_of(&busy_metrics, "container_spec_memory_reservation_limit_bytes", &[]), Some(0));
+    assert!(value_of(&busy_metrics, "container_ulimits_soft", &["max_open_files"]) > Some(0));
     let started = value_of(&busy_metrics, "container_start_time_seconds", &[]).expect("a start time");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     assert!(started <= now && started + 600 > now, "started at {started}, now {now}");
