@@ -182,7 +182,8 @@ fn idmapped(
     }
     let field = |name: &str| format!("mounts[{index}].{name}");
     let Some(user) = input.user_namespace else {
-        return Err(SpecError::invalid(field("uid_mappings"), "the pod has no user namespace of its own to map into"));
+        let given = if mount.uid_mappings.is_empty() { "gid_mappings" } else { "uid_mappings" };
+        return Err(SpecError::invalid(field(given), "the pod has no user namespace of its own to map into"));
     };
     let pod = |m: crate::idmap::IdMapping| IdMapping { container_id: m.container_id, host_id: m.host_id, length: m.length };
     for (name, given, wanted) in [

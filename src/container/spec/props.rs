@@ -837,12 +837,13 @@ fn nul_bytes_are_refused_naming_the_field() {
     assert!(err.to_string().starts_with("image: "), "{err}");
 }
 
-/// The error named `uidMappings`, which is no field of the proto (`uid_mappings`), also for a
-/// mount with only GID mappings.
+/// An ID-mapped mount in a pod with no user namespace of its own: refused, naming the proto's
+/// field (not the OCI spec's `uidMappings`), also for a mount with only GID mappings.
 #[test]
 fn id_mapped_mounts_are_refused_naming_the_proto_field() {
     let mapping = IdMapping { host_id: 1, container_id: 0, length: 1 };
-    let mount = Mount { container_path: "/m".into(), gid_mappings: vec![mapping], ..Default::default() };
+    let mount =
+        Mount { container_path: "/m".into(), host_path: "/tmp".into(), gid_mappings: vec![mapping], ..Default::default() };
     let config = ContainerConfig { mounts: vec![mount], ..plain_config() };
     let err = build_plain(&config, &image_with_env(&[])).unwrap_err();
     assert!(err.to_string().starts_with("mounts[0].gid_mappings: "), "{err}");
