@@ -1,5 +1,5 @@
 //! ID-mapped mounts, for pods in a user namespace of their own (kubelet's
-//! `hostUsers: false`).
+//! `hostUsers: false`), and recursively read-only binds.
 //!
 //! berth makes them itself, on the host, before any runtime runs: a detached
 //! copy of a tree (`open_tree`) is given the pod's user namespace as its ID
@@ -129,19 +129,29 @@ pub enum Access {
 }
 
 /// A detached copy of the tree at `source` (its submounts too when
-/// `recursive`), its IDs mapped through `userns`.
-pub fn mapped_tree(source: &Path, userns: BorrowedFd<'_>, recursive: bool, access: Access) -> std::io::Result<OwnedFd> {
+/// `recursive`), its IDs mapped through `userns` if given, read-only (all of
+/// it) if asked.
+pub fn mapped_tree(
+    source: &Path,
+    userns: Option<BorrowedFd<'_>>,
+    recursive: bool,
+    access: Access,
+) -> std::io::Result<OwnedFd> {
     let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {
         flags |= OpenTreeFlags::AT_RECURSIVE;
     }
     let tree = open_tree(rustix::fs::CWD, source, flags)?;
     let read_only = if access == Access::ReadOnly { MountAttrFlags::MOUNT_ATTR_RDONLY.bits() as u64 } else { 0 };
+    let idmap = if userns.is_some() { MOUNT_ATTR_IDMAP } else { 0 };
+    if read_only | idmap == 0 {
+        return Ok(tree);
+    }
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | read_only,
+        attr_set: idmap | read_only,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
+        userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
     };
     let at_flags = nix::libc::AT_EMPTY_PATH | if recursive { nix::libc::AT_RECURSIVE } else { 0 };
     // SAFETY: mount_setattr reads `attr` (a live, correctly laid out struct of
@@ -169,8 +179,8 @@ fn attach(tree: BorrowedFd<'_>, target: &Path) -> std::io::Result<()> {
 }
 
 /// Binds `source` and its submounts at `target` (made as a file or directory
-/// like `source`), their IDs mapped through `userns`.
-pub fn bind(source: &Path, target: &Path, userns: BorrowedFd<'_>, access: Access) -> std::io::Result<()> {
+/// like `source`), their IDs mapped through `userns` if given.
+pub fn bind(source: &Path, target: &Path, userns: Option<BorrowedFd<'_>>, access: Access) -> std::io::Result<()> {
     if std::fs::metadata(source)?.is_dir() {
         std::fs::create_dir_all(target)?;
     } else {
@@ -201,7 +211,8 @@ pub fn overlay(
     // it: closing the last descriptor of a detached mount unmounts it.
     let mut trees = Vec::with_capacity(lower.len());
     for layer in lower {
-        let tree = step(&format!("map {}", layer.display()), mapped_tree(layer, userns, false, Access::ReadOnly))?;
+        let tree =
+            step(&format!("map {}", layer.display()), mapped_tree(layer, Some(userns), false, Access::ReadOnly))?;
         step(&format!("lower layer {}", layer.display()), fsconfig_set_fd(fs.as_fd(), "lowerdir+", tree.as_fd()))?;
         trees.push(tree);
     }
@@ -328,7 +339,7 @@ mod mount_tests {
         assert!(std::fs::write(read_only.join("c"), "x").is_err(), "no writable layer");
 
         let bound = dir.path().join("bound");
-        bind(&bottom, &bound, userns.as_fd(), Access::ReadOnly).unwrap();
+        bind(&bottom, &bound, Some(userns.as_fd()), Access::ReadOnly).unwrap();
         let _bound = Unmount(bound.clone());
         assert_eq!(std::fs::metadata(bound.join("a")).unwrap().uid(), HOST_ROOT);
         assert!(std::fs::write(bound.join("c"), "x").is_err(), "read-only");

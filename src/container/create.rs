@@ -147,16 +147,22 @@ impl ContainerService {
             runtime_timeout: handler.timeout,
             log_path: log_path.clone().unwrap_or_else(|| PathBuf::from("/dev/null")),
             exit_file: self.exit_file(id),
-            socket_dir: run_dir,
+            socket_dir: run_dir.clone(),
             tty: config.tty,
             stdin: config.stdin,
             stdin_once: config.stdin_once,
             berth_binary: None,
         };
         made.monitor = true;
-        let started = tokio::task::spawn_blocking(move || monitor::spawn(&args))
-            .await
-            .map_err(|e| ContainerError::host("monitor task", e))??;
+        let staged_in = run_dir.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            let started = monitor::spawn(&args)?;
+            // The container's mount namespace holds its own copies now.
+            staging::unmount_all(&staged_in)?;
+            Ok::<_, ContainerError>(started)
+        })
+        .await
+        .map_err(|e| ContainerError::host("monitor task", e))??;
 
         let stop_signal = image.config.config().as_ref().and_then(|c| c.stop_signal().clone()).unwrap_or_default();
         let used = ImageUsed {

@@ -93,7 +93,7 @@ pub fn mount_read_only(
     match (lower, user) {
         // overlayfs wants two lower layers when it has no upper one.
         ([single], None) => bind_read_only(single, mount_point, flags),
-        ([single], Some(user)) => mapped(idmap::bind(single, mount_point, user.fd(), idmap::Access::ReadOnly)),
+        ([single], Some(user)) => mapped(idmap::bind(single, mount_point, Some(user.fd()), idmap::Access::ReadOnly)),
         (_, None) => mount_chain(lower, None, mount_point, links, flags),
         (_, Some(_)) if lower.len() > MAX_LOWER_LAYERS => Err(RootfsError::TooDeep { layers: lower.len() }),
         (_, Some(user)) => mapped(idmap::overlay(lower, None, user.fd(), mount_point)),

@@ -9,7 +9,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Once;
 
-use crate::container::staging::{IDMAPPED, staging_point};
+use crate::container::staging::{STAGED_BINDS, staging_point};
 use crate::cri::v1::{IdMapping, Mount as CriMount, MountPropagation};
 use crate::idmap::Access;
 use oci_spec::runtime::Mount;
@@ -123,19 +123,6 @@ fn cri_bind(
     if !destination.is_absolute() {
         return Err(SpecError::invalid(field("container_path"), format!("{destination:?} is not absolute")));
     }
-    let source = match input.staged.get(&index) {
-        Some(mounted_image) => mounted_image.clone(),
-        None if mount.host_path.is_empty() => return Err(SpecError::invalid(field("host_path"), "empty")),
-        None => {
-            let source = existing_source(Path::new(&mount.host_path), &field("host_path"))?;
-            idmapped(index, mount, propagation, source, input)?
-        }
-    };
-    mountinfo.check(&source, propagation, &field("propagation"))?;
-    if mount.selinux_relabel && input.host.selinux {
-        warn_relabel_unsupported();
-    }
-    let mut options = vec!["rbind", propagation_option(propagation), if mount.readonly { "ro" } else { "rw" }];
     if mount.recursive_read_only {
         if !mount.readonly || propagation != MountPropagation::PropagationPrivate {
             return Err(SpecError::invalid(
@@ -151,8 +138,20 @@ fn cri_bind(
                 "the pod's runtime handler cannot make recursive read-only mounts (see its features in Status)",
             ));
         }
-        options.push("rro");
     }
+    let source = match input.staged.get(&index) {
+        Some(mounted_image) => mounted_image.clone(),
+        None if mount.host_path.is_empty() => return Err(SpecError::invalid(field("host_path"), "empty")),
+        None => {
+            let source = existing_source(Path::new(&mount.host_path), &field("host_path"))?;
+            staged_bind(index, mount, propagation, source, input)?
+        }
+    };
+    mountinfo.check(&source, propagation, &field("propagation"))?;
+    if mount.selinux_relabel && input.host.selinux {
+        warn_relabel_unsupported();
+    }
+    let options = ["rbind", propagation_option(propagation), if mount.readonly { "ro" } else { "rw" }];
     Ok(bind_mount(&source, destination, &options))
 }
 
@@ -166,20 +165,46 @@ fn refuse_unsupported(mount: &CriMount, field: &dyn Fn(&str) -> String) -> Resul
     Ok(())
 }
 
-/// kubelet puts a pod's user namespace mappings on every mount of a pod that
-/// has one: the host path is then bound ID-mapped through the pod's user
-/// namespace (staged under the run directory, see `container/staging.rs`), so
-/// that the pod's root owns what the host's root owns. Returns what to bind.
-fn idmapped(
+/// The host path as berth stages it for the runtime to bind (under the run
+/// directory, see `container/staging.rs`), when the runtime cannot be asked:
+/// - kubelet puts a pod's user namespace mappings on every mount of a pod that
+///   has one: the tree is ID-mapped through the pod's user namespace, so that
+///   the pod's root owns what the host's root owns;
+/// - a recursive read-only mount is made read-only all the way down here, so
+///   every handler can have one (runc 1.1 cannot make it).
+///
+/// Returns what to bind: `source` itself when neither applies.
+fn staged_bind(
     index: usize,
     mount: &CriMount,
     propagation: MountPropagation,
     source: PathBuf,
     input: &SpecInput,
 ) -> Result<PathBuf, SpecError> {
-    if mount.uid_mappings.is_empty() && mount.gid_mappings.is_empty() {
+    let mapped = !(mount.uid_mappings.is_empty() && mount.gid_mappings.is_empty());
+    if !mapped && !mount.recursive_read_only {
         return Ok(source);
     }
+    let userns = if mapped { Some(pod_user_namespace(index, mount, propagation, input)?) } else { None };
+    let target = staging_point(input.run_dir, STAGED_BINDS, index);
+    // A plain read-only mount is read-only on top only: the spec's `ro` does that.
+    let access = if mount.recursive_read_only { Access::ReadOnly } else { Access::ReadWrite };
+    let (from, to) = (source.clone(), target.clone());
+    host_fs::bounded(&source, HOST_PATH_TIMEOUT, move || {
+        let userns = userns.as_ref().map(std::os::fd::AsFd::as_fd);
+        crate::idmap::bind(&from, &to, userns, access)
+            .map_err(|e| SpecError::io(format!("staging the bind of {}", from.display()), e))
+    })?;
+    Ok(target)
+}
+
+/// The pod's user namespace, for a mount whose mappings must be the pod's.
+fn pod_user_namespace(
+    index: usize,
+    mount: &CriMount,
+    propagation: MountPropagation,
+    input: &SpecInput,
+) -> Result<std::os::fd::OwnedFd, SpecError> {
     let field = |name: &str| format!("mounts[{index}].{name}");
     let Some(user) = input.user_namespace else {
         let given = if mount.uid_mappings.is_empty() { "gid_mappings" } else { "uid_mappings" };
@@ -200,15 +225,7 @@ fn idmapped(
     if propagation != MountPropagation::PropagationPrivate {
         return Err(SpecError::invalid(field("propagation"), "an ID-mapped bind cannot receive host mounts: use PRIVATE"));
     }
-    let target = staging_point(input.run_dir, IDMAPPED, index);
-    let access = if mount.readonly { Access::ReadOnly } else { Access::ReadWrite };
-    let userns = user.duplicate().map_err(|e| SpecError::io("the pod's user namespace", e))?;
-    let (from, to) = (source.clone(), target.clone());
-    host_fs::bounded(&source, HOST_PATH_TIMEOUT, move || {
-        crate::idmap::bind(&from, &to, std::os::fd::AsFd::as_fd(&userns), access)
-            .map_err(|e| SpecError::io(format!("ID-mapped bind of {}", from.display()), e))
-    })?;
-    Ok(target)
+    user.duplicate().map_err(|e| SpecError::io("the pod's user namespace", e))
 }
 
 fn existing_source(host_path: &Path, field: &str) -> Result<PathBuf, SpecError> {
@@ -425,6 +442,28 @@ mod tests {
         build_for(features, mounts, privileged, readonly_rootfs, sandbox)
     }
 
+    /// Staging under `run_dir`, with no other mount.
+    fn build_in(features: RuntimeFeatures, mounts: Vec<CriMount>, run_dir: &Path) -> Result<Mounts, SpecError> {
+        let config = ContainerConfig { mounts, ..Default::default() };
+        let image = oci_spec::image::ImageConfiguration::default();
+        let host = fixtures::host();
+        let rootfs = PathBuf::from("/nonexistent");
+        let sandbox = fixtures::sandbox();
+        let input = SpecInput {
+            container_id: "c",
+            config: &config,
+            sandbox: &sandbox,
+            image: &image,
+            rootfs: &rootfs,
+            host: &host,
+            features,
+            staged: &Default::default(),
+            user_namespace: None,
+            run_dir,
+        };
+        build(&input, false, false)
+    }
+
     fn build_for(
         features: RuntimeFeatures,
         mounts: Vec<CriMount>,
@@ -599,21 +638,56 @@ mod tests {
     }
 
     #[test]
-    fn recursive_read_only_adds_rro() {
+    fn recursive_read_only_is_staged_read_only_all_the_way_down() {
         let dir = tempfile::tempdir().unwrap();
+        let (volume, run_dir) = (dir.path().join("volume"), dir.path().join("run"));
+        std::fs::create_dir_all(volume.join("sub")).unwrap();
+        let mut mounted = TestMounts::default();
+        mounted.tmpfs(&volume.join("sub"));
         let mount = CriMount {
             readonly: true,
             recursive_read_only: true,
-            ..cri_mount(dir.path(), "/d", MountPropagation::PropagationPrivate)
+            ..cri_mount(&volume, "/d", MountPropagation::PropagationPrivate)
         };
-        let got = summary(&build_with(vec![mount.clone()], false, false, &fixtures::sandbox()).unwrap().mounts);
-        assert!(got.contains(&("/d".into(), "bind".into(), "rbind,rprivate,ro,rro".into())));
+        let features = RuntimeFeatures { recursive_read_only_mounts: true, ..Default::default() };
+        let built = build_in(features, vec![mount.clone()], &run_dir).unwrap();
+        let staged = run_dir.join("binds/0");
+        mounted.adopt(&staged);
+        let got = summary(&built.mounts);
+        assert!(got.contains(&("/d".into(), "bind".into(), "rbind,rprivate,ro".into())), "{got:?}");
+        let bound = built.mounts.iter().find(|m| m.destination() == Path::new("/d")).unwrap();
+        assert_eq!(bound.source().as_deref(), Some(staged.as_path()), "the runtime binds berth's staged tree");
+        assert!(std::fs::write(staged.join("top"), "x").is_err(), "read-only on top");
+        assert!(std::fs::write(staged.join("sub/below"), "x").is_err(), "and below");
+        assert!(std::fs::write(volume.join("sub/below"), "x").is_ok(), "the host's own stays writable");
 
-        // A handler that cannot (runc 1.1) refuses it by name, as kubelet would
-        // not have asked.
+        // A handler that cannot refuses it by name, as kubelet would not have asked.
         let err = build_for(RuntimeFeatures::default(), vec![mount], false, false, &fixtures::sandbox()).err().unwrap();
         assert!(matches!(&err, SpecError::InvalidArgument { field, .. } if field == "mounts[0].recursive_read_only"));
         assert!(err.to_string().contains("runtime handler"), "{err}");
+    }
+
+    /// Mounts made by a test, unmounted (deepest last made first) even when it fails.
+    #[derive(Default)]
+    struct TestMounts(Vec<PathBuf>);
+
+    impl TestMounts {
+        fn tmpfs(&mut self, point: &Path) {
+            nix::mount::mount(Some("tmpfs"), point, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+            self.0.push(point.to_path_buf());
+        }
+
+        fn adopt(&mut self, point: &Path) {
+            self.0.push(point.to_path_buf());
+        }
+    }
+
+    impl Drop for TestMounts {
+        fn drop(&mut self) {
+            for point in self.0.iter().rev() {
+                let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
     }
 
     const MOUNTINFO: &str = "\

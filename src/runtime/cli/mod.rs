@@ -123,11 +123,15 @@ impl OciRuntime for OciCli {
         Ok(String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or_default().trim().to_string())
     }
 
-    /// runc 1.1's: `rro` needs runc 1.2 and a 5.12 kernel, and berth does not ask
-    /// a runc for its version's features. User namespaces: the runtime only joins
-    /// the pod's, which berth makes, with the ID-mapped mounts (`idmap.rs`).
+    /// What berth does for the runtime, which then only binds or joins (runc 1.1
+    /// can make neither): recursive read-only binds, staged read-only all the way
+    /// down with mount_setattr(2) (Linux 5.12); user namespaces, made by berth with
+    /// the ID-mapped mounts (`idmap.rs`).
     fn features(&self) -> RuntimeFeatures {
-        RuntimeFeatures { user_namespaces: crate::idmap::supported(), ..RuntimeFeatures::default() }
+        RuntimeFeatures {
+            recursive_read_only_mounts: crate::idmap::kernel_has_mount_setattr(),
+            user_namespaces: crate::idmap::supported(),
+        }
     }
 
     fn create_blocking(

@@ -377,9 +377,8 @@ impl OciRuntime for Shared {
         Ok(VERSION.to_string())
     }
 
-    /// Recursive read-only binds: libcontainer makes `rro` with mount_setattr(2)
-    /// (Linux 5.12). User namespaces: libcontainer joins the pod's, which berth
-    /// makes, with the ID-mapped mounts (`idmap.rs`).
+    /// As the CLI backend's: berth stages recursive read-only binds and makes the
+    /// pod's user namespace with its ID-mapped mounts; libcontainer binds and joins.
     fn features(&self) -> RuntimeFeatures {
         RuntimeFeatures {
             recursive_read_only_mounts: crate::idmap::kernel_has_mount_setattr(),

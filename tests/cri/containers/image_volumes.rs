@@ -91,7 +91,7 @@ async fn an_image_is_mounted_read_only_whole_or_by_sub_path_and_held_while_mount
     let read = bed.exec(&id, &["cat", "/data/docs/readme"], 10).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&read.stdout), "v2\n", "{read:?}");
 
-    assert_eq!(mounts_mentioning(&format!("{id}/image-volumes")).len(), 4, "one read-only mount per volume");
+    assert!(mounts_mentioning(&format!("{id}/image-volumes")).is_empty(), "the container's mount namespace holds them alone");
     bed.stop(&id, 0).await.unwrap();
     bed.remove(&id).await.unwrap();
     assert!(mounts_mentioning(&format!("{id}/image-volumes")).is_empty(), "RemoveContainer unmounts its volumes");

@@ -3,7 +3,7 @@
 
 use berth::cri::v1::{ContainerState, Mount, MountPropagation, StatusRequest};
 
-use crate::support::containers::{Bed, Mounts, log_lines, sh, wait_for_line};
+use crate::support::containers::{Bed, Mounts, log_lines, mounts_mentioning, sh, wait_for_line};
 
 fn mount(container_path: &str, host_path: &std::path::Path, readonly: bool) -> Mount {
     Mount {
@@ -93,41 +93,49 @@ async fn host_to_container_propagation_shows_later_host_mounts() {
     drop(mounts);
 }
 
-/// A recursive read-only bind is read-only in its sub-mounts too, on a handler
-/// whose features say it can (the internal one); a handler that cannot (runc
-/// 1.1) refuses it by name, where a plain read-only bind leaves them writable.
+/// A recursive read-only bind is read-only in its sub-mounts too, on every
+/// handler (berth stages it: runc 1.1 could not make it), where a plain
+/// read-only bind leaves them writable.
 #[tokio::test]
-async fn recursive_read_only_binds_where_the_handler_can() {
+async fn recursive_read_only_binds_on_every_handler() {
     let bed = Bed::new().await;
     let pod = bed.pod("rro").await;
     let volume = bed.berth.dir().join("rro-volume");
     std::fs::create_dir_all(volume.join("sub")).unwrap();
     let mut mounts = Mounts::default();
     mounts.tmpfs(&volume.join("sub"));
-    let script = "if touch /v/sub/x; then echo sub-writable; else echo sub-read-only; fi";
+    let script = "if touch /v/sub/x; then echo sub-writable; else echo sub-read-only; fi; \
+        if touch /v/top; then echo top-writable; else echo top-read-only; fi";
 
     let mut config = sh("plain", &bed.busybox, script);
     config.mounts = vec![mount("/v", &volume, true)];
     let log = pod.log_path(&config);
     bed.run_to_exit(&pod, config).await;
-    assert_eq!(log_lines(&log), ["sub-writable"], "a plain read-only bind is read-only on top only");
+    assert_eq!(log_lines(&log), ["sub-writable", "top-read-only"], "a plain read-only bind is read-only on top only");
 
     let status = bed.berth.runtime().await.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
     let default = status.runtime_handlers.iter().find(|handler| handler.name.is_empty()).unwrap();
     let can = default.features.as_ref().is_some_and(|features| features.recursive_read_only_mounts);
-    let internal = std::env::var("BERTH_TEST_RUNTIME").as_deref() == Ok("internal");
-    assert_eq!(can, internal, "the internal handler can (this kernel has mount_setattr), runc 1.1 cannot");
+    assert!(can, "this kernel has mount_setattr: every handler says it can");
     let mut config = sh("recursive", &bed.busybox, script);
     config.mounts = vec![Mount { recursive_read_only: true, ..mount("/v", &volume, true) }];
     let log = pod.log_path(&config);
-    if can {
-        let exited = bed.run_to_exit(&pod, config).await;
-        assert_eq!(exited.exit_code, 0, "{exited:?}");
-        assert_eq!(log_lines(&log), ["sub-read-only"]);
-    } else {
-        let err = bed.create(&pod, config).await.unwrap_err();
-        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-        assert!(err.message().contains("mounts[0].recursive_read_only"), "{err:?}");
-    }
+    let id = bed.run(&pod, config).await;
+    let exited = bed.wait_exited(&id).await;
+    assert_eq!(exited.exit_code, 0, "{exited:?}");
+    assert_eq!(log_lines(&log), ["sub-read-only", "top-read-only"]);
+    std::fs::write(volume.join("sub/from-the-host"), "x").expect("the host's own mount stays writable");
+    // critest's order: the host path goes while the container still exists;
+    // nothing berth staged on the node pins it.
+    assert!(mounts_mentioning(&format!("{id}/binds")).is_empty(), "the container holds the staged bind alone");
     drop(mounts);
+    std::fs::remove_dir_all(&volume).expect("the host path can go");
+    bed.remove(&id).await.unwrap();
+
+    // The CRI's rules still hold: read-only and PRIVATE, else refused by name.
+    let mut config = sh("writable", &bed.busybox, script);
+    config.mounts = vec![Mount { recursive_read_only: true, ..mount("/v", bed.berth.dir(), false) }];
+    let err = bed.create(&pod, config).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("mounts[0].recursive_read_only"), "{err:?}");
 }
