@@ -55,9 +55,14 @@ async fn static_pods_on_berth(kubelet_binary: &std::path::Path) {
         &berth,
         json!({
             // Crash-loop back-off from 1 s, doubling up to 8 s: a few restarts
-            // within seconds, still growing. Both gates are known to every
-            // kubelet tested (alpha in 1.34).
-            "featureGates": {"ReduceDefaultCrashLoopBackOffDecay": true, "KubeletCrashLoopBackOffMax": true},
+            // within seconds, still growing. Both back-off gates are known to
+            // every kubelet tested (alpha in 1.34). ImageVolume: beta and off
+            // in 1.34, GA (locked on) in 1.37.
+            "featureGates": {
+                "ReduceDefaultCrashLoopBackOffDecay": true,
+                "KubeletCrashLoopBackOffMax": true,
+                "ImageVolume": true,
+            },
             "crashLoopBackOff": {"maxContainerRestartPeriod": "8s"},
         }),
     )
@@ -176,7 +181,11 @@ async fn static_pods_on_berth(kubelet_binary: &std::path::Path) {
     .await;
     let uid_map: Vec<u64> = lines[0].split_whitespace().filter_map(|n| n.parse().ok()).collect();
     assert!(uid_map.len() == 3 && uid_map[0] == 0 && uid_map[1] >= 65536, "kubelet's range: {lines:?}");
-    assert_eq!(lines[1..], ["0", "rootfs-writable", "volume-writable", "done"], "{lines:?}");
+    assert_eq!(
+        lines[1..],
+        ["0", "rootfs-writable", "volume-writable", "0", "image-volume-read-only", "done"],
+        "the emptyDir and the image volume ID-mapped into the pod: {lines:?}"
+    );
     let exec_uid_map = t.exec(&userns.id, &["cat", "/proc/self/uid_map"]).await;
     assert_eq!(exec_uid_map.split_whitespace().nth(1), Some(uid_map[1].to_string().as_str()), "exec joins it too");
 
@@ -380,16 +389,24 @@ fn web_pod(image: &str, host_port: u16) -> Value {
     pod("web", vec![httpd])
 }
 
-/// `hostUsers: false`: the pod in a user namespace of its own, with an emptyDir.
+/// `hostUsers: false`: the pod in a user namespace of its own, with an emptyDir
+/// and an image volume (kubelet's ImageVolume: the busybox image at /tools).
 fn userns_pod(image: &str) -> Value {
     let script = "cat /proc/self/uid_map; id -u; \
         touch /rootfs-file && echo rootfs-writable; touch /scratch/file && echo volume-writable; \
+        stat -c %u /tools/bin/busybox; touch /tools/file 2>/dev/null || echo image-volume-read-only; \
         echo done; exec sleep 100000";
     let mut root = container("root", image, script);
-    root["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/scratch"}]);
+    root["volumeMounts"] = json!([
+        {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "tools", "mountPath": "/tools"},
+    ]);
     let mut pod = pod("userns", vec![root]);
     pod["spec"]["hostUsers"] = json!(false);
-    pod["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {}}]);
+    pod["spec"]["volumes"] = json!([
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "tools", "image": {"reference": image, "pullPolicy": "IfNotPresent"}},
+    ]);
     pod
 }
 

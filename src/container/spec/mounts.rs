@@ -444,24 +444,7 @@ mod tests {
 
     /// Staging under `run_dir`, with no other mount.
     fn build_in(features: RuntimeFeatures, mounts: Vec<CriMount>, run_dir: &Path) -> Result<Mounts, SpecError> {
-        let config = ContainerConfig { mounts, ..Default::default() };
-        let image = oci_spec::image::ImageConfiguration::default();
-        let host = fixtures::host();
-        let rootfs = PathBuf::from("/nonexistent");
-        let sandbox = fixtures::sandbox();
-        let input = SpecInput {
-            container_id: "c",
-            config: &config,
-            sandbox: &sandbox,
-            image: &image,
-            rootfs: &rootfs,
-            host: &host,
-            features,
-            staged: &Default::default(),
-            user_namespace: None,
-            run_dir,
-        };
-        build(&input, false, false)
+        build_at(features, mounts, false, false, &fixtures::sandbox(), run_dir)
     }
 
     fn build_for(
@@ -470,6 +453,17 @@ mod tests {
         privileged: bool,
         readonly_rootfs: bool,
         sandbox: &SandboxRecord,
+    ) -> Result<Mounts, SpecError> {
+        build_at(features, mounts, privileged, readonly_rootfs, sandbox, Path::new("/nonexistent"))
+    }
+
+    fn build_at(
+        features: RuntimeFeatures,
+        mounts: Vec<CriMount>,
+        privileged: bool,
+        readonly_rootfs: bool,
+        sandbox: &SandboxRecord,
+        run_dir: &Path,
     ) -> Result<Mounts, SpecError> {
         let config = ContainerConfig { mounts, ..Default::default() };
         let image = oci_spec::image::ImageConfiguration::default();
@@ -485,7 +479,7 @@ mod tests {
             features,
             staged: &Default::default(),
             user_namespace: None,
-            run_dir: Path::new("/nonexistent"),
+            run_dir,
         };
         build(&input, privileged, readonly_rootfs)
     }
