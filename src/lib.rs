@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod network;
+pub mod nri;
 pub mod procfs;
 pub mod runtime;
 pub mod sandbox;

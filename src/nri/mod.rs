@@ -1,0 +1,16 @@
+//! NRI, the Node Resource Interface (issue 16): external plugins that watch
+//! and adjust pods and containers, as containerd and cri-o serve it.
+//!
+//! Built so far: the protocol. `api` is NRI's messages (`proto/nri/api.proto`,
+//! compiled by build.rs); `ttrpc` the RPC framing inside NRI's multiplexer;
+//! `peer` one plugin connection, both ways. Not yet: the socket, registration
+//! and synchronisation, and the lifecycle hooks (see the issue).
+
+pub mod peer;
+pub mod ttrpc;
+
+/// NRI's messages (package `nri.pkg.api.v1alpha1`).
+#[allow(clippy::all, missing_docs)]
+pub mod api {
+    include!(concat!(env!("OUT_DIR"), "/nri.pkg.api.v1alpha1.rs"));
+}
