@@ -38,6 +38,7 @@ pub struct Config {
     pub images: ImagesConfig,
     pub streaming: StreamingConfig,
     pub metrics: MetricsConfig,
+    pub nri: NriConfig,
     /// Per-registry settings keyed by host (`docker.io`, `127.0.0.1:5000`).
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -156,6 +157,22 @@ pub struct MetricsConfig {
     pub address: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NriConfig {
+    /// Serve NRI plugins on `socket_path`.
+    pub enable: bool,
+    /// Where NRI plugins connect (NRI's own default).
+    pub socket_path: PathBuf,
+    /// How long a connected plugin may take to register, and to answer its
+    /// configuration and first synchronisation.
+    #[serde(with = "humantime_serde")]
+    pub plugin_registration_timeout: Duration,
+    /// How long a plugin may take to answer one event before it is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub plugin_request_timeout: Duration,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
@@ -181,7 +198,19 @@ impl Default for Config {
             images: ImagesConfig::default(),
             streaming: StreamingConfig::default(),
             metrics: MetricsConfig::default(),
+            nri: NriConfig::default(),
             registries: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for NriConfig {
+    fn default() -> Self {
+        NriConfig {
+            enable: true,
+            socket_path: PathBuf::from("/var/run/nri/nri.sock"),
+            plugin_registration_timeout: Duration::from_secs(5),
+            plugin_request_timeout: Duration::from_secs(2),
         }
     }
 }

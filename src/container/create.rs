@@ -27,6 +27,8 @@ struct Made {
     dirs: bool,
     rootfs: bool,
     image_volumes: Vec<ImageVolume>,
+    /// NRI plugins were told of the container: they hear of its end too.
+    announced: Option<ContainerRecord>,
     /// A monitor was started: the runtime may hold the container even when the
     /// monitor's answer was a failure or never came.
     monitor: bool,
@@ -51,12 +53,16 @@ impl ContainerService {
         let id = new_id();
         let lock = self.lock_for(&id);
         let _guard = lock.lock().await;
+        // An NRI plugin synchronising meanwhile waits for the save (nri/service.rs).
+        let sync = self.nri.block_sync().await;
         let mut made = Made::default();
         match self.create_steps(sandbox, &config, &id, &mut made).await {
             Ok(container) => {
+                drop(sync);
                 tracing::info!(container = %id, sandbox = %sandbox.id, name = %container.metadata.name, "container created");
                 self.watch(&container);
                 self.events.publish(&id, &sandbox.id, EventKind::Created);
+                self.nri.post_create_container(sandbox, &container).await;
                 Ok(id)
             }
             Err(e) => {
@@ -128,12 +134,35 @@ impl ContainerService {
                 Ok::<_, ContainerError>(spec)
             })?
         };
+        let stop_signal = image.config.config().as_ref().and_then(|c| c.stop_signal().clone()).unwrap_or_default();
+        let used = ImageUsed {
+            requested,
+            id: image.record.id.clone(),
+            reference: image.reference.clone(),
+            top_chain_id: image.record.top_chain_id().unwrap_or_default().to_string(),
+            stop_signal,
+        };
+        let log_path = log_path(sandbox, config);
+        // NRI plugins see the container before anyone else can: its record is
+        // saved only once they agreed.
+        let draft = ContainerRecord::new(
+            id.to_string(),
+            sandbox.id.clone(),
+            config,
+            used.clone(),
+            handler.name.clone(),
+            log_path.clone(),
+            0,
+            0,
+        );
+        made.announced = Some(draft.clone());
+        self.nri.create_container(sandbox, &draft).await?;
+
         let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::host("config.json", e))?;
         let spec_path = run_dir.join("config.json");
         crate::files::write_atomic(&spec_path, &spec_json, 0o600)
             .map_err(|e| ContainerError::host(spec_path.display().to_string(), e))?;
 
-        let log_path = log_path(sandbox, config);
         if let Some(dir) = log_path.as_ref().and_then(|p| p.parent()) {
             std::fs::create_dir_all(dir).map_err(|e| ContainerError::host(dir.display().to_string(), e))?;
         }
@@ -164,14 +193,6 @@ impl ContainerService {
         .await
         .map_err(|e| ContainerError::host("monitor task", e))??;
 
-        let stop_signal = image.config.config().as_ref().and_then(|c| c.stop_signal().clone()).unwrap_or_default();
-        let used = ImageUsed {
-            requested,
-            id: image.record.id.clone(),
-            reference: image.reference.clone(),
-            top_chain_id: image.record.top_chain_id().unwrap_or_default().to_string(),
-            stop_signal,
-        };
         let user = spec.process().as_ref().map(|p| p.user()).map(|u| ProcessUser {
             uid: u.uid(),
             gid: u.gid(),
@@ -200,6 +221,9 @@ impl ContainerService {
     }
 
     async fn undo_create(&self, id: &str, sandbox: &SandboxRecord, made: Made) {
+        if let Some(announced) = &made.announced {
+            self.nri.remove_container(sandbox, announced).await;
+        }
         if made.monitor
             && let Ok(handler) = self.handlers.get(&sandbox.runtime_handler)
             && let Err(e) = handler.runtime().delete(id, true).await

@@ -36,6 +36,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
+    Nri(#[from] crate::nri::NriError),
+    #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Monitor(#[from] MonitorError),
@@ -63,6 +65,7 @@ impl Classify for ContainerError {
             ContainerError::StopTimedOut { .. } => ErrorKind::DeadlineExceeded,
             ContainerError::Spec(e) => e.kind(),
             ContainerError::Rootfs(e) => e.kind(),
+            ContainerError::Nri(e) => e.kind(),
             ContainerError::Runtime(e) => e.kind(),
             ContainerError::Monitor(e) => e.kind(),
             ContainerError::Handler(e) => e.kind(),

@@ -107,6 +107,9 @@ impl ContainerService {
             let exit_code = container.exit.map(|exit| exit.exit_code).unwrap_or_default();
             tracing::info!(container = %id, exit_code, reason = %container.exit_reason(), "container exited");
             self.events.publish(id, &container.sandbox_id, EventKind::Stopped);
+            if let Some(sandbox) = self.sandbox_of(&container) {
+                self.nri.stop_container(&sandbox, &container).await;
+            }
         }
         // The runtime keeps a stopped container's state (and cgroup) until deleted.
         // Forced: with the monitor lost, the container may still run, unwatched.

@@ -67,6 +67,7 @@ pub struct ContainerService {
     store: Arc<Store>,
     images: Arc<ImageService>,
     handlers: RuntimeHandlers,
+    nri: Arc<crate::nri::Nri>,
     host: HostFacts,
     /// One lock per container: calls on one container are serialised.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -84,6 +85,7 @@ impl ContainerService {
         store: Arc<Store>,
         images: Arc<ImageService>,
         handlers: RuntimeHandlers,
+        nri: Arc<crate::nri::Nri>,
     ) -> Result<Arc<Self>, ContainerError> {
         let host = HostFacts::detect(config.cgroup_driver);
         if host.min_oom_score_adj > -1000 {
@@ -102,6 +104,7 @@ impl ContainerService {
             store,
             images,
             handlers,
+            nri,
             host,
             locks: Mutex::new(HashMap::new()),
             exits: Mutex::new(HashMap::new()),
@@ -112,6 +115,11 @@ impl ContainerService {
         });
         service.recover().await?;
         Ok(service)
+    }
+
+    /// The container's pod, as NRI plugins are told of it; None once it is gone.
+    fn sandbox_of(&self, container: &ContainerRecord) -> Option<crate::sandbox::SandboxRecord> {
+        crate::sandbox::record::get(&self.store, &container.sandbox_id).ok().flatten()
     }
 
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {

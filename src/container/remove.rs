@@ -38,6 +38,9 @@ impl ContainerService {
             }
         }
         self.images.release_lease(&lease_holder(id)).await?;
+        if let Some(sandbox) = self.sandbox_of(container) {
+            self.nri.remove_container(&sandbox, container).await;
+        }
         record::delete(&self.store, container)?;
         tracing::info!(container = %id, "container removed");
         self.events.publish(id, &container.sandbox_id, EventKind::Deleted);

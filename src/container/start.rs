@@ -27,13 +27,27 @@ impl ContainerService {
         // Taken before the call: a process that exits at once must not seem to
         // have finished before it started.
         let started_at = crate::time::now_nanos();
-        match runtime.start(&id).await {
+        // NRI plugins hear of the start before the process runs, so that its
+        // exit, however quick, reaches them after it.
+        let sandbox = self.sandbox_of(&container);
+        let announced = match &sandbox {
+            Some(sandbox) => self.nri.start_container(sandbox, &container).await.map_err(ContainerError::from),
+            None => Ok(()),
+        };
+        let started = match announced {
+            Ok(()) => runtime.start(&id).await.map_err(ContainerError::from),
+            Err(e) => Err(e),
+        };
+        match started {
             Ok(()) => {
                 container.state = ContainerState::Running;
                 container.started_at = started_at;
                 record::save(&self.store, &container)?;
                 tracing::info!(container = %id, "container started");
                 self.events.publish(&id, &container.sandbox_id, EventKind::Started);
+                if let Some(sandbox) = &sandbox {
+                    self.nri.post_start_container(sandbox, &container).await;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -48,7 +62,10 @@ impl ContainerService {
                 if let Err(delete) = runtime.delete(&id, true).await {
                     tracing::warn!(container = %id, error = %delete, "cannot delete a container that failed to start");
                 }
-                Err(e.into())
+                if let Some(sandbox) = &sandbox {
+                    self.nri.stop_container(sandbox, &container).await;
+                }
+                Err(e)
             }
         }
     }

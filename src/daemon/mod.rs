@@ -67,9 +67,15 @@ impl Daemon {
         let images = Arc::new(ImageService::open(config.clone(), store.clone())?);
         let handlers = RuntimeHandlers::from_config(&config);
         let network = Arc::new(Network::new(&config.cni, config.state_root.join("cni-cache")));
-        let sandboxes =
-            Arc::new(SandboxService::open(config.clone(), store.clone(), network.clone(), handlers.clone()).await?);
-        let containers = ContainerService::open(config.clone(), store, images.clone(), handlers.clone()).await?;
+        let nri = crate::nri::Nri::new(config.nri.clone(), store.clone());
+        let sandboxes = Arc::new(
+            SandboxService::open(config.clone(), store.clone(), network.clone(), handlers.clone(), nri.clone()).await?,
+        );
+        let containers = ContainerService::open(config.clone(), store, images.clone(), handlers.clone(), nri.clone()).await?;
+        // Plugins connect once recovery is done, and are synchronised with it.
+        if let Err(e) = nri.listen() {
+            tracing::error!(error = %e, "NRI is off: its socket cannot be served");
+        }
         let streaming = Streaming::start(&config.streaming, containers.clone(), sandboxes.clone()).await?;
         Ok(Arc::new(Daemon {
             config,

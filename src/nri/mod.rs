@@ -1,13 +1,17 @@
 //! NRI, the Node Resource Interface (issue 16): external plugins that watch
 //! and adjust pods and containers, as containerd and cri-o serve it.
 //!
-//! Built so far: the protocol. `api` is NRI's messages (`proto/nri/api.proto`,
-//! compiled by build.rs); `ttrpc` the RPC framing inside NRI's multiplexer;
-//! `peer` one plugin connection, both ways. Not yet: the socket, registration
-//! and synchronisation, and the lifecycle hooks (see the issue).
+//! `api` is NRI's messages (`proto/nri/api.proto`, compiled by build.rs);
+//! `ttrpc` the RPC framing inside NRI's multiplexer; `peer` one plugin
+//! connection, both ways; `service` the socket, registration, synchronisation
+//! and events; `convert` berth's records as NRI describes them.
 
+mod convert;
 pub mod peer;
+mod service;
 pub mod ttrpc;
+
+pub use service::{Nri, NriError};
 
 /// NRI's messages (package `nri.pkg.api.v1alpha1`).
 #[allow(clippy::all, missing_docs)]

@@ -28,6 +28,8 @@ pub enum SandboxError {
     Host { what: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Nri(#[from] crate::nri::NriError),
     /// A RunPodSandbox another caller started failed; its error, shared.
     #[error("{0}")]
     Shared(std::sync::Arc<SandboxError>),
@@ -44,6 +46,7 @@ impl Classify for SandboxError {
             SandboxError::Handler(e) => e.kind(),
             SandboxError::Network(e) => e.kind(),
             SandboxError::Host { .. } | SandboxError::Store(_) => ErrorKind::Internal,
+            SandboxError::Nri(e) => e.kind(),
             SandboxError::Shared(e) => e.kind(),
         }
     }

@@ -48,6 +48,7 @@ pub struct SandboxService {
     store: Arc<Store>,
     network: Arc<Network>,
     handlers: RuntimeHandlers,
+    nri: Arc<crate::nri::Nri>,
     /// One lock per sandbox: calls on one pod are serialised, pods run in parallel.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -58,8 +59,9 @@ impl SandboxService {
         store: Arc<Store>,
         network: Arc<Network>,
         handlers: RuntimeHandlers,
+        nri: Arc<crate::nri::Nri>,
     ) -> Result<Self, SandboxError> {
-        let service = SandboxService { config, store, network, handlers, locks: Mutex::new(HashMap::new()) };
+        let service = SandboxService { config, store, network, handlers, nri, locks: Mutex::new(HashMap::new()) };
         service.recover_readiness()?;
         service.recover_half_made().await?;
         Ok(service)

@@ -12,6 +12,7 @@ impl SandboxService {
         let _guard = lock.lock().await;
         let Some(mut sandbox) = record::get(&self.store, &id)? else { return Ok(()) };
         self.stop_locked(&mut sandbox).await?;
+        self.nri.remove_pod_sandbox(&sandbox).await;
         for dir in [self.run_dir(&id), self.state_dir(&id)] {
             if let Err(e) = std::fs::remove_dir_all(&dir)
                 && e.kind() != std::io::ErrorKind::NotFound

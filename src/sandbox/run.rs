@@ -170,6 +170,10 @@ impl SandboxService {
             infra: made.infra,
             infra_cgroups: made.infra_cgroups.clone(),
         };
+        // Plugins see the pod before anyone else: it is saved, and so listed,
+        // only once they agreed; a plugin synchronising now waits for the save.
+        let _sync = self.nri.block_sync().await;
+        self.nri.run_pod_sandbox(&sandbox).await?;
         record::save(&self.store, &sandbox)
     }
 

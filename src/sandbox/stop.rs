@@ -17,7 +17,11 @@ impl SandboxService {
 
     /// The work of a stop, for a caller holding the sandbox's lock.
     pub(super) async fn stop_locked(&self, sandbox: &mut SandboxRecord) -> Result<(), SandboxError> {
-        // The pod's containers were killed before (Daemon::stop_pod_sandbox).
+        // The pod's containers were killed before (Daemon::stop_pod_sandbox);
+        // plugins hear of the stop while the pod is still whole, once.
+        if sandbox.state == SandboxState::Ready {
+            self.nri.stop_pod_sandbox(sandbox).await;
+        }
         // The network goes first: CNI DEL wants the netns while it still exists,
         // and a failure is returned so kubelet retries with state intact.
         self.network.detach(&sandbox.id, sandbox.namespaces.net.as_deref()).await?;

@@ -32,7 +32,6 @@ pub const SKIPPED_SPECS: &[(&str, &str)] = &[
         r"Image Manager public image with digest should be pulled and removed",
         "pulls gcr.io/k8s-staging-cri-tools/test-image-digest@sha256:9700f9a2…, an upstream content digest no offline registry can serve",
     ),
-    (r"\[k8s\.io\] NRI ", "NRI is not built yet"),
 ];
 
 /// The whole run is bounded: critest's own timeout first (it then still
@@ -70,6 +69,7 @@ async fn critest() {
     let mut command = Command::new(&critest);
     command
         .arg(format!("--runtime-endpoint={endpoint}"))
+        .arg(format!("--nri-socket={}", berth.paths.nri_socket.display()))
         .arg(format!("--image-endpoint={endpoint}"))
         .arg("--ginkgo.flake-attempts=1")
         .arg(format!("--ginkgo.timeout={}s", CRITEST_TIMEOUT.as_secs()))

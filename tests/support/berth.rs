@@ -107,8 +107,9 @@ impl BerthBuilder {
         let mut bin_dirs: Vec<String> =
             self.extra_cni_bin_dirs.iter().map(|d| format!("{:?}", d.display().to_string())).collect();
         bin_dirs.push(format!("{CNI_BIN_DIR:?}"));
+        // Each test berth serves NRI on a socket of its own.
         let config = format!(
-            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{}]\n{}",
+            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{}]\n{}\n[nri]\nsocket_path = {:?}\n",
             paths.state_root,
             paths.run_root,
             paths.socket,
@@ -116,6 +117,7 @@ impl BerthBuilder {
             paths.cni_conf_dir,
             bin_dirs.join(", "),
             self.extra_cni_config,
+            paths.nri_socket,
         );
         // The container suite runs against each runtime backend: with
         // BERTH_TEST_RUNTIME=internal the default handler is berth's own.
@@ -139,6 +141,7 @@ pub struct BerthPaths {
     pub state_root: PathBuf,
     pub run_root: PathBuf,
     pub socket: PathBuf,
+    pub nri_socket: PathBuf,
     pub cni_conf_dir: PathBuf,
     pub log: PathBuf,
 }
@@ -150,6 +153,7 @@ impl BerthPaths {
             state_root: dir.join("state"),
             run_root: dir.join("run"),
             socket: dir.join("run/berth.sock"),
+            nri_socket: dir.join("run/nri.sock"),
             cni_conf_dir: dir.join("net.d"),
             log: dir.join("berth.log"),
         }

@@ -1,0 +1,436 @@
+//! berth's side of NRI: the socket plugins connect to, their registration and
+//! first synchronisation, and the lifecycle events sent to them.
+//!
+//! - **Registration.** A connected plugin must call RegisterPlugin within the
+//!   registration timeout; berth then calls its Configure (which says what it
+//!   subscribes to) and Synchronize (every pod and container), and only then
+//!   adds it to the plugins events go to, in the order of their indexes.
+//! - **Nothing is missed while a plugin synchronises.** A CRI call that makes a
+//!   pod or a container holds a read guard of `sync` from before its event to
+//!   the save of its record; a synchronisation holds the write guard from its
+//!   snapshot to the plugin's joining. So a new pod or container is either in
+//!   the snapshot or sent to the plugin as an event, never neither.
+//! - **Events go one at a time**, to each subscribed plugin in order, each
+//!   answered before the next is sent (`dispatch`): plugins see the order berth
+//!   acts in. A plugin that does not answer within the request timeout, or
+//!   whose connection breaks, is disconnected and the CRI call goes on; an
+//!   error a plugin returns fails the CRI call (for the events that may fail).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use tokio::net::UnixListener;
+use tokio::sync::{RwLock, RwLockReadGuard, oneshot};
+
+use super::api;
+use super::peer::{self, Handler, Peer, PeerError};
+use super::ttrpc;
+use crate::config::NriConfig;
+use crate::container::ContainerRecord;
+use crate::sandbox::SandboxRecord;
+use crate::store::Store;
+
+const RUNTIME_SERVICE: &str = "nri.pkg.api.v1alpha1.Runtime";
+const PLUGIN_SERVICE: &str = "nri.pkg.api.v1alpha1.Plugin";
+/// The NRI version whose API berth speaks.
+const NRI_VERSION: &str = "v0.12.2";
+/// Every event NRI defines (`1 << (event - 1)` for events 1..=14).
+const VALID_EVENTS: i32 = (1 << 14) - 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NriError {
+    /// A plugin refused the operation: the CRI call fails with its reason.
+    #[error("NRI plugin {plugin} refused {event}: {message}")]
+    Refused { plugin: String, event: &'static str, message: String },
+    /// berth cannot apply what a plugin asked for.
+    #[error("NRI plugin {plugin}: {message}")]
+    Unsupported { plugin: String, message: String },
+    #[error("NRI socket {path}: {source}")]
+    Socket {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl crate::error::Classify for NriError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            NriError::Refused { .. } => crate::error::ErrorKind::FailedPrecondition,
+            NriError::Unsupported { .. } => crate::error::ErrorKind::FailedPrecondition,
+            NriError::Socket { .. } => crate::error::ErrorKind::Internal,
+        }
+    }
+}
+
+/// A registered plugin.
+struct Plugin {
+    /// `<index>-<name>`, as NRI names plugins.
+    name: String,
+    index: String,
+    /// Bit `1 << (event - 1)` for each event it subscribed to.
+    events: i32,
+    peer: Peer,
+}
+
+impl Plugin {
+    fn wants(&self, event: api::Event) -> bool {
+        self.events & (1 << (event as i32 - 1)) != 0
+    }
+}
+
+pub struct Nri {
+    config: NriConfig,
+    store: Arc<Store>,
+    /// Registered plugins, by index; held across each event, one at a time.
+    plugins: tokio::sync::Mutex<Vec<Plugin>>,
+    sync: RwLock<()>,
+    /// Containers whose StopContainer was sent: it is sent once, whether
+    /// StopContainer, the container's own exit or RemoveContainer comes first.
+    stopped: Mutex<HashSet<String>>,
+}
+
+impl Nri {
+    pub fn new(config: NriConfig, store: Arc<Store>) -> Arc<Nri> {
+        Arc::new(Nri {
+            config,
+            store,
+            plugins: tokio::sync::Mutex::new(Vec::new()),
+            sync: RwLock::new(()),
+            stopped: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Listens on the configured socket; plugins that connect are registered
+    /// on tasks of their own. Does nothing when NRI is off.
+    pub fn listen(self: &Arc<Self>) -> Result<(), NriError> {
+        if !self.config.enable {
+            return Ok(());
+        }
+        let path = self.config.socket_path.clone();
+        let socket_error = |source| NriError::Socket { path: path.display().to_string(), source };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(socket_error)?;
+        }
+        // A socket left by an earlier berth: only berth listens here.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
+            let _ = std::fs::remove_file(&path);
+        }
+        let listener = UnixListener::bind(&path).map_err(socket_error)?;
+        set_mode(&path, 0o600);
+        tracing::info!(socket = %path.display(), "serving NRI plugins");
+        let nri = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let nri = nri.clone();
+                        tokio::spawn(async move { nri.register(stream).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "NRI socket: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Registers one connected plugin, or drops it (logged) if it does not
+    /// register, configure and synchronise in time.
+    async fn register(self: Arc<Self>, stream: tokio::net::UnixStream) {
+        let (registered, registration) = oneshot::channel();
+        let peer = Peer::start(stream, peer::RUNTIME, runtime_service(Mutex::new(Some(registered))));
+        let timeout = self.config.plugin_registration_timeout;
+        let request = match tokio::time::timeout(timeout, registration).await {
+            Ok(Ok(request)) => request,
+            _ => {
+                tracing::warn!(?timeout, "an NRI plugin connected but did not register in time; disconnected");
+                return;
+            }
+        };
+        let name = format!("{}-{}", request.plugin_idx, request.plugin_name);
+        match self.configure_and_join(peer, &request, &name).await {
+            Ok(()) => tracing::info!(plugin = %name, "NRI plugin registered"),
+            Err(e) => tracing::warn!(plugin = %name, error = %e, "NRI plugin disconnected during registration"),
+        }
+    }
+
+    async fn configure_and_join(
+        &self,
+        peer: Peer,
+        request: &api::RegisterPluginRequest,
+        name: &str,
+    ) -> Result<(), PeerError> {
+        let timeout = self.config.plugin_registration_timeout;
+        let configure = api::ConfigureRequest {
+            config: String::new(),
+            runtime_name: "berth".into(),
+            runtime_version: env!("CARGO_PKG_VERSION").into(),
+            registration_timeout: millis(timeout),
+            request_timeout: millis(self.config.plugin_request_timeout),
+            nri_version: NRI_VERSION.into(),
+        };
+        let configured: api::ConfigureResponse = peer.call(PLUGIN_SERVICE, "Configure", &configure, timeout).await?;
+        let events = match configured.events {
+            0 => VALID_EVENTS,
+            events if events & !VALID_EVENTS != 0 => {
+                return Err(PeerError::Status {
+                    method: "Configure".into(),
+                    code: ttrpc::code::INVALID_ARGUMENT,
+                    message: format!("subscribes to unknown events ({events:#x})"),
+                });
+            }
+            events => events,
+        };
+        // From the snapshot to joining, nothing new is made: see the module.
+        let _sync = self.sync.write().await;
+        let (pods, containers) = self.snapshot();
+        let synchronize = api::SynchronizeRequest { pods, containers, more: false };
+        let answer: api::SynchronizeResponse = peer.call(PLUGIN_SERVICE, "Synchronize", &synchronize, timeout).await?;
+        if !answer.update.is_empty() {
+            tracing::warn!(plugin = %name, "NRI plugin asked for container updates at synchronisation; not applied yet");
+        }
+        let plugin = Plugin { name: name.to_string(), index: request.plugin_idx.clone(), events, peer };
+        let mut plugins = self.plugins.lock().await;
+        let at = plugins.partition_point(|p| p.index <= plugin.index);
+        plugins.insert(at, plugin);
+        Ok(())
+    }
+
+    /// Every pod and container berth has, as NRI describes them.
+    fn snapshot(&self) -> (Vec<api::PodSandbox>, Vec<api::Container>) {
+        let pods = crate::sandbox::record::list(&self.store).unwrap_or_default();
+        let containers = crate::container::record::list(&self.store).unwrap_or_default();
+        (pods.iter().map(super::convert::pod).collect(), containers.iter().map(super::convert::container).collect())
+    }
+
+    /// Held by a CRI call from before its event to the save of what it made.
+    pub async fn block_sync(&self) -> RwLockReadGuard<'_, ()> {
+        self.sync.read().await
+    }
+
+    /// Sends `event` to each subscribed plugin in turn; the first refusal
+    /// ends it and is returned. Plugins that failed to answer are dropped.
+    async fn dispatch<Answer: prost::Message + Default>(
+        &self,
+        event: api::Event,
+        method: &'static str,
+        request: &impl prost::Message,
+    ) -> Result<Vec<(String, Answer)>, NriError> {
+        let mut plugins = self.plugins.lock().await;
+        if plugins.is_empty() {
+            return Ok(Vec::new());
+        }
+        let timeout = self.config.plugin_request_timeout;
+        let mut answers = Vec::new();
+        let mut refused = None;
+        let mut gone = Vec::new();
+        for (i, plugin) in plugins.iter().enumerate().filter(|(_, p)| p.wants(event)) {
+            match plugin.peer.call::<Answer>(PLUGIN_SERVICE, method, request, timeout).await {
+                Ok(answer) => answers.push((plugin.name.clone(), answer)),
+                Err(PeerError::Status { message, .. }) => {
+                    refused = Some(NriError::Refused { plugin: plugin.name.clone(), event: method, message });
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %plugin.name, event = method, error = %e, "NRI plugin disconnected");
+                    gone.push(i);
+                }
+            }
+        }
+        for i in gone.into_iter().rev() {
+            plugins.remove(i);
+        }
+        plugins.retain(|plugin| plugin.peer.is_open());
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(answers),
+        }
+    }
+
+    pub async fn run_pod_sandbox(&self, sandbox: &SandboxRecord) -> Result<(), NriError> {
+        let request = api::RunPodSandboxRequest { pod: Some(super::convert::pod(sandbox)) };
+        self.dispatch::<api::RunPodSandboxResponse>(api::Event::RunPodSandbox, "RunPodSandbox", &request).await?;
+        Ok(())
+    }
+
+    /// Told, not asked: a plugin's error is logged.
+    pub async fn stop_pod_sandbox(&self, sandbox: &SandboxRecord) {
+        let request = api::StopPodSandboxRequest { pod: Some(super::convert::pod(sandbox)) };
+        let result = self.dispatch::<api::StopPodSandboxResponse>(api::Event::StopPodSandbox, "StopPodSandbox", &request);
+        log_refusal(result.await);
+    }
+
+    pub async fn remove_pod_sandbox(&self, sandbox: &SandboxRecord) {
+        let request = api::RemovePodSandboxRequest { pod: Some(super::convert::pod(sandbox)) };
+        let method = "RemovePodSandbox";
+        log_refusal(self.dispatch::<api::RemovePodSandboxResponse>(api::Event::RemovePodSandbox, method, &request).await);
+    }
+
+    /// Asks the plugins about a container about to be made. berth applies no
+    /// adjustment yet: a plugin that asks for one fails the create, rather
+    /// than have the container run without it.
+    pub async fn create_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) -> Result<(), NriError> {
+        let request = api::CreateContainerRequest {
+            pod: Some(super::convert::pod(sandbox)),
+            container: Some(super::convert::container(container)),
+        };
+        let answers =
+            self.dispatch::<api::CreateContainerResponse>(api::Event::CreateContainer, "CreateContainer", &request).await?;
+        for (plugin, answer) in answers {
+            let adjusts = answer.adjust.is_some_and(|adjust| adjust != api::ContainerAdjustment::default());
+            if adjusts || !answer.update.is_empty() || !answer.evict.is_empty() {
+                return Err(NriError::Unsupported {
+                    plugin,
+                    message: "asks to adjust, update or evict containers, which berth does not apply yet".into(),
+                });
+            }
+        }
+        lock(&self.stopped).remove(&container.id);
+        Ok(())
+    }
+
+    pub async fn post_create_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        let request = api::PostCreateContainerRequest {
+            pod: Some(super::convert::pod(sandbox)),
+            container: Some(super::convert::container(container)),
+        };
+        let method = "PostCreateContainer";
+        log_refusal(self.dispatch::<api::PostCreateContainerResponse>(api::Event::PostCreateContainer, method, &request).await);
+    }
+
+    pub async fn post_start_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        let request = api::PostStartContainerRequest {
+            pod: Some(super::convert::pod(sandbox)),
+            container: Some(super::convert::container(container)),
+        };
+        let method = "PostStartContainer";
+        log_refusal(self.dispatch::<api::PostStartContainerResponse>(api::Event::PostStartContainer, method, &request).await);
+    }
+
+    pub async fn start_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) -> Result<(), NriError> {
+        let request = api::StartContainerRequest {
+            pod: Some(super::convert::pod(sandbox)),
+            container: Some(super::convert::container(container)),
+        };
+        self.dispatch::<api::StartContainerResponse>(api::Event::StartContainer, "StartContainer", &request).await?;
+        Ok(())
+    }
+
+    /// Sent once per container, by whichever of StopContainer, its exit and
+    /// RemoveContainer comes first.
+    pub async fn stop_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        if !lock(&self.stopped).insert(container.id.clone()) {
+            return;
+        }
+        let request = api::StopContainerRequest {
+            pod: Some(super::convert::pod(sandbox)),
+            container: Some(super::convert::container(container)),
+        };
+        log_refusal(self.dispatch::<api::StopContainerResponse>(api::Event::StopContainer, "StopContainer", &request).await);
+    }
+
+    pub async fn remove_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        self.stop_container(sandbox, container).await;
+        let request = api::RemoveContainerRequest {
+            pod: Some(super::convert::pod(sandbox)),
+            container: Some(super::convert::container(container)),
+        };
+        let method = "RemoveContainer";
+        log_refusal(self.dispatch::<api::RemoveContainerResponse>(api::Event::RemoveContainer, method, &request).await);
+        lock(&self.stopped).remove(&container.id);
+    }
+}
+
+fn log_refusal<T>(result: Result<T, NriError>) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "an NRI plugin's error on a notification; ignored");
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+/// The Runtime service berth serves a plugin: RegisterPlugin hands the
+/// registration to `register`'s waiter, once; UpdateContainers is not served yet.
+fn runtime_service(registered: Mutex<Option<oneshot::Sender<api::RegisterPluginRequest>>>) -> Handler {
+    let registered = Arc::new(registered);
+    Arc::new(move |request: ttrpc::Request| {
+        let registered = registered.clone();
+        Box::pin(async move {
+            match (request.service.as_str(), request.method.as_str()) {
+                (RUNTIME_SERVICE, "RegisterPlugin") => {
+                    let register = api::RegisterPluginRequest::decode(request.payload.as_slice()).map_err(|e| invalid(e.to_string()))?;
+                    validate_registration(&register).map_err(invalid)?;
+                    match lock(&registered).take() {
+                        Some(waiter) => {
+                            let _ = waiter.send(register);
+                            Ok(api::Empty {}.encode_to_vec())
+                        }
+                        None => Err(invalid("the plugin is already registered".into())),
+                    }
+                }
+                (RUNTIME_SERVICE, method) => Err(ttrpc::Status {
+                    code: ttrpc::code::UNIMPLEMENTED,
+                    message: format!("{method} is not served by berth yet"),
+                }),
+                (service, method) => Err(ttrpc::Status {
+                    code: ttrpc::code::UNIMPLEMENTED,
+                    message: format!("{service}/{method}: no such service"),
+                }),
+            }
+        })
+    })
+}
+
+fn invalid(message: String) -> ttrpc::Status {
+    ttrpc::Status { code: ttrpc::code::INVALID_ARGUMENT, message }
+}
+
+/// NRI's rules for an external plugin: a name of `[A-Za-z0-9_.+-]`, an index
+/// of two digits.
+fn validate_registration(request: &api::RegisterPluginRequest) -> Result<(), String> {
+    let name_ok = !request.plugin_name.is_empty()
+        && request.plugin_name.chars().all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c));
+    if !name_ok {
+        return Err(format!("plugin name {:?}: use letters, digits and _.+-", request.plugin_name));
+    }
+    if request.plugin_idx.len() != 2 || !request.plugin_idx.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("plugin index {:?}: two digits", request.plugin_idx));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrations_follow_nris_naming_rules() {
+        let request = |name: &str, idx: &str| api::RegisterPluginRequest {
+            plugin_name: name.into(),
+            plugin_idx: idx.into(),
+            ..Default::default()
+        };
+        assert!(validate_registration(&request("cri-test-nri.v1+x_y", "00")).is_ok());
+        assert!(validate_registration(&request("", "00")).is_err());
+        assert!(validate_registration(&request("a b", "00")).is_err());
+        assert!(validate_registration(&request("ok", "1")).is_err());
+        assert!(validate_registration(&request("ok", "1a")).is_err());
+    }
+}
