@@ -13,6 +13,7 @@ mod hung_mount;
 mod image_resilience;
 mod images;
 mod monitor;
+mod nri;
 mod oci_runtime;
 mod rollback;
 mod runtime_info;

@@ -46,6 +46,7 @@ pub struct BerthBuilder {
     cni_conflist: Option<String>,
     extra_cni_bin_dirs: Vec<PathBuf>,
     extra_cni_config: String,
+    extra_nri_config: String,
     args: Vec<String>,
     /// The test is about the runc handler's own configuration: BERTH_TEST_RUNTIME
     /// does not apply.
@@ -86,6 +87,13 @@ impl BerthBuilder {
         self
     }
 
+    /// TOML lines added to the `[nri]` table the builder writes.
+    pub fn nri_config(mut self, toml: &str) -> Self {
+        self.extra_nri_config.push_str(toml);
+        self.extra_nri_config.push('\n');
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
         self
@@ -109,7 +117,7 @@ impl BerthBuilder {
         bin_dirs.push(format!("{CNI_BIN_DIR:?}"));
         // Each test berth serves NRI on a socket of its own.
         let config = format!(
-            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{}]\n{}\n[nri]\nsocket_path = {:?}\n",
+            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{}]\n{}\n[nri]\nsocket_path = {:?}\n{}",
             paths.state_root,
             paths.run_root,
             paths.socket,
@@ -118,6 +126,7 @@ impl BerthBuilder {
             bin_dirs.join(", "),
             self.extra_cni_config,
             paths.nri_socket,
+            self.extra_nri_config,
         );
         // The container suite runs against each runtime backend: with
         // BERTH_TEST_RUNTIME=internal the default handler is berth's own.

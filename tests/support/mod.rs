@@ -13,6 +13,7 @@ pub mod http_server;
 pub mod hung_fuse;
 pub mod image;
 pub mod kubelet;
+pub mod nri_plugin;
 pub mod pods;
 pub mod proxy;
 pub mod registry;

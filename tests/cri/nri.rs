@@ -1,0 +1,168 @@
+//! NRI: a plugin on berth's NRI socket is synchronised with what exists, then
+//! sees every pod and container event in berth's order; a plugin that refuses
+//! fails the call and leaves nothing behind; one that hangs or crashes is
+//! dropped and berth goes on.
+
+use berth::cri::v1::{RemovePodSandboxRequest, StopPodSandboxRequest};
+use berth::nri::api;
+use tonic::Code;
+
+use crate::support::berth::Berth;
+use crate::support::containers::{Bed, Pod, container, host_pod_config, mounts_mentioning, sh};
+use crate::support::nri_plugin::{Behaviour, Seen, TestPlugin};
+
+async fn stop_and_remove_pod(bed: &Bed, pod: &Pod) {
+    let mut runtime = bed.berth.runtime().await;
+    runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.id.clone() }).await.unwrap();
+    runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.id.clone() }).await.unwrap();
+}
+
+/// The plugin's events up to and including `last` for `container` (or the pod).
+async fn events_until(plugin: &mut TestPlugin, last: &str, id: &str) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    loop {
+        let Seen { method, pod, container } = plugin.next().await;
+        let named = if container.is_empty() { pod } else { container };
+        let done = method == last && named == id;
+        seen.push((method, named));
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn events(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(method, id)| (method.to_string(), id.to_string())).collect()
+}
+
+#[tokio::test]
+async fn a_plugin_is_synchronised_then_sees_every_event_in_order() {
+    let bed = Bed::new().await;
+    let earlier_pod = bed.pod("nri-earlier").await;
+    let earlier = bed.run(&earlier_pod, sh("earlier", &bed.busybox, "exec sleep 1000")).await;
+
+    let mut plugin = TestPlugin::connect(&bed.berth.paths.nri_socket, "watcher", "05", Behaviour::Accept).await;
+    let sync = plugin.synchronized.lock().unwrap().clone().unwrap();
+    assert!(sync.pods.iter().any(|p| p.id == earlier_pod.id && p.name == "nri-earlier"), "{sync:?}");
+    let listed = sync.containers.iter().find(|c| c.id == earlier).expect("the running container is in the sync");
+    assert_eq!((listed.name.as_str(), listed.state), ("earlier", api::ContainerState::ContainerRunning as i32));
+
+    let pod = bed.pod("nri").await;
+    let app = bed.run(&pod, sh("app", &bed.busybox, "exec sleep 1000")).await;
+    bed.stop(&app, 0).await.unwrap();
+    bed.remove(&app).await.unwrap();
+    // One that ends by itself: its exit is its StopContainer, sent once.
+    let quitter = bed.run(&pod, sh("quitter", &bed.busybox, "exit 3")).await;
+    bed.wait_exited(&quitter).await;
+    bed.stop(&quitter, 0).await.unwrap();
+    bed.remove(&quitter).await.unwrap();
+    stop_and_remove_pod(&bed, &pod).await;
+    let p = pod.id.as_str();
+    assert_eq!(
+        events_until(&mut plugin, "RemovePodSandbox", p).await,
+        events(&[
+            ("RunPodSandbox", p),
+            ("CreateContainer", &app),
+            ("PostCreateContainer", &app),
+            ("StartContainer", &app),
+            ("PostStartContainer", &app),
+            ("StopContainer", &app),
+            ("RemoveContainer", &app),
+            ("CreateContainer", &quitter),
+            ("PostCreateContainer", &quitter),
+            ("StartContainer", &quitter),
+            ("PostStartContainer", &quitter),
+            ("StopContainer", &quitter),
+            ("RemoveContainer", &quitter),
+            ("StopPodSandbox", p),
+            ("RemovePodSandbox", p),
+        ])
+    );
+    // A second StopPodSandbox is no event.
+    let mut runtime = bed.berth.runtime().await;
+    runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: earlier_pod.id.clone() }).await.unwrap();
+    runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: earlier_pod.id.clone() }).await.unwrap();
+    let stops: Vec<Seen> = events_until(&mut plugin, "StopPodSandbox", &earlier_pod.id)
+        .await
+        .into_iter()
+        .map(|(method, id)| Seen { method, pod: id, container: String::new() })
+        .collect();
+    assert_eq!(stops.iter().filter(|s| s.method == "StopContainer").count(), 1, "{stops:?}");
+    runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: earlier_pod.id.clone() }).await.unwrap();
+    let after: Vec<String> = events_until(&mut plugin, "RemovePodSandbox", &earlier_pod.id).await.into_iter().map(|e| e.0).collect();
+    assert!(!after.contains(&"StopPodSandbox".to_string()), "the second stop said nothing: {after:?}");
+}
+
+#[tokio::test]
+async fn a_refusing_plugin_fails_the_call_and_nothing_is_left() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("nri-refused").await;
+    let mut refuser =
+        TestPlugin::connect(&bed.berth.paths.nri_socket, "refuser", "10", Behaviour::Refuse("CreateContainer")).await;
+    let error = bed.create(&pod, container("refused", &bed.busybox)).await.expect_err("refused");
+    assert!(error.message().contains("the test plugin refuses CreateContainer"), "{error:?}");
+    assert!(error.message().contains("10-refuser"), "names the plugin: {error:?}");
+    assert!(bed.list_all().await.is_empty(), "no container was made");
+    let seen: Vec<String> = refuser.drain().into_iter().map(|s| s.method).collect();
+    assert_eq!(seen, ["CreateContainer", "StopContainer", "RemoveContainer"], "told of the undo");
+    assert!(mounts_mentioning(&bed.berth.dir().join("run/containers").display().to_string()).is_empty());
+
+    // An adjustment berth does not apply yet fails the create too, clearly.
+    refuser.crash();
+    let adjust = api::ContainerAdjustment {
+        env: vec![api::KeyValue { key: "FROM_NRI".into(), value: "1".into() }],
+        ..Default::default()
+    };
+    let mut adjuster =
+        TestPlugin::connect(&bed.berth.paths.nri_socket, "adjuster", "20", Behaviour::Adjust(Box::new(adjust))).await;
+    let error = bed.create(&pod, container("adjusted", &bed.busybox)).await.expect_err("not applied");
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    assert!(error.message().contains("20-adjuster"), "{error:?}");
+    adjuster.crash();
+    // With the plugins gone, the same container is made.
+    bed.create(&pod, container("refused", &bed.busybox)).await.expect("no plugin left to refuse");
+
+    // A refused RunPodSandbox leaves its name free for the retry.
+    let _pod_refuser =
+        TestPlugin::connect(&bed.berth.paths.nri_socket, "pods", "30", Behaviour::Refuse("RunPodSandbox")).await;
+    let config = host_pod_config("nri-pod-refused");
+    let Err(error) = bed.pod_with(config.clone(), "").await else { panic!("the pod was made") };
+    assert!(error.message().contains("30-pods"), "{error:?}");
+    drop(_pod_refuser);
+    bed.pod_with(config, "").await.expect("the retry, once the plugin is gone");
+}
+
+#[tokio::test]
+async fn a_plugin_that_hangs_or_crashes_is_dropped_and_berth_goes_on() {
+    let bed = Bed::with(Berth::builder().nri_config("plugin_request_timeout = \"300ms\"")).await;
+    let pod = bed.pod("nri-hung").await;
+    let mut hung =
+        TestPlugin::connect(&bed.berth.paths.nri_socket, "hung", "10", Behaviour::Hang("CreateContainer")).await;
+    let first = bed.create(&pod, container("first", &bed.busybox)).await.expect("made once the plugin is dropped");
+    assert_eq!(hung.next().await.method, "CreateContainer");
+    bed.start(&first).await.unwrap();
+    assert!(hung.drain().is_empty(), "a dropped plugin hears nothing more");
+
+    let mut crashing =
+        TestPlugin::connect(&bed.berth.paths.nri_socket, "crashing", "20", Behaviour::Hang("StartContainer")).await;
+    let second = bed.create(&pod, sh("second", &bed.busybox, "exec sleep 1000")).await.unwrap();
+    let starting = {
+        let runtime = bed.berth.runtime().await;
+        let id = second.clone();
+        tokio::spawn(async move {
+            let mut runtime = runtime;
+            runtime.start_container(berth::cri::v1::StartContainerRequest { container_id: id }).await
+        })
+    };
+    loop {
+        if crashing.next().await.method == "StartContainer" {
+            break;
+        }
+    }
+    crashing.crash();
+    starting.await.unwrap().expect("the start goes on without the crashed plugin");
+    assert_eq!(
+        bed.status(&second).await.state(),
+        berth::cri::v1::ContainerState::ContainerRunning
+    );
+}
