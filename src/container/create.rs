@@ -112,7 +112,7 @@ impl ContainerService {
         self.mount_image_volumes(id, config, user.as_ref(), &mut made.image_volumes, &mut staged).await?;
 
         let handler = self.handlers.get(&sandbox.runtime_handler)?;
-        let spec = {
+        let mut spec = {
             let runtime = handler.runtime();
             let input = SpecInput {
                 container_id: id,
@@ -156,7 +156,8 @@ impl ContainerService {
             0,
         );
         made.announced = Some(draft.clone());
-        self.nri.create_container(sandbox, &draft).await?;
+        let adjustments = self.nri.create_container(sandbox, &draft).await?;
+        crate::nri::adjust::apply(&mut spec, &adjustments)?;
 
         let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::host("config.json", e))?;
         let spec_path = run_dir.join("config.json");

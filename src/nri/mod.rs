@@ -6,6 +6,7 @@
 //! connection, both ways; `service` the socket, registration, synchronisation
 //! and events; `convert` berth's records as NRI describes them.
 
+pub mod adjust;
 mod convert;
 pub mod peer;
 mod service;

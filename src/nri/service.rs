@@ -48,6 +48,9 @@ pub enum NriError {
     /// berth cannot apply what a plugin asked for.
     #[error("NRI plugin {plugin}: {message}")]
     Unsupported { plugin: String, message: String },
+    /// Two plugins adjusted the same thing.
+    #[error("NRI plugins {first} and {second} both adjust {field}")]
+    Conflict { field: String, first: String, second: String },
     #[error("NRI socket {path}: {source}")]
     Socket {
         path: String,
@@ -60,7 +63,7 @@ impl crate::error::Classify for NriError {
     fn kind(&self) -> crate::error::ErrorKind {
         match self {
             NriError::Refused { .. } => crate::error::ErrorKind::FailedPrecondition,
-            NriError::Unsupported { .. } => crate::error::ErrorKind::FailedPrecondition,
+            NriError::Unsupported { .. } | NriError::Conflict { .. } => crate::error::ErrorKind::FailedPrecondition,
             NriError::Socket { .. } => crate::error::ErrorKind::Internal,
         }
     }
@@ -272,27 +275,33 @@ impl Nri {
         log_refusal(self.dispatch::<api::RemovePodSandboxResponse>(api::Event::RemovePodSandbox, method, &request).await);
     }
 
-    /// Asks the plugins about a container about to be made. berth applies no
-    /// adjustment yet: a plugin that asks for one fails the create, rather
-    /// than have the container run without it.
-    pub async fn create_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) -> Result<(), NriError> {
+    /// Asks the plugins about a container about to be made; their adjustments,
+    /// by plugin, for `adjust::apply`. Updates of other containers and
+    /// evictions are not applied yet: a plugin asking for them fails the
+    /// create, rather than have it go on without them.
+    pub async fn create_container(
+        &self,
+        sandbox: &SandboxRecord,
+        container: &ContainerRecord,
+    ) -> Result<Vec<(String, api::ContainerAdjustment)>, NriError> {
         let request = api::CreateContainerRequest {
             pod: Some(super::convert::pod(sandbox)),
             container: Some(super::convert::container(container)),
         };
         let answers =
             self.dispatch::<api::CreateContainerResponse>(api::Event::CreateContainer, "CreateContainer", &request).await?;
+        let mut adjustments = Vec::new();
         for (plugin, answer) in answers {
-            let adjusts = answer.adjust.is_some_and(|adjust| adjust != api::ContainerAdjustment::default());
-            if adjusts || !answer.update.is_empty() || !answer.evict.is_empty() {
+            if !answer.update.is_empty() || !answer.evict.is_empty() {
                 return Err(NriError::Unsupported {
                     plugin,
-                    message: "asks to adjust, update or evict containers, which berth does not apply yet".into(),
+                    message: "asks to update or evict other containers, which berth does not apply yet".into(),
                 });
             }
+            adjustments.extend(answer.adjust.map(|adjust| (plugin, adjust)));
         }
         lock(&self.stopped).remove(&container.id);
-        Ok(())
+        Ok(adjustments)
     }
 
     pub async fn post_create_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {

@@ -1,14 +1,15 @@
 //! NRI: a plugin on berth's NRI socket is synchronised with what exists, then
-//! sees every pod and container event in berth's order; a plugin that refuses
-//! fails the call and leaves nothing behind; one that hangs or crashes is
-//! dropped and berth goes on.
+//! sees every pod and container event in berth's order; its adjustments reach
+//! the container, and two plugins adjusting one thing conflict; a plugin that
+//! refuses fails the call and leaves nothing behind; one that hangs or
+//! crashes is dropped and berth goes on.
 
 use berth::cri::v1::{RemovePodSandboxRequest, StopPodSandboxRequest};
 use berth::nri::api;
 use tonic::Code;
 
 use crate::support::berth::Berth;
-use crate::support::containers::{Bed, Pod, container, host_pod_config, mounts_mentioning, sh};
+use crate::support::containers::{Bed, Pod, container, host_pod_config, log_lines, mounts_mentioning, sh};
 use crate::support::nri_plugin::{Behaviour, Seen, TestPlugin};
 
 async fn stop_and_remove_pod(bed: &Bed, pod: &Pod) {
@@ -107,19 +108,8 @@ async fn a_refusing_plugin_fails_the_call_and_nothing_is_left() {
     assert_eq!(seen, ["CreateContainer", "StopContainer", "RemoveContainer"], "told of the undo");
     assert!(mounts_mentioning(&bed.berth.dir().join("run/containers").display().to_string()).is_empty());
 
-    // An adjustment berth does not apply yet fails the create too, clearly.
     refuser.crash();
-    let adjust = api::ContainerAdjustment {
-        env: vec![api::KeyValue { key: "FROM_NRI".into(), value: "1".into() }],
-        ..Default::default()
-    };
-    let mut adjuster =
-        TestPlugin::connect(&bed.berth.paths.nri_socket, "adjuster", "20", Behaviour::Adjust(Box::new(adjust))).await;
-    let error = bed.create(&pod, container("adjusted", &bed.busybox)).await.expect_err("not applied");
-    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
-    assert!(error.message().contains("20-adjuster"), "{error:?}");
-    adjuster.crash();
-    // With the plugins gone, the same container is made.
+    // With the plugin gone, the same container is made.
     bed.create(&pod, container("refused", &bed.busybox)).await.expect("no plugin left to refuse");
 
     // A refused RunPodSandbox leaves its name free for the retry.
@@ -165,4 +155,63 @@ async fn a_plugin_that_hangs_or_crashes_is_dropped_and_berth_goes_on() {
         bed.status(&second).await.state(),
         berth::cri::v1::ContainerState::ContainerRunning
     );
+}
+
+#[tokio::test]
+async fn adjustments_reach_the_container_and_two_plugins_on_one_field_conflict() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("nri-adjusted").await;
+    let shared = bed.berth.dir().join("from-nri");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("file"), "mounted by a plugin\n").unwrap();
+    let adjust = api::ContainerAdjustment {
+        env: vec![api::KeyValue { key: "FROM_NRI".into(), value: "set by a plugin".into() }],
+        annotations: [("nri.test/by".to_string(), "adjuster".to_string())].into(),
+        mounts: vec![api::Mount {
+            destination: "/nri".into(),
+            source: shared.display().to_string(),
+            r#type: "bind".into(),
+            options: vec!["rbind".into(), "ro".into()],
+        }],
+        linux: Some(api::LinuxContainerAdjustment {
+            resources: Some(api::LinuxResources {
+                pids: Some(api::LinuxPids { limit: 64 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let socket = &bed.berth.paths.nri_socket;
+    let adjuster = TestPlugin::connect(socket, "adjuster", "10", Behaviour::Adjust(Box::new(adjust.clone()))).await;
+    let script = "echo \"$FROM_NRI\"; cat /nri/file; cat /sys/fs/cgroup/pids/pids.max";
+    let config = sh("adjusted", &bed.busybox, script);
+    let log = pod.log_path(&config);
+    let id = bed.run(&pod, config).await;
+    let exited = bed.wait_exited(&id).await;
+    assert_eq!(exited.exit_code, 0, "{exited:?}");
+    assert_eq!(log_lines(&log), ["set by a plugin", "mounted by a plugin", "64"]);
+    let spec = bed.info(&id).await["runtimeSpec"].clone();
+    assert_eq!(spec["annotations"]["nri.test/by"], "adjuster", "{spec}");
+
+    // A second plugin setting the same variable: the create fails naming both.
+    let other = api::ContainerAdjustment {
+        env: vec![api::KeyValue { key: "FROM_NRI".into(), value: "another".into() }],
+        ..Default::default()
+    };
+    let _rival = TestPlugin::connect(socket, "rival", "20", Behaviour::Adjust(Box::new(other))).await;
+    let error = bed.create(&pod, container("conflicted", &bed.busybox)).await.expect_err("a conflict");
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    assert!(error.message().contains("10-adjuster") && error.message().contains("20-rival"), "{error:?}");
+    assert!(error.message().contains("env[FROM_NRI]"), "{error:?}");
+    drop(adjuster);
+
+    // What berth cannot apply yet is refused by name, not dropped.
+    let hooks = api::ContainerAdjustment {
+        hooks: Some(api::Hooks { prestart: vec![api::Hook { path: "/bin/true".into(), ..Default::default() }], ..Default::default() }),
+        ..Default::default()
+    };
+    let _hooker = TestPlugin::connect(socket, "hooker", "30", Behaviour::Adjust(Box::new(hooks))).await;
+    let error = bed.create(&pod, container("hooked", &bed.busybox)).await.expect_err("hooks are not applied yet");
+    assert!(error.message().contains("30-hooker") && error.message().contains("hooks"), "{error:?}");
 }
