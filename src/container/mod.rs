@@ -68,6 +68,8 @@ pub struct ContainerService {
     images: Arc<ImageService>,
     handlers: RuntimeHandlers,
     nri: Arc<crate::nri::Nri>,
+    /// Itself, for what NRI plugins ask of it (see update.rs).
+    me: std::sync::OnceLock<std::sync::Weak<ContainerService>>,
     host: HostFacts,
     /// One lock per container: calls on one container are serialised.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -105,6 +107,7 @@ impl ContainerService {
             images,
             handlers,
             nri,
+            me: std::sync::OnceLock::new(),
             host,
             locks: Mutex::new(HashMap::new()),
             exits: Mutex::new(HashMap::new()),
@@ -113,6 +116,9 @@ impl ContainerService {
             cpu_rates: crate::stats::CpuRates::default(),
             layer_usage: stats::LayerUsageCache::default(),
         });
+        let _ = service.me.set(Arc::downgrade(&service));
+        let control: std::sync::Weak<dyn crate::nri::ContainerControl> = Arc::downgrade(&service) as _;
+        service.nri.set_control(control);
         service.recover().await?;
         Ok(service)
     }

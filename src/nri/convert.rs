@@ -59,3 +59,58 @@ pub fn container(record: &ContainerRecord) -> api::Container {
         ..Default::default()
     }
 }
+
+/// CRI resources as NRI's (what UpdateContainer tells plugins).
+pub fn resources(cri: &crate::cri::v1::LinuxContainerResources) -> api::LinuxResources {
+    let int64 = |value: i64| (value != 0).then_some(api::OptionalInt64 { value });
+    let uint64 = |value: i64| u64::try_from(value).ok().filter(|v| *v != 0).map(|value| api::OptionalUInt64 { value });
+    api::LinuxResources {
+        memory: Some(api::LinuxMemory {
+            limit: int64(cri.memory_limit_in_bytes),
+            swap: int64(cri.memory_swap_limit_in_bytes),
+            ..Default::default()
+        }),
+        cpu: Some(api::LinuxCpu {
+            shares: uint64(cri.cpu_shares),
+            quota: int64(cri.cpu_quota),
+            period: uint64(cri.cpu_period),
+            cpus: cri.cpuset_cpus.clone(),
+            mems: cri.cpuset_mems.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// NRI resources as the CRI's, onto `current` (what a plugin's update changes).
+pub(crate) fn cri_resources(
+    nri: &api::LinuxResources,
+    mut current: crate::cri::v1::LinuxContainerResources,
+) -> crate::cri::v1::LinuxContainerResources {
+    if let Some(memory) = &nri.memory {
+        if let Some(limit) = &memory.limit {
+            current.memory_limit_in_bytes = limit.value;
+        }
+        if let Some(swap) = &memory.swap {
+            current.memory_swap_limit_in_bytes = swap.value;
+        }
+    }
+    if let Some(cpu) = &nri.cpu {
+        if let Some(shares) = &cpu.shares {
+            current.cpu_shares = i64::try_from(shares.value).unwrap_or(i64::MAX);
+        }
+        if let Some(quota) = &cpu.quota {
+            current.cpu_quota = quota.value;
+        }
+        if let Some(period) = &cpu.period {
+            current.cpu_period = i64::try_from(period.value).unwrap_or(i64::MAX);
+        }
+        if !cpu.cpus.is_empty() {
+            current.cpuset_cpus = cpu.cpus.clone();
+        }
+        if !cpu.mems.is_empty() {
+            current.cpuset_mems = cpu.mems.clone();
+        }
+    }
+    current
+}

@@ -12,7 +12,8 @@ pub mod peer;
 mod service;
 pub mod ttrpc;
 
-pub use service::{Nri, NriError};
+pub(crate) use convert::cri_resources as convert_resources;
+pub use service::{ContainerControl, Nri, NriError};
 
 /// NRI's messages (package `nri.pkg.api.v1alpha1`).
 #[allow(clippy::all, missing_docs)]

@@ -21,6 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use prost::Message as _;
 use tokio::net::UnixListener;
 use tokio::sync::{RwLock, RwLockReadGuard, oneshot};
@@ -85,7 +86,17 @@ impl Plugin {
     }
 }
 
+/// What plugins may ask of berth's containers (the Runtime service's
+/// UpdateContainers): given by the container service once both exist.
+pub trait ContainerControl: Send + Sync {
+    /// New resources for a container, without telling the plugins again.
+    fn update(&self, id: String, resources: api::LinuxResources) -> BoxFuture<'static, Result<(), String>>;
+    /// Stops a container at once, as an eviction.
+    fn evict(&self, id: String, reason: String);
+}
+
 pub struct Nri {
+    control: std::sync::OnceLock<std::sync::Weak<dyn ContainerControl>>,
     config: NriConfig,
     store: Arc<Store>,
     /// Registered plugins, by index; held across each event, one at a time.
@@ -99,12 +110,18 @@ pub struct Nri {
 impl Nri {
     pub fn new(config: NriConfig, store: Arc<Store>) -> Arc<Nri> {
         Arc::new(Nri {
+            control: std::sync::OnceLock::new(),
             config,
             store,
             plugins: tokio::sync::Mutex::new(Vec::new()),
             sync: RwLock::new(()),
             stopped: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Where plugins' updates and evictions go.
+    pub fn set_control(&self, control: std::sync::Weak<dyn ContainerControl>) {
+        let _ = self.control.set(control);
     }
 
     /// Listens on the configured socket; plugins that connect are registered
@@ -118,8 +135,15 @@ impl Nri {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(socket_error)?;
         }
-        // A socket left by an earlier berth: only berth listens here.
+        // A socket nobody answers on is left over; one that answers is
+        // another runtime's, never taken from it.
         if std::fs::symlink_metadata(&path).is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())) {
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                return Err(socket_error(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another process serves NRI here (set nri.socket_path, or nri.enable = false)",
+                )));
+            }
             let _ = std::fs::remove_file(&path);
         }
         let listener = UnixListener::bind(&path).map_err(socket_error)?;
@@ -147,7 +171,8 @@ impl Nri {
     /// register, configure and synchronise in time.
     async fn register(self: Arc<Self>, stream: tokio::net::UnixStream) {
         let (registered, registration) = oneshot::channel();
-        let peer = Peer::start(stream, peer::RUNTIME, runtime_service(Mutex::new(Some(registered))));
+        let handler = runtime_service(Mutex::new(Some(registered)), Arc::downgrade(&self));
+        let peer = Peer::start(stream, peer::RUNTIME, handler);
         let timeout = self.config.plugin_registration_timeout;
         let request = match tokio::time::timeout(timeout, registration).await {
             Ok(Ok(request)) => request,
@@ -322,6 +347,42 @@ impl Nri {
         log_refusal(self.dispatch::<api::PostStartContainerResponse>(api::Event::PostStartContainer, method, &request).await);
     }
 
+    /// Asks the plugins about new resources for a container; a refusal fails
+    /// UpdateContainerResources. Their counter-proposals are not applied yet.
+    pub async fn update_container(
+        &self,
+        sandbox: &SandboxRecord,
+        container: &ContainerRecord,
+        resources: &crate::cri::v1::LinuxContainerResources,
+    ) -> Result<(), NriError> {
+        let request = api::UpdateContainerRequest {
+            pod: Some(super::convert::pod(sandbox)),
+            container: Some(super::convert::container(container)),
+            linux_resources: Some(super::convert::resources(resources)),
+        };
+        let answers =
+            self.dispatch::<api::UpdateContainerResponse>(api::Event::UpdateContainer, "UpdateContainer", &request).await?;
+        for (plugin, answer) in answers {
+            if !answer.update.is_empty() || !answer.evict.is_empty() {
+                return Err(NriError::Unsupported {
+                    plugin,
+                    message: "answers an update with updates or evictions of its own, which berth does not apply yet"
+                        .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn post_update_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        let request = api::PostUpdateContainerRequest {
+            pod: Some(super::convert::pod(sandbox)),
+            container: Some(super::convert::container(container)),
+        };
+        let method = "PostUpdateContainer";
+        log_refusal(self.dispatch::<api::PostUpdateContainerResponse>(api::Event::PostUpdateContainer, method, &request).await);
+    }
+
     pub async fn start_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) -> Result<(), NriError> {
         let request = api::StartContainerRequest {
             pod: Some(super::convert::pod(sandbox)),
@@ -376,11 +437,15 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 /// The Runtime service berth serves a plugin: RegisterPlugin hands the
-/// registration to `register`'s waiter, once; UpdateContainers is not served yet.
-fn runtime_service(registered: Mutex<Option<oneshot::Sender<api::RegisterPluginRequest>>>) -> Handler {
+/// registration to `register`'s waiter, once; UpdateContainers updates and
+/// evicts containers.
+fn runtime_service(
+    registered: Mutex<Option<oneshot::Sender<api::RegisterPluginRequest>>>,
+    nri: std::sync::Weak<Nri>,
+) -> Handler {
     let registered = Arc::new(registered);
     Arc::new(move |request: ttrpc::Request| {
-        let registered = registered.clone();
+        let (registered, nri) = (registered.clone(), nri.clone());
         Box::pin(async move {
             match (request.service.as_str(), request.method.as_str()) {
                 (RUNTIME_SERVICE, "RegisterPlugin") => {
@@ -394,6 +459,15 @@ fn runtime_service(registered: Mutex<Option<oneshot::Sender<api::RegisterPluginR
                         None => Err(invalid("the plugin is already registered".into())),
                     }
                 }
+                (RUNTIME_SERVICE, "UpdateContainers") => {
+                    let update = api::UpdateContainersRequest::decode(request.payload.as_slice())
+                        .map_err(|e| invalid(e.to_string()))?;
+                    let control = nri.upgrade().and_then(|nri| nri.control.get().and_then(std::sync::Weak::upgrade));
+                    let Some(control) = control else {
+                        return Err(ttrpc::Status { code: ttrpc::code::UNAVAILABLE, message: "berth is stopping".into() });
+                    };
+                    Ok(update_containers(control.as_ref(), update).await.encode_to_vec())
+                }
                 (RUNTIME_SERVICE, method) => Err(ttrpc::Status {
                     code: ttrpc::code::UNIMPLEMENTED,
                     message: format!("{method} is not served by berth yet"),
@@ -405,6 +479,28 @@ fn runtime_service(registered: Mutex<Option<oneshot::Sender<api::RegisterPluginR
             }
         })
     })
+}
+
+/// Applies a plugin's updates, in order; those that fail (and may not) are
+/// answered back. Evictions stop their containers on tasks of their own: a
+/// plugin may ask in the middle of an event, which the stop's own event would
+/// otherwise wait behind.
+async fn update_containers(control: &dyn ContainerControl, request: api::UpdateContainersRequest) -> api::UpdateContainersResponse {
+    let mut failed = Vec::new();
+    for update in request.update {
+        let resources = update.linux.as_ref().and_then(|linux| linux.resources.clone()).unwrap_or_default();
+        if let Err(e) = control.update(update.container_id.clone(), resources).await {
+            tracing::warn!(container = %update.container_id, error = %e, "an NRI plugin's container update failed");
+            if !update.ignore_failure {
+                failed.push(update);
+            }
+        }
+    }
+    for eviction in request.evict {
+        tracing::info!(container = %eviction.container_id, reason = %eviction.reason, "an NRI plugin evicts a container");
+        control.evict(eviction.container_id, eviction.reason);
+    }
+    api::UpdateContainersResponse { failed }
 }
 
 fn invalid(message: String) -> ttrpc::Status {

@@ -215,3 +215,50 @@ async fn adjustments_reach_the_container_and_two_plugins_on_one_field_conflict()
     let error = bed.create(&pod, container("hooked", &bed.busybox)).await.expect_err("hooks are not applied yet");
     assert!(error.message().contains("30-hooker") && error.message().contains("hooks"), "{error:?}");
 }
+
+#[tokio::test]
+async fn plugins_hear_of_updates_and_update_or_evict_containers_themselves() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("nri-updates").await;
+    let mut plugin = TestPlugin::connect(&bed.berth.paths.nri_socket, "resizer", "10", Behaviour::Accept).await;
+    let id = bed.run(&pod, sh("resized", &bed.busybox, "exec sleep 1000")).await;
+    let cgroup = bed.cgroups_path(&id).await;
+    let limit_file = crate::support::containers::cgroup_file(&cgroup, "memory.limit_in_bytes");
+    let memory_limit = || crate::support::containers::read_trimmed(&limit_file);
+
+    // kubelet's resize: told, then done, then told it is done.
+    let resources = berth::cri::v1::LinuxContainerResources { memory_limit_in_bytes: 96 << 20, ..Default::default() };
+    let request = berth::cri::v1::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(resources),
+        ..Default::default()
+    };
+    bed.berth.runtime().await.update_container_resources(request).await.unwrap();
+    let told: Vec<String> = events_until(&mut plugin, "PostUpdateContainer", &id).await.into_iter().map(|e| e.0).collect();
+    assert!(told.ends_with(&["UpdateContainer".to_string(), "PostUpdateContainer".to_string()]), "{told:?}");
+    assert_eq!(memory_limit(), (96u64 << 20).to_string());
+
+    // The plugin's own update, and its eviction.
+    let update = api::ContainerUpdate {
+        container_id: id.clone(),
+        linux: Some(api::LinuxContainerUpdate {
+            resources: Some(api::LinuxResources {
+                memory: Some(api::LinuxMemory { limit: Some(api::OptionalInt64 { value: 80 << 20 }), ..Default::default() }),
+                ..Default::default()
+            }),
+        }),
+        ignore_failure: false,
+    };
+    let missing = api::ContainerUpdate { container_id: "0".repeat(64), ..update.clone() };
+    let answer = plugin
+        .update_containers(api::UpdateContainersRequest { update: vec![update, missing.clone()], evict: Vec::new() })
+        .await;
+    assert_eq!(answer.failed.iter().map(|f| f.container_id.clone()).collect::<Vec<_>>(), [missing.container_id]);
+    assert_eq!(memory_limit(), (80u64 << 20).to_string());
+    let status = bed.status(&id).await;
+    assert_eq!(status.resources.and_then(|r| r.linux).map(|l| l.memory_limit_in_bytes), Some(80 << 20));
+    let eviction = api::ContainerEviction { container_id: id.clone(), reason: "test".into() };
+    plugin.update_containers(api::UpdateContainersRequest { update: Vec::new(), evict: vec![eviction] }).await;
+    let exited = bed.wait_exited(&id).await;
+    assert_eq!(exited.exit_code, 137, "killed: {exited:?}");
+}

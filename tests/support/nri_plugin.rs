@@ -85,6 +85,12 @@ impl TestPlugin {
         all
     }
 
+    /// Asks berth to update and evict containers (the Runtime service).
+    pub async fn update_containers(&self, request: api::UpdateContainersRequest) -> api::UpdateContainersResponse {
+        let peer = self.peer.as_ref().expect("a connected plugin");
+        peer.call("nri.pkg.api.v1alpha1.Runtime", "UpdateContainers", &request, WAIT).await.expect("UpdateContainers")
+    }
+
     /// The plugin's process dies: its connection closes.
     pub fn crash(&mut self) {
         self.peer.take();
