@@ -82,8 +82,28 @@ build_kubelet() {
   rm -rf "$dir" && mv "$work/out" "$dir" && rm -rf "$work"
 }
 
+# The pre-installed NRI plugin of the NRI tests (tests/support/nri-plugin),
+# built on NRI's Go stub; cached by the hash of its source.
+build_nri_plugin() {
+  local src
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/support/nri-plugin" && pwd)
+  local sum
+  sum=$(cat "$src/main.go" "$src/go.mod" | sha256sum | cut -c1-16)
+  nri_plugin="$cache/nri-plugin-$sum/plugin"
+  [[ -x $nri_plugin ]] && return
+  log "building the test NRI plugin (once; cached in ${nri_plugin%/plugin})"
+  local work
+  work=$(mktemp -d "$cache/.nri-plugin.XXXXXX")
+  (
+    cp "$src/main.go" "$src/go.mod" "$work/" && cd "$work"
+    go build -trimpath -o "$work/out/plugin" .
+  ) >&2
+  rm -rf "${nri_plugin%/plugin}" && mv "$work/out" "${nri_plugin%/plugin}" && rm -rf "$work"
+}
+
 mkdir -p "$cache"
 build_cri_tools
+build_nri_plugin
 build_kubelet "$KUBERNETES_VERSION"
 build_kubelet "$KUBERNETES_OLDEST_VERSION"
 echo "BERTH_TOOLS_CACHE=$cache"
@@ -91,3 +111,4 @@ echo "BERTH_CRICTL=$cache/cri-tools-$CRI_TOOLS_VERSION/crictl"
 echo "BERTH_CRITEST=$cache/cri-tools-$CRI_TOOLS_VERSION/critest"
 echo "BERTH_KUBELET=$cache/kubernetes-$KUBERNETES_VERSION/kubelet"
 echo "BERTH_KUBELET_OLDEST=$cache/kubernetes-$KUBERNETES_OLDEST_VERSION/kubelet"
+echo "BERTH_NRI_PLUGIN=$nri_plugin"

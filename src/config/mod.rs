@@ -164,6 +164,11 @@ pub struct NriConfig {
     pub enable: bool,
     /// Where NRI plugins connect (NRI's own default).
     pub socket_path: PathBuf,
+    /// Plugins berth starts itself: executables named `<index>-<name>`,
+    /// started in the order of their names.
+    pub plugin_path: PathBuf,
+    /// Their configuration: `<index>-<name>.conf`, else `<name>.conf`.
+    pub plugin_config_path: PathBuf,
     /// How long a connected plugin may take to register, and to answer its
     /// configuration and first synchronisation.
     #[serde(with = "humantime_serde")]
@@ -209,6 +214,8 @@ impl Default for NriConfig {
         NriConfig {
             enable: true,
             socket_path: PathBuf::from("/var/run/nri/nri.sock"),
+            plugin_path: PathBuf::from("/opt/nri/plugins"),
+            plugin_config_path: PathBuf::from("/etc/nri/conf.d"),
             plugin_registration_timeout: Duration::from_secs(5),
             plugin_request_timeout: Duration::from_secs(2),
         }

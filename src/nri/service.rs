@@ -124,12 +124,14 @@ impl Nri {
         let _ = self.control.set(control);
     }
 
-    /// Listens on the configured socket; plugins that connect are registered
-    /// on tasks of their own. Does nothing when NRI is off.
+    /// Starts the pre-installed plugins, then listens on the configured socket;
+    /// plugins that connect are registered on tasks of their own. Does nothing
+    /// when NRI is off.
     pub fn listen(self: &Arc<Self>) -> Result<(), NriError> {
         if !self.config.enable {
             return Ok(());
         }
+        self.launch_plugins();
         let path = self.config.socket_path.clone();
         let socket_error = |source| NriError::Socket { path: path.display().to_string(), source };
         if let Some(parent) = path.parent() {
@@ -167,9 +169,76 @@ impl Nri {
         Ok(())
     }
 
+    /// Starts each executable `<index>-<name>` of the plugin directory, in
+    /// the order of their names, with its end of a socket pair as descriptor 3
+    /// (`NRI_PLUGIN_SOCKET`), as NRI launches pre-installed plugins.
+    fn launch_plugins(self: &Arc<Self>) {
+        let Ok(entries) = std::fs::read_dir(&self.config.plugin_path) else { return };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|entry| {
+                use std::os::unix::fs::PermissionsExt;
+                entry.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            match self.launch(&name) {
+                Ok(()) => tracing::info!(plugin = %name, "NRI plugin started"),
+                Err(e) => tracing::warn!(plugin = %name, error = %e, "cannot start the pre-installed NRI plugin"),
+            }
+        }
+    }
+
+    fn launch(self: &Arc<Self>, file: &str) -> Result<(), String> {
+        let (index, name) = file.split_once('-').ok_or("its name is not <index>-<name>")?;
+        validate_registration(&api::RegisterPluginRequest {
+            plugin_name: name.into(),
+            plugin_idx: index.into(),
+            ..Default::default()
+        })?;
+        let config = [format!("{file}.conf"), format!("{name}.conf")]
+            .iter()
+            .find_map(|candidate| std::fs::read_to_string(self.config.plugin_config_path.join(candidate)).ok())
+            .unwrap_or_default();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+        let theirs_fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
+        let mut command = tokio::process::Command::new(self.config.plugin_path.join(file));
+        command
+            .env_clear()
+            .env("NRI_PLUGIN_NAME", name)
+            .env("NRI_PLUGIN_IDX", index)
+            .env("NRI_PLUGIN_SOCKET", "3")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(false);
+        // SAFETY: dup2 is a plain system call, safe between fork and exec;
+        // `theirs` stays open until the child has exec'd. dup2 clears
+        // close-on-exec on descriptor 3, which the plugin inherits.
+        unsafe {
+            command.pre_exec(move || nix::unistd::dup2(theirs_fd, 3).map(drop).map_err(std::io::Error::from));
+        }
+        let mut child = command.spawn().map_err(|e| e.to_string())?;
+        drop(theirs);
+        ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let stream = tokio::net::UnixStream::from_std(ours).map_err(|e| e.to_string())?;
+        let nri = self.clone();
+        tokio::spawn(async move { nri.register_with(stream, config).await });
+        // Reaped when it ends; it ends when its connection does.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(())
+    }
+
     /// Registers one connected plugin, or drops it (logged) if it does not
     /// register, configure and synchronise in time.
     async fn register(self: Arc<Self>, stream: tokio::net::UnixStream) {
+        self.register_with(stream, String::new()).await
+    }
+
+    /// `config`: what Configure hands the plugin (a pre-installed plugin's file).
+    async fn register_with(self: Arc<Self>, stream: tokio::net::UnixStream, config: String) {
         let (registered, registration) = oneshot::channel();
         let handler = runtime_service(Mutex::new(Some(registered)), Arc::downgrade(&self));
         let peer = Peer::start(stream, peer::RUNTIME, handler);
@@ -182,7 +251,7 @@ impl Nri {
             }
         };
         let name = format!("{}-{}", request.plugin_idx, request.plugin_name);
-        match self.configure_and_join(peer, &request, &name).await {
+        match self.configure_and_join(peer, &request, &name, config).await {
             Ok(()) => tracing::info!(plugin = %name, "NRI plugin registered"),
             Err(e) => tracing::warn!(plugin = %name, error = %e, "NRI plugin disconnected during registration"),
         }
@@ -193,10 +262,11 @@ impl Nri {
         peer: Peer,
         request: &api::RegisterPluginRequest,
         name: &str,
+        config: String,
     ) -> Result<(), PeerError> {
         let timeout = self.config.plugin_registration_timeout;
         let configure = api::ConfigureRequest {
-            config: String::new(),
+            config,
             runtime_name: "berth".into(),
             runtime_version: env!("CARGO_PKG_VERSION").into(),
             registration_timeout: millis(timeout),

@@ -262,3 +262,28 @@ async fn plugins_hear_of_updates_and_update_or_evict_containers_themselves() {
     let exited = bed.wait_exited(&id).await;
     assert_eq!(exited.exit_code, 137, "killed: {exited:?}");
 }
+
+/// A plugin built on NRI's own Go stub, started by berth from its plugin
+/// directory with its configuration file: what it adds reaches the container.
+#[tokio::test]
+async fn a_pre_installed_plugin_is_started_with_its_configuration() {
+    let plugin = crate::support::tools::nri_plugin();
+    let bed = Bed::with(Berth::builder().nri_plugin("10-launched", &plugin, "hello from the config\n")).await;
+    let pod = bed.pod("nri-launched").await;
+    let config = sh("told", &bed.busybox, "echo \"$NRI_PLUGIN_SAYS\"");
+    let log = pod.log_path(&config);
+    // The plugin registers on its own time: until it has, containers are made without it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let _ = std::fs::remove_file(&log);
+        let id = bed.run(&pod, config.clone()).await;
+        bed.wait_exited(&id).await;
+        let lines = log_lines(&log);
+        bed.remove(&id).await.unwrap();
+        if lines == ["hello from the config"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the launched plugin never adjusted a container: {lines:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

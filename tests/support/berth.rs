@@ -47,6 +47,8 @@ pub struct BerthBuilder {
     extra_cni_bin_dirs: Vec<PathBuf>,
     extra_cni_config: String,
     extra_nri_config: String,
+    /// Pre-installed NRI plugins: (file name, executable, configuration).
+    nri_plugins: Vec<(String, PathBuf, String)>,
     args: Vec<String>,
     /// The test is about the runc handler's own configuration: BERTH_TEST_RUNTIME
     /// does not apply.
@@ -94,6 +96,13 @@ impl BerthBuilder {
         self
     }
 
+    /// An NRI plugin berth starts itself: `executable` installed as `file`
+    /// (`<index>-<name>`) in its plugin directory, `config` as `<name>.conf`.
+    pub fn nri_plugin(mut self, file: &str, executable: &Path, config: &str) -> Self {
+        self.nri_plugins.push((file.to_string(), executable.to_path_buf(), config.to_string()));
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
         self
@@ -109,6 +118,13 @@ impl BerthBuilder {
             .expect("create test dir");
         let paths = BerthPaths::new(dir.path());
         std::fs::create_dir_all(&paths.cni_conf_dir).expect("create CNI conf dir");
+        for (file, executable, config) in &self.nri_plugins {
+            std::fs::create_dir_all(&paths.nri_plugins).expect("create the NRI plugin dir");
+            std::fs::create_dir_all(&paths.nri_plugin_configs).expect("create the NRI plugin config dir");
+            std::fs::copy(executable, paths.nri_plugins.join(file)).expect("install the NRI plugin");
+            let name = file.split_once('-').map_or(file.as_str(), |(_, name)| name);
+            std::fs::write(paths.nri_plugin_configs.join(format!("{name}.conf")), config).expect("write its config");
+        }
         if let Some(conflist) = &self.cni_conflist {
             std::fs::write(paths.cni_conf_dir.join("10-test.conflist"), conflist).expect("write conflist");
         }
@@ -117,7 +133,7 @@ impl BerthBuilder {
         bin_dirs.push(format!("{CNI_BIN_DIR:?}"));
         // Each test berth serves NRI on a socket of its own.
         let config = format!(
-            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{}]\n{}\n[nri]\nsocket_path = {:?}\n{}",
+            "state_root = {:?}\nrun_root = {:?}\nsocket = {:?}\n{}\n[cni]\nconf_dir = {:?}\nbin_dirs = [{}]\n{}\n[nri]\nsocket_path = {:?}\nplugin_path = {:?}\nplugin_config_path = {:?}\n{}",
             paths.state_root,
             paths.run_root,
             paths.socket,
@@ -126,6 +142,8 @@ impl BerthBuilder {
             bin_dirs.join(", "),
             self.extra_cni_config,
             paths.nri_socket,
+            paths.nri_plugins,
+            paths.nri_plugin_configs,
             self.extra_nri_config,
         );
         // The container suite runs against each runtime backend: with
@@ -151,6 +169,8 @@ pub struct BerthPaths {
     pub run_root: PathBuf,
     pub socket: PathBuf,
     pub nri_socket: PathBuf,
+    pub nri_plugins: PathBuf,
+    pub nri_plugin_configs: PathBuf,
     pub cni_conf_dir: PathBuf,
     pub log: PathBuf,
 }
@@ -163,6 +183,8 @@ impl BerthPaths {
             run_root: dir.join("run"),
             socket: dir.join("run/berth.sock"),
             nri_socket: dir.join("run/nri.sock"),
+            nri_plugins: dir.join("nri-plugins"),
+            nri_plugin_configs: dir.join("nri-conf.d"),
             cni_conf_dir: dir.join("net.d"),
             log: dir.join("berth.log"),
         }

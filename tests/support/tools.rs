@@ -33,6 +33,11 @@ pub fn kubelet() -> PathBuf {
     tool("BERTH_KUBELET")
 }
 
+/// The pre-installed NRI plugin of the NRI tests, built on NRI's Go stub.
+pub fn nri_plugin() -> PathBuf {
+    tool("BERTH_NRI_PLUGIN")
+}
+
 /// The oldest kubelet the same control plane supports (three minors back).
 pub fn kubelet_oldest() -> PathBuf {
     tool("BERTH_KUBELET_OLDEST")
