@@ -24,9 +24,8 @@ use crate::support::tools;
 
 /// Specs left out on purpose, as (`--ginkgo.skip` regex, reason). Each regex
 /// names its specs precisely; README's list is this one. AppArmor's specs are
-/// not listed: they skip themselves on a host without AppArmor; nor are the
-/// recursive read-only mount specs, which skip themselves for a handler whose
-/// features say it cannot (runc 1.1) and run for one that can (internal).
+/// not listed: they skip themselves on a host without AppArmor. The NRI specs
+/// run against berth's NRI socket (`--nri-socket`).
 pub const SKIPPED_SPECS: &[(&str, &str)] = &[
     (
         r"Image Manager public image with digest should be pulled and removed",
