@@ -126,13 +126,8 @@ impl ContainerService {
                 user_namespace: user.as_deref(),
                 run_dir: &run_dir,
             };
-            // Reads the rootfs (/etc/passwd and /etc/group; the runtime may look
-            // up mount destinations): small reads, no await.
-            tokio::task::block_in_place(|| {
-                let mut spec = build_spec(&input)?;
-                runtime.prepare_spec(&mut spec, &run_dir)?;
-                Ok::<_, ContainerError>(spec)
-            })?
+            // Reads the rootfs (/etc/passwd and /etc/group): small reads, no await.
+            tokio::task::block_in_place(|| build_spec(&input))?
         };
         let stop_signal = image.config.config().as_ref().and_then(|c| c.stop_signal().clone()).unwrap_or_default();
         let used = ImageUsed {
@@ -157,7 +152,10 @@ impl ContainerService {
         );
         made.announced = Some(draft.clone());
         let adjustments = self.nri.create_container(sandbox, &draft).await?;
-        crate::nri::adjust::apply(&mut spec, &adjustments)?;
+        crate::nri::adjust::apply(&mut spec, &adjustments, self.host.min_oom_score_adj)?;
+        // The runtime's own preparation last, on the spec as plugins left it
+        // (the runtime may look up mount destinations in the rootfs).
+        tokio::task::block_in_place(|| handler.runtime().prepare_spec(&mut spec, &run_dir))?;
 
         let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::host("config.json", e))?;
         let spec_path = run_dir.join("config.json");

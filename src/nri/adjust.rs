@@ -1,11 +1,13 @@
 //! Plugins' adjustments of a container being created, applied to its OCI
 //! spec before the runtime sees it.
 //!
-//! Applied: annotations, environment, arguments, mounts, rlimits, and the
-//! memory, CPU and PIDs limits and cgroups path. NRI's removal marks are
-//! honoured (a key or mount destination prefixed `-` removes it). Two plugins
-//! touching the same thing is a conflict, as NRI specifies: the create fails
-//! naming both. Anything else a plugin asks for (devices, hooks, CDI devices,
+//! Applied: annotations, environment, arguments, mounts, devices (with their
+//! cgroup rule), OCI hooks (added to those there are), rlimits, the OOM score
+//! (raised to what berth may set, as the spec builder does), and the memory,
+//! CPU and PIDs limits and cgroups path. NRI's removal marks are honoured (a
+//! key, mount destination or device path prefixed `-` removes it). Two
+//! plugins touching the same thing is a conflict, as NRI specifies: the create
+//! fails naming both. Anything else a plugin asks for (CDI devices,
 //! namespaces, sysctls, seccomp, scheduling, RDT, ...) is refused by name
 //! rather than silently not done.
 
@@ -33,7 +35,11 @@ impl Owners {
 }
 
 /// Applies each plugin's adjustment in turn (plugins' index order).
-pub fn apply(spec: &mut oci_spec::runtime::Spec, adjustments: &[(String, api::ContainerAdjustment)]) -> Result<(), NriError> {
+pub fn apply(
+    spec: &mut oci_spec::runtime::Spec,
+    adjustments: &[(String, api::ContainerAdjustment)],
+    min_oom_score_adj: i64,
+) -> Result<(), NriError> {
     if adjustments.iter().all(|(_, adjust)| *adjust == api::ContainerAdjustment::default()) {
         return Ok(());
     }
@@ -41,7 +47,7 @@ pub fn apply(spec: &mut oci_spec::runtime::Spec, adjustments: &[(String, api::Co
     let mut owners = Owners::default();
     for (plugin, adjust) in adjustments {
         refuse_unsupported(plugin, adjust)?;
-        apply_one(&mut json, &mut owners, plugin, adjust)?;
+        apply_one(&mut json, &mut owners, plugin, adjust, min_oom_score_adj)?;
     }
     *spec = serde_json::from_value(json).map_err(|e| internal(format!("the adjusted spec does not parse: {e}")))?;
     Ok(())
@@ -55,10 +61,7 @@ fn refuse_unsupported(plugin: &str, adjust: &api::ContainerAdjustment) -> Result
     let linux = adjust.linux.clone().unwrap_or_default();
     let resources = linux.resources.clone().unwrap_or_default();
     let asked = [
-        ("hooks", adjust.hooks.as_ref().is_some_and(|h| *h != api::Hooks::default())),
         ("CDI_devices", !adjust.cdi_devices.is_empty()),
-        ("linux.devices", !linux.devices.is_empty()),
-        ("linux.oom_score_adj", linux.oom_score_adj.is_some()),
         ("linux.io_priority", linux.io_priority.is_some()),
         ("linux.seccomp_policy", linux.seccomp_policy.is_some()),
         ("linux.namespaces", !linux.namespaces.is_empty()),
@@ -103,7 +106,13 @@ fn array<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Vec<Value> {
     }
 }
 
-fn apply_one(spec: &mut Value, owners: &mut Owners, plugin: &str, adjust: &api::ContainerAdjustment) -> Result<(), NriError> {
+fn apply_one(
+    spec: &mut Value,
+    owners: &mut Owners,
+    plugin: &str,
+    adjust: &api::ContainerAdjustment,
+    min_oom_score_adj: i64,
+) -> Result<(), NriError> {
     let Some(spec) = spec.as_object_mut() else { return Err(internal("the spec is not a JSON object".into())) };
     for (key, value) in &adjust.annotations {
         let (name, remove) = removal(key);
@@ -148,7 +157,37 @@ fn apply_one(spec: &mut Value, owners: &mut Owners, plugin: &str, adjust: &api::
         rlimits.retain(|r| r.get("type").and_then(Value::as_str) != Some(rlimit.r#type.as_str()));
         rlimits.push(json!({"type": rlimit.r#type, "hard": rlimit.hard, "soft": rlimit.soft}));
     }
+    if let Some(hooks) = &adjust.hooks {
+        add_hooks(spec, hooks);
+    }
     let Some(linux) = &adjust.linux else { return Ok(()) };
+    if let Some(oom) = &linux.oom_score_adj {
+        owners.claim("linux.oom_score_adj".into(), plugin)?;
+        object(spec, "process").insert("oomScoreAdj".into(), json!(oom.value.max(min_oom_score_adj)));
+    }
+    for device in &linux.devices {
+        let (path, remove) = removal(&device.path);
+        owners.claim(format!("devices[{path}]"), plugin)?;
+        let devices = array(object(spec, "linux"), "devices");
+        devices.retain(|d| d.get("path").and_then(Value::as_str) != Some(path));
+        if remove {
+            continue;
+        }
+        let mut entry = json!({"path": path, "type": device.r#type, "major": device.major, "minor": device.minor});
+        if let Some(mode) = &device.file_mode {
+            entry["fileMode"] = json!(mode.value);
+        }
+        if let Some(uid) = &device.uid {
+            entry["uid"] = json!(uid.value);
+        }
+        if let Some(gid) = &device.gid {
+            entry["gid"] = json!(gid.value);
+        }
+        devices.push(entry);
+        // The device cgroup lets the container use what it now has.
+        let rules = array(object(object(spec, "linux"), "resources"), "devices");
+        rules.push(json!({"allow": true, "type": device.r#type, "major": device.major, "minor": device.minor, "access": "rwm"}));
+    }
     if !linux.cgroups_path.is_empty() {
         owners.claim("linux.cgroups_path".into(), plugin)?;
         object(spec, "linux").insert("cgroupsPath".into(), json!(linux.cgroups_path));
@@ -191,6 +230,27 @@ fn apply_one(spec: &mut Value, owners: &mut Owners, plugin: &str, adjust: &api::
         set(&["pids", "limit"], json!(pids.limit))?;
     }
     Ok(())
+}
+
+/// Hooks are added to those the spec has (several plugins may each add some).
+fn add_hooks(spec: &mut Map<String, Value>, hooks: &api::Hooks) {
+    let kinds = [
+        ("prestart", &hooks.prestart),
+        ("createRuntime", &hooks.create_runtime),
+        ("createContainer", &hooks.create_container),
+        ("startContainer", &hooks.start_container),
+        ("poststart", &hooks.poststart),
+        ("poststop", &hooks.poststop),
+    ];
+    for (kind, list) in kinds {
+        for hook in list {
+            let mut entry = json!({"path": hook.path, "args": hook.args, "env": hook.env});
+            if let Some(timeout) = &hook.timeout {
+                entry["timeout"] = json!(timeout.value);
+            }
+            array(object(spec, "hooks"), kind).push(entry);
+        }
+    }
 }
 
 /// NRI's removal mark: a leading `-`.
@@ -239,7 +299,7 @@ mod tests {
             ..Default::default()
         };
         let mut spec = spec();
-        apply(&mut spec, &[("10-test".into(), adjust)]).unwrap();
+        apply(&mut spec, &[("10-test".into(), adjust)], -1000).unwrap();
         let env = spec.process().as_ref().unwrap().env().clone().unwrap();
         assert_eq!(env, ["PATH=/bin", "KEEP=1", "ADDED=yes"]);
         assert_eq!(spec.annotations().as_ref().unwrap()["nri.io/by"], "plugin");
@@ -258,14 +318,43 @@ mod tests {
             env: vec![api::KeyValue { key: "SAME".into(), value: value.into() }],
             ..Default::default()
         };
-        let error = apply(&mut spec(), &[("10-a".into(), env("a")), ("20-b".into(), env("b"))]).unwrap_err();
+        let error = apply(&mut spec(), &[("10-a".into(), env("a")), ("20-b".into(), env("b"))], -1000).unwrap_err();
         assert!(matches!(&error, NriError::Conflict { field, first, second }
             if field == "env[SAME]" && first == "10-a" && second == "20-b"), "{error}");
-        let hooks = api::ContainerAdjustment {
-            hooks: Some(api::Hooks { prestart: vec![api::Hook { path: "/x".into(), ..Default::default() }], ..Default::default() }),
+        let cdi = api::ContainerAdjustment {
+            cdi_devices: vec![api::CdiDevice { name: "vendor.com/gpu=0".into() }],
             ..Default::default()
         };
-        let error = apply(&mut spec(), &[("10-a".into(), hooks)]).unwrap_err();
-        assert!(error.to_string().contains("hooks"), "{error}");
+        let error = apply(&mut spec(), &[("10-a".into(), cdi)], -1000).unwrap_err();
+        assert!(error.to_string().contains("CDI_devices"), "{error}");
+    }
+
+    #[test]
+    fn hooks_add_up_devices_get_their_cgroup_rule_and_the_oom_score_is_raised_to_what_berth_may_set() {
+        let hook = |path: &str| api::Hooks {
+            create_container: vec![api::Hook { path: path.into(), args: vec![path.into()], ..Default::default() }],
+            ..Default::default()
+        };
+        let first = api::ContainerAdjustment {
+            hooks: Some(hook("/usr/bin/first")),
+            linux: Some(api::LinuxContainerAdjustment {
+                devices: vec![api::LinuxDevice { path: "/dev/fuse".into(), r#type: "c".into(), major: 10, minor: 229, ..Default::default() }],
+                oom_score_adj: Some(api::OptionalInt { value: -999 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let second = api::ContainerAdjustment { hooks: Some(hook("/usr/bin/second")), ..Default::default() };
+        let mut spec = spec();
+        apply(&mut spec, &[("10-a".into(), first), ("20-b".into(), second)], 0).unwrap();
+        let hooks = spec.hooks().clone().unwrap().create_container().clone().unwrap();
+        let paths: Vec<_> = hooks.iter().map(|h| h.path().display().to_string()).collect();
+        assert_eq!(paths, ["/usr/bin/first", "/usr/bin/second"]);
+        let linux = spec.linux().clone().unwrap();
+        let device = &linux.devices().clone().unwrap()[0];
+        assert_eq!((device.path().to_str(), device.major(), device.minor()), (Some("/dev/fuse"), 10, 229));
+        let rules = linux.resources().clone().unwrap().devices().clone().unwrap();
+        assert!(rules.iter().any(|r| r.allow() && r.major() == Some(10) && r.minor() == Some(229)), "{rules:?}");
+        assert_eq!(spec.process().as_ref().unwrap().oom_score_adj(), Some(0), "raised to berth's own");
     }
 }

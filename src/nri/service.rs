@@ -371,9 +371,8 @@ impl Nri {
     }
 
     /// Asks the plugins about a container about to be made; their adjustments,
-    /// by plugin, for `adjust::apply`. Updates of other containers and
-    /// evictions are not applied yet: a plugin asking for them fails the
-    /// create, rather than have it go on without them.
+    /// by plugin, for `adjust::apply`. The updates of other containers and the
+    /// evictions they answer with are carried out as `UpdateContainers` would.
     pub async fn create_container(
         &self,
         sandbox: &SandboxRecord,
@@ -387,12 +386,7 @@ impl Nri {
             self.dispatch::<api::CreateContainerResponse>(api::Event::CreateContainer, "CreateContainer", &request).await?;
         let mut adjustments = Vec::new();
         for (plugin, answer) in answers {
-            if !answer.update.is_empty() || !answer.evict.is_empty() {
-                return Err(NriError::Unsupported {
-                    plugin,
-                    message: "asks to update or evict other containers, which berth does not apply yet".into(),
-                });
-            }
+            self.carry_out(&plugin, answer.update, answer.evict).await;
             adjustments.extend(answer.adjust.map(|adjust| (plugin, adjust)));
         }
         lock(&self.stopped).remove(&container.id);
@@ -418,7 +412,7 @@ impl Nri {
     }
 
     /// Asks the plugins about new resources for a container; a refusal fails
-    /// UpdateContainerResources. Their counter-proposals are not applied yet.
+    /// UpdateContainerResources. What they answer with is carried out.
     pub async fn update_container(
         &self,
         sandbox: &SandboxRecord,
@@ -433,15 +427,21 @@ impl Nri {
         let answers =
             self.dispatch::<api::UpdateContainerResponse>(api::Event::UpdateContainer, "UpdateContainer", &request).await?;
         for (plugin, answer) in answers {
-            if !answer.update.is_empty() || !answer.evict.is_empty() {
-                return Err(NriError::Unsupported {
-                    plugin,
-                    message: "answers an update with updates or evictions of its own, which berth does not apply yet"
-                        .into(),
-                });
-            }
+            self.carry_out(&plugin, answer.update, answer.evict).await;
         }
         Ok(())
+    }
+
+    /// The updates and evictions a plugin answered an event with.
+    async fn carry_out(&self, plugin: &str, update: Vec<api::ContainerUpdate>, evict: Vec<api::ContainerEviction>) {
+        if update.is_empty() && evict.is_empty() {
+            return;
+        }
+        let Some(control) = self.control.get().and_then(std::sync::Weak::upgrade) else { return };
+        let answer = update_containers(control.as_ref(), api::UpdateContainersRequest { update, evict }).await;
+        for failed in answer.failed {
+            tracing::warn!(%plugin, container = %failed.container_id, "an NRI plugin's container update failed");
+        }
     }
 
     pub async fn post_update_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {

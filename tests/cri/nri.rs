@@ -164,8 +164,15 @@ async fn adjustments_reach_the_container_and_two_plugins_on_one_field_conflict()
     let shared = bed.berth.dir().join("from-nri");
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::write(shared.join("file"), "mounted by a plugin\n").unwrap();
+    let hooked = bed.berth.dir().join("hook-ran");
+    let hook = api::Hook {
+        path: "/bin/sh".into(),
+        args: vec!["sh".into(), "-c".into(), format!("echo ran > {}", hooked.display())],
+        ..Default::default()
+    };
     let adjust = api::ContainerAdjustment {
         env: vec![api::KeyValue { key: "FROM_NRI".into(), value: "set by a plugin".into() }],
+        hooks: Some(api::Hooks { create_runtime: vec![hook], ..Default::default() }),
         annotations: [("nri.test/by".to_string(), "adjuster".to_string())].into(),
         mounts: vec![api::Mount {
             destination: "/nri".into(),
@@ -178,19 +185,29 @@ async fn adjustments_reach_the_container_and_two_plugins_on_one_field_conflict()
                 pids: Some(api::LinuxPids { limit: 64 }),
                 ..Default::default()
             }),
+            devices: vec![api::LinuxDevice {
+                path: "/dev/fuse".into(),
+                r#type: "c".into(),
+                major: 10,
+                minor: 229,
+                file_mode: Some(api::OptionalFileMode { value: 0o666 }),
+                ..Default::default()
+            }],
             ..Default::default()
         }),
         ..Default::default()
     };
     let socket = &bed.berth.paths.nri_socket;
     let adjuster = TestPlugin::connect(socket, "adjuster", "10", Behaviour::Adjust(Box::new(adjust.clone()))).await;
-    let script = "echo \"$FROM_NRI\"; cat /nri/file; cat /sys/fs/cgroup/pids/pids.max";
+    let script = "echo \"$FROM_NRI\"; cat /nri/file; cat /sys/fs/cgroup/pids/pids.max; \
+        test -c /dev/fuse && echo device-there";
     let config = sh("adjusted", &bed.busybox, script);
     let log = pod.log_path(&config);
     let id = bed.run(&pod, config).await;
     let exited = bed.wait_exited(&id).await;
     assert_eq!(exited.exit_code, 0, "{exited:?}");
-    assert_eq!(log_lines(&log), ["set by a plugin", "mounted by a plugin", "64"]);
+    assert_eq!(log_lines(&log), ["set by a plugin", "mounted by a plugin", "64", "device-there"]);
+    assert_eq!(std::fs::read_to_string(&hooked).unwrap(), "ran\n", "the plugin's OCI hook ran");
     let spec = bed.info(&id).await["runtimeSpec"].clone();
     assert_eq!(spec["annotations"]["nri.test/by"], "adjuster", "{spec}");
 
@@ -207,13 +224,13 @@ async fn adjustments_reach_the_container_and_two_plugins_on_one_field_conflict()
     drop(adjuster);
 
     // What berth cannot apply yet is refused by name, not dropped.
-    let hooks = api::ContainerAdjustment {
-        hooks: Some(api::Hooks { prestart: vec![api::Hook { path: "/bin/true".into(), ..Default::default() }], ..Default::default() }),
+    let cdi = api::ContainerAdjustment {
+        cdi_devices: vec![api::CdiDevice { name: "vendor.example/gpu=0".into() }],
         ..Default::default()
     };
-    let _hooker = TestPlugin::connect(socket, "hooker", "30", Behaviour::Adjust(Box::new(hooks))).await;
-    let error = bed.create(&pod, container("hooked", &bed.busybox)).await.expect_err("hooks are not applied yet");
-    assert!(error.message().contains("30-hooker") && error.message().contains("hooks"), "{error:?}");
+    let _cdi = TestPlugin::connect(socket, "cdi", "30", Behaviour::Adjust(Box::new(cdi))).await;
+    let error = bed.create(&pod, container("with-cdi", &bed.busybox)).await.expect_err("CDI is not applied yet");
+    assert!(error.message().contains("30-cdi") && error.message().contains("CDI_devices"), "{error:?}");
 }
 
 #[tokio::test]
