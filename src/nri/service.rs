@@ -357,6 +357,31 @@ impl Nri {
         Ok(())
     }
 
+    /// A pod's new resources (UpdatePodSandboxResources); a refusal fails it.
+    pub async fn update_pod_sandbox(
+        &self,
+        sandbox: &SandboxRecord,
+        resources: Option<&crate::cri::v1::LinuxContainerResources>,
+        overhead: Option<&crate::cri::v1::LinuxContainerResources>,
+    ) -> Result<(), NriError> {
+        let request = api::UpdatePodSandboxRequest {
+            pod: Some(super::convert::pod(sandbox)),
+            overhead_linux_resources: overhead.map(super::convert::resources),
+            linux_resources: resources.map(super::convert::resources),
+        };
+        let method = "UpdatePodSandbox";
+        self.dispatch::<api::UpdatePodSandboxResponse>(api::Event::UpdatePodSandbox, method, &request).await?;
+        Ok(())
+    }
+
+    pub async fn post_update_pod_sandbox(&self, sandbox: &SandboxRecord) {
+        let request = api::PostUpdatePodSandboxRequest { pod: Some(super::convert::pod(sandbox)) };
+        let method = "PostUpdatePodSandbox";
+        log_refusal(
+            self.dispatch::<api::PostUpdatePodSandboxResponse>(api::Event::PostUpdatePodSandbox, method, &request).await,
+        );
+    }
+
     /// Told, not asked: a plugin's error is logged.
     pub async fn stop_pod_sandbox(&self, sandbox: &SandboxRecord) {
         let request = api::StopPodSandboxRequest { pod: Some(super::convert::pod(sandbox)) };

@@ -20,15 +20,20 @@ impl SandboxService {
         overhead: Option<&LinuxContainerResources>,
     ) -> Result<(), SandboxError> {
         let sandbox = self.find(wanted)?.ok_or_else(|| SandboxError::NotFound(wanted.to_string()))?;
+        let limits = pod_limits(resources, overhead)?;
+        // Plugins hear of every resize, cgroup parent or not.
+        self.nri.update_pod_sandbox(&sandbox, resources, overhead).await?;
         if sandbox.cgroup_parent.is_empty() {
+            self.nri.post_update_pod_sandbox(&sandbox).await;
             return Ok(());
         }
-        let limits = pod_limits(resources, overhead)?;
         let parent = cgroups::relative_parent(&sandbox.cgroup_parent, self.config.cgroup_driver);
         let write = move || {
             write_limits(&parent, &limits).map_err(|e| SandboxError::host(format!("the pod's cgroup {parent}"), e))
         };
-        tokio::task::spawn_blocking(write).await.map_err(|e| SandboxError::host("cgroup update task", e))?
+        tokio::task::spawn_blocking(write).await.map_err(|e| SandboxError::host("cgroup update task", e))??;
+        self.nri.post_update_pod_sandbox(&sandbox).await;
+        Ok(())
     }
 }
 

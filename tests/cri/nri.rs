@@ -221,6 +221,8 @@ async fn adjustments_reach_the_container_and_two_plugins_on_one_field_conflict()
     assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
     assert!(error.message().contains("10-adjuster") && error.message().contains("20-rival"), "{error:?}");
     assert!(error.message().contains("env[FROM_NRI]"), "{error:?}");
+    let left: Vec<String> = bed.list_all().await.into_iter().map(|c| c.id).collect();
+    assert_eq!(left, std::slice::from_ref(&id), "the conflicted container left nothing");
     drop(adjuster);
 
     // What berth cannot apply yet is refused by name, not dropped.
@@ -254,6 +256,17 @@ async fn plugins_hear_of_updates_and_update_or_evict_containers_themselves() {
     let told: Vec<String> = events_until(&mut plugin, "PostUpdateContainer", &id).await.into_iter().map(|e| e.0).collect();
     assert!(told.ends_with(&["UpdateContainer".to_string(), "PostUpdateContainer".to_string()]), "{told:?}");
     assert_eq!(memory_limit(), (96u64 << 20).to_string());
+
+    // A pod's resize: told, then told it is done.
+    let request = berth::cri::v1::UpdatePodSandboxResourcesRequest {
+        pod_sandbox_id: pod.id.clone(),
+        resources: Some(berth::cri::v1::LinuxContainerResources { memory_limit_in_bytes: 128 << 20, ..Default::default() }),
+        ..Default::default()
+    };
+    bed.berth.runtime().await.update_pod_sandbox_resources(request).await.unwrap();
+    let told: Vec<String> =
+        events_until(&mut plugin, "PostUpdatePodSandbox", &pod.id).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(told, ["UpdatePodSandbox", "PostUpdatePodSandbox"]);
 
     // The plugin's own update, and its eviction.
     let update = api::ContainerUpdate {
