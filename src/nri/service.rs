@@ -403,10 +403,8 @@ impl Nri {
         sandbox: &SandboxRecord,
         container: &ContainerRecord,
     ) -> Result<Vec<(String, api::ContainerAdjustment)>, NriError> {
-        let request = api::CreateContainerRequest {
-            pod: Some(super::convert::pod(sandbox)),
-            container: Some(super::convert::container(container)),
-        };
+        let (pod, subject) = parts(sandbox, container);
+        let request = api::CreateContainerRequest { pod, container: subject };
         let answers =
             self.dispatch::<api::CreateContainerResponse>(api::Event::CreateContainer, "CreateContainer", &request).await?;
         let mut adjustments = Vec::new();
@@ -419,19 +417,15 @@ impl Nri {
     }
 
     pub async fn post_create_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
-        let request = api::PostCreateContainerRequest {
-            pod: Some(super::convert::pod(sandbox)),
-            container: Some(super::convert::container(container)),
-        };
+        let (pod, subject) = parts(sandbox, container);
+        let request = api::PostCreateContainerRequest { pod, container: subject };
         let method = "PostCreateContainer";
         log_refusal(self.dispatch::<api::PostCreateContainerResponse>(api::Event::PostCreateContainer, method, &request).await);
     }
 
     pub async fn post_start_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
-        let request = api::PostStartContainerRequest {
-            pod: Some(super::convert::pod(sandbox)),
-            container: Some(super::convert::container(container)),
-        };
+        let (pod, subject) = parts(sandbox, container);
+        let request = api::PostStartContainerRequest { pod, container: subject };
         let method = "PostStartContainer";
         log_refusal(self.dispatch::<api::PostStartContainerResponse>(api::Event::PostStartContainer, method, &request).await);
     }
@@ -444,11 +438,9 @@ impl Nri {
         container: &ContainerRecord,
         resources: &crate::cri::v1::LinuxContainerResources,
     ) -> Result<(), NriError> {
-        let request = api::UpdateContainerRequest {
-            pod: Some(super::convert::pod(sandbox)),
-            container: Some(super::convert::container(container)),
-            linux_resources: Some(super::convert::resources(resources)),
-        };
+        let (pod, subject) = parts(sandbox, container);
+        let request =
+            api::UpdateContainerRequest { pod, container: subject, linux_resources: Some(super::convert::resources(resources)) };
         let answers =
             self.dispatch::<api::UpdateContainerResponse>(api::Event::UpdateContainer, "UpdateContainer", &request).await?;
         for (plugin, answer) in answers {
@@ -470,19 +462,15 @@ impl Nri {
     }
 
     pub async fn post_update_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
-        let request = api::PostUpdateContainerRequest {
-            pod: Some(super::convert::pod(sandbox)),
-            container: Some(super::convert::container(container)),
-        };
+        let (pod, subject) = parts(sandbox, container);
+        let request = api::PostUpdateContainerRequest { pod, container: subject };
         let method = "PostUpdateContainer";
         log_refusal(self.dispatch::<api::PostUpdateContainerResponse>(api::Event::PostUpdateContainer, method, &request).await);
     }
 
     pub async fn start_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) -> Result<(), NriError> {
-        let request = api::StartContainerRequest {
-            pod: Some(super::convert::pod(sandbox)),
-            container: Some(super::convert::container(container)),
-        };
+        let (pod, subject) = parts(sandbox, container);
+        let request = api::StartContainerRequest { pod, container: subject };
         self.dispatch::<api::StartContainerResponse>(api::Event::StartContainer, "StartContainer", &request).await?;
         Ok(())
     }
@@ -493,23 +481,24 @@ impl Nri {
         if !lock(&self.stopped).insert(container.id.clone()) {
             return;
         }
-        let request = api::StopContainerRequest {
-            pod: Some(super::convert::pod(sandbox)),
-            container: Some(super::convert::container(container)),
-        };
+        let (pod, subject) = parts(sandbox, container);
+        let request = api::StopContainerRequest { pod, container: subject };
         log_refusal(self.dispatch::<api::StopContainerResponse>(api::Event::StopContainer, "StopContainer", &request).await);
     }
 
     pub async fn remove_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
         self.stop_container(sandbox, container).await;
-        let request = api::RemoveContainerRequest {
-            pod: Some(super::convert::pod(sandbox)),
-            container: Some(super::convert::container(container)),
-        };
+        let (pod, subject) = parts(sandbox, container);
+        let request = api::RemoveContainerRequest { pod, container: subject };
         let method = "RemoveContainer";
         log_refusal(self.dispatch::<api::RemoveContainerResponse>(api::Event::RemoveContainer, method, &request).await);
         lock(&self.stopped).remove(&container.id);
     }
+}
+
+/// The pod and the container, as every container event carries them.
+fn parts(sandbox: &SandboxRecord, container: &ContainerRecord) -> (Option<api::PodSandbox>, Option<api::Container>) {
+    (Some(super::convert::pod(sandbox)), Some(super::convert::container(container)))
 }
 
 fn log_refusal<T>(result: Result<T, NriError>) {
