@@ -37,6 +37,9 @@ const FIRST_FRAME_MAX: usize = 4096;
 const FRAME_MAX: usize = ttrpc::MAX_PAYLOAD + ttrpc::HEADER_LEN;
 /// Messages waiting for the writer; a caller past it waits.
 const OUTGOING_DEPTH: usize = 64;
+/// Calls from the other side answered at once; past it, berth reads no more
+/// from the connection until one is answered (a flood holds no more tasks).
+const SERVED_AT_ONCE: usize = 16;
 
 /// Which side of the connection this end is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +179,7 @@ async fn read_frames(
     pending: Pending,
 ) {
     let (mut answers, mut calls) = (Decoder::default(), Decoder::default());
+    let serving = Arc::new(tokio::sync::Semaphore::new(SERVED_AT_ONCE));
     let result: Result<(), ()> = async {
         loop {
             let mut header = [0u8; FRAME_HEADER_LEN];
@@ -195,7 +199,8 @@ async fn read_frames(
             } else if conn == role.serves_on {
                 calls.push(&payload);
                 while let Some(message) = calls.next_message().map_err(drop)? {
-                    serve(message, role, &handler, &outgoing);
+                    let permit = serving.clone().acquire_owned().await.map_err(drop)?;
+                    serve(message, role, &handler, &outgoing, permit);
                 }
             }
             // A frame for a connection neither side opened is dropped, as NRI's own reader does.
@@ -217,13 +222,21 @@ fn deliver_answer(pending: &Pending, message: Message) {
     }
 }
 
-/// Answers one call on a task of its own, as ttrpc's servers do.
-fn serve(message: Message, role: Role, handler: &Handler, outgoing: &mpsc::Sender<(u32, Vec<u8>)>) {
+/// Answers one call on a task of its own, as ttrpc's servers do; `permit`
+/// is held until the answer is queued.
+fn serve(
+    message: Message,
+    role: Role,
+    handler: &Handler,
+    outgoing: &mpsc::Sender<(u32, Vec<u8>)>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     if message.kind != ttrpc::REQUEST {
         return;
     }
     let (handler, outgoing) = (handler.clone(), outgoing.clone());
     tokio::spawn(async move {
+        let _permit = permit;
         let result = match ttrpc::Request::decode(message.payload.as_slice()) {
             Ok(request) => handler(request).await,
             Err(e) => Err(ttrpc::Status { code: ttrpc::code::INVALID_ARGUMENT, message: e.to_string() }),
