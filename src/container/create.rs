@@ -140,19 +140,21 @@ impl ContainerService {
         let log_path = log_path(sandbox, config);
         // NRI plugins see the container before anyone else can: its record is
         // saved only once they agreed.
-        let draft = ContainerRecord::new(
-            id.to_string(),
-            sandbox.id.clone(),
-            config,
-            used.clone(),
-            handler.name.clone(),
-            log_path.clone(),
-            0,
-            0,
-        );
-        made.announced = Some(draft.clone());
-        let adjustments = self.nri.create_container(sandbox, &draft).await?;
-        crate::nri::adjust::apply(&mut spec, &adjustments, self.host.min_oom_score_adj)?;
+        if self.nri.is_active() {
+            let draft = ContainerRecord::new(
+                id.to_string(),
+                sandbox.id.clone(),
+                config,
+                used.clone(),
+                handler.name.clone(),
+                log_path.clone(),
+                0,
+                0,
+            );
+            made.announced = Some(draft.clone());
+            let adjustments = self.nri.create_container(sandbox, &draft).await?;
+            crate::nri::adjust::apply(&mut spec, &adjustments, self.host.min_oom_score_adj)?;
+        }
         // The runtime's own preparation last, on the spec as plugins left it
         // (the runtime may look up mount destinations in the rootfs).
         tokio::task::block_in_place(|| handler.runtime().prepare_spec(&mut spec, &run_dir))?;

@@ -123,8 +123,12 @@ impl ContainerService {
         Ok(service)
     }
 
-    /// The container's pod, as NRI plugins are told of it; None once it is gone.
+    /// The container's pod, for telling NRI plugins of the container; None
+    /// when no plugin listens (no store read then) or the pod is gone.
     fn sandbox_of(&self, container: &ContainerRecord) -> Option<crate::sandbox::SandboxRecord> {
+        if !self.nri.is_active() {
+            return None;
+        }
         crate::sandbox::record::get(&self.store, &container.sandbox_id).ok().flatten()
     }
 

@@ -20,3 +20,9 @@ pub use service::{ContainerControl, Nri, NriError};
 pub mod api {
     include!(concat!(env!("OUT_DIR"), "/nri.pkg.api.v1alpha1.rs"));
 }
+
+/// A poisoned lock still guards consistent data here (every holder leaves it
+/// whole before anything can panic), so it is used as it is.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

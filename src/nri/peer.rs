@@ -23,6 +23,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::lock;
 use super::ttrpc::{self, Decoder, FrameError, Message};
 
 /// Where the plugin serves and berth calls.
@@ -150,10 +151,6 @@ impl Drop for Peer {
             task.abort();
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn write_frames(mut writer: OwnedWriteHalf, mut queue: mpsc::Receiver<(u32, Vec<u8>)>) {

@@ -27,6 +27,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{RwLock, RwLockReadGuard, oneshot};
 
 use super::api;
+use super::lock;
 use super::peer::{self, Handler, Peer, PeerError};
 use super::ttrpc;
 use crate::config::NriConfig;
@@ -101,6 +102,9 @@ pub struct Nri {
     store: Arc<Store>,
     /// Registered plugins, by index; held across each event, one at a time.
     plugins: tokio::sync::Mutex<Vec<Plugin>>,
+    /// How many there are, read without the lock: with none, an event costs
+    /// nothing (not even building its message).
+    registered: std::sync::atomic::AtomicUsize,
     sync: RwLock<()>,
     /// Containers whose StopContainer was sent: it is sent once, whether
     /// StopContainer, the container's own exit or RemoveContainer comes first.
@@ -114,6 +118,7 @@ impl Nri {
             config,
             store,
             plugins: tokio::sync::Mutex::new(Vec::new()),
+            registered: std::sync::atomic::AtomicUsize::new(0),
             sync: RwLock::new(()),
             stopped: Mutex::new(HashSet::new()),
         })
@@ -297,6 +302,7 @@ impl Nri {
         let mut plugins = self.plugins.lock().await;
         let at = plugins.partition_point(|p| p.index <= plugin.index);
         plugins.insert(at, plugin);
+        self.registered.store(plugins.len(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -305,6 +311,13 @@ impl Nri {
         let pods = crate::sandbox::record::list(&self.store).unwrap_or_default();
         let containers = crate::container::record::list(&self.store).unwrap_or_default();
         (pods.iter().map(super::convert::pod).collect(), containers.iter().map(super::convert::container).collect())
+    }
+
+    /// Whether any plugin is registered. A plugin registering meanwhile waits
+    /// for the CRI calls holding `block_sync`, and finds their work in its
+    /// synchronisation.
+    pub fn is_active(&self) -> bool {
+        self.registered.load(std::sync::atomic::Ordering::Relaxed) > 0
     }
 
     /// Held by a CRI call from before its event to the save of what it made.
@@ -345,6 +358,7 @@ impl Nri {
             plugins.remove(i);
         }
         plugins.retain(|plugin| plugin.peer.is_open());
+        self.registered.store(plugins.len(), std::sync::atomic::Ordering::Relaxed);
         match refused {
             Some(e) => Err(e),
             None => Ok(answers),
@@ -352,6 +366,9 @@ impl Nri {
     }
 
     pub async fn run_pod_sandbox(&self, sandbox: &SandboxRecord) -> Result<(), NriError> {
+        if !self.is_active() {
+            return Ok(());
+        }
         let request = api::RunPodSandboxRequest { pod: Some(super::convert::pod(sandbox)) };
         self.dispatch::<api::RunPodSandboxResponse>(api::Event::RunPodSandbox, "RunPodSandbox", &request).await?;
         Ok(())
@@ -364,6 +381,9 @@ impl Nri {
         resources: Option<&crate::cri::v1::LinuxContainerResources>,
         overhead: Option<&crate::cri::v1::LinuxContainerResources>,
     ) -> Result<(), NriError> {
+        if !self.is_active() {
+            return Ok(());
+        }
         let request = api::UpdatePodSandboxRequest {
             pod: Some(super::convert::pod(sandbox)),
             overhead_linux_resources: overhead.map(super::convert::resources),
@@ -375,6 +395,9 @@ impl Nri {
     }
 
     pub async fn post_update_pod_sandbox(&self, sandbox: &SandboxRecord) {
+        if !self.is_active() {
+            return;
+        }
         let request = api::PostUpdatePodSandboxRequest { pod: Some(super::convert::pod(sandbox)) };
         let method = "PostUpdatePodSandbox";
         log_refusal(
@@ -384,12 +407,18 @@ impl Nri {
 
     /// Told, not asked: a plugin's error is logged.
     pub async fn stop_pod_sandbox(&self, sandbox: &SandboxRecord) {
+        if !self.is_active() {
+            return;
+        }
         let request = api::StopPodSandboxRequest { pod: Some(super::convert::pod(sandbox)) };
         let result = self.dispatch::<api::StopPodSandboxResponse>(api::Event::StopPodSandbox, "StopPodSandbox", &request);
         log_refusal(result.await);
     }
 
     pub async fn remove_pod_sandbox(&self, sandbox: &SandboxRecord) {
+        if !self.is_active() {
+            return;
+        }
         let request = api::RemovePodSandboxRequest { pod: Some(super::convert::pod(sandbox)) };
         let method = "RemovePodSandbox";
         log_refusal(self.dispatch::<api::RemovePodSandboxResponse>(api::Event::RemovePodSandbox, method, &request).await);
@@ -403,6 +432,9 @@ impl Nri {
         sandbox: &SandboxRecord,
         container: &ContainerRecord,
     ) -> Result<Vec<(String, api::ContainerAdjustment)>, NriError> {
+        if !self.is_active() {
+            return Ok(Vec::new());
+        }
         let (pod, subject) = parts(sandbox, container);
         let request = api::CreateContainerRequest { pod, container: subject };
         let answers =
@@ -417,6 +449,9 @@ impl Nri {
     }
 
     pub async fn post_create_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        if !self.is_active() {
+            return;
+        }
         let (pod, subject) = parts(sandbox, container);
         let request = api::PostCreateContainerRequest { pod, container: subject };
         let method = "PostCreateContainer";
@@ -424,6 +459,9 @@ impl Nri {
     }
 
     pub async fn post_start_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        if !self.is_active() {
+            return;
+        }
         let (pod, subject) = parts(sandbox, container);
         let request = api::PostStartContainerRequest { pod, container: subject };
         let method = "PostStartContainer";
@@ -438,6 +476,9 @@ impl Nri {
         container: &ContainerRecord,
         resources: &crate::cri::v1::LinuxContainerResources,
     ) -> Result<(), NriError> {
+        if !self.is_active() {
+            return Ok(());
+        }
         let (pod, subject) = parts(sandbox, container);
         let request =
             api::UpdateContainerRequest { pod, container: subject, linux_resources: Some(super::convert::resources(resources)) };
@@ -462,6 +503,9 @@ impl Nri {
     }
 
     pub async fn post_update_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        if !self.is_active() {
+            return;
+        }
         let (pod, subject) = parts(sandbox, container);
         let request = api::PostUpdateContainerRequest { pod, container: subject };
         let method = "PostUpdateContainer";
@@ -469,6 +513,9 @@ impl Nri {
     }
 
     pub async fn start_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) -> Result<(), NriError> {
+        if !self.is_active() {
+            return Ok(());
+        }
         let (pod, subject) = parts(sandbox, container);
         let request = api::StartContainerRequest { pod, container: subject };
         self.dispatch::<api::StartContainerResponse>(api::Event::StartContainer, "StartContainer", &request).await?;
@@ -478,6 +525,9 @@ impl Nri {
     /// Sent once per container, by whichever of StopContainer, its exit and
     /// RemoveContainer comes first.
     pub async fn stop_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        if !self.is_active() {
+            return;
+        }
         if !lock(&self.stopped).insert(container.id.clone()) {
             return;
         }
@@ -487,6 +537,9 @@ impl Nri {
     }
 
     pub async fn remove_container(&self, sandbox: &SandboxRecord, container: &ContainerRecord) {
+        if !self.is_active() {
+            return;
+        }
         self.stop_container(sandbox, container).await;
         let (pod, subject) = parts(sandbox, container);
         let request = api::RemoveContainerRequest { pod, container: subject };
@@ -505,10 +558,6 @@ fn log_refusal<T>(result: Result<T, NriError>) {
     if let Err(e) = result {
         tracing::warn!(error = %e, "an NRI plugin's error on a notification; ignored");
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn millis(duration: Duration) -> i64 {

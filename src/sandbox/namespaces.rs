@@ -85,15 +85,20 @@ fn pin_new_namespaces(kinds: &[(&str, CloneFlags)], dir: &Path, hostname: Option
             nix::unistd::sethostname(hostname).map_err(|e| SandboxError::host("sethostname", e))?;
         }
         for (name, target) in &targets {
-            File::create(target).map_err(|e| SandboxError::host(target.display().to_string(), e))?;
-            let source = format!("/proc/thread-self/ns/{name}");
-            mount(Some(source.as_str()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| SandboxError::host(format!("pin {name} namespace at {}", target.display()), e))?;
+            pin(Path::new(&format!("/proc/thread-self/ns/{name}")), target, name)?;
         }
         Ok(())
     });
     let worker = worker.map_err(|e| SandboxError::host("spawn namespace thread", e))?;
     worker.join().map_err(|_| SandboxError::host("namespace thread", "panicked"))?
+}
+
+/// Keeps the namespace at `source` (a `/proc/.../ns/<name>` file) alive by a
+/// bind mount on `target`.
+pub(super) fn pin(source: &Path, target: &Path, name: &str) -> Result<(), SandboxError> {
+    File::create(target).map_err(|e| SandboxError::host(target.display().to_string(), e))?;
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| SandboxError::host(format!("pin {name} namespace at {}", target.display()), e))
 }
 
 fn mount_shm(path: &Path, size: u64, owner: Option<(u32, u32)>) -> Result<PathBuf, SandboxError> {

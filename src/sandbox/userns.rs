@@ -10,13 +10,11 @@
 //! `/proc/<child>/ns/`. The child makes only system calls (no allocation, no
 //! locks), as a child of a threaded process must.
 
-use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::libc;
-use nix::mount::{MsFlags, mount};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
@@ -125,10 +123,7 @@ fn parent_steps(
     step_answer(from_child, "unshare the pod's namespaces inside its user namespace")?;
     for name in std::iter::once("user").chain(kinds.iter().map(|(name, _)| *name)) {
         let target = dir.join(name);
-        File::create(&target).map_err(|e| SandboxError::host(target.display().to_string(), e))?;
-        let source = proc_dir.join("ns").join(name);
-        mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| SandboxError::host(format!("pin {name} namespace at {}", target.display()), e))?;
+        super::namespaces::pin(&proc_dir.join("ns").join(name), &target, name)?;
     }
     Ok(())
 }
