@@ -27,7 +27,12 @@ pub enum Command {
     /// Serve the CRI on the configured unix socket until SIGTERM or SIGINT.
     Serve,
     /// Print the effective configuration as TOML.
-    Config,
+    Config {
+        /// Print the complete default file instead, every key commented with
+        /// its meaning.
+        #[arg(long)]
+        default: bool,
+    },
     /// The infra process of a pod with a shared PID namespace (started by berth).
     #[command(hide = true)]
     Pause {

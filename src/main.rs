@@ -40,6 +40,11 @@ fn main() -> ExitCode {
             }
         };
     }
+    // The defaults need no file: the installer writes them from this.
+    if let Command::Config { default: true } = &cli.command {
+        print!("{}", config::reference::default_file());
+        return ExitCode::SUCCESS;
+    }
     let config = match config::load(&cli.config_sources()) {
         Ok(config) => config,
         Err(e) => {
@@ -48,7 +53,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Config => match toml::to_string(&config) {
+        Command::Config { .. } => match toml::to_string(&config) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use super::{Config, RuntimeKind};
+use super::{Config, MirrorCapability, RuntimeKind};
 
 /// Where the configuration comes from, lowest precedence first.
 #[derive(Debug, Clone, Default)]
@@ -211,12 +211,19 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
     }
     for (host, registry) in &config.registries {
         for mirror in &registry.mirrors {
-            if !(mirror.starts_with("http://") || mirror.starts_with("https://")) {
+            let url = mirror.url();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(fail(
                     &format!("registries.{host}.mirrors"),
-                    format!("mirror {mirror:?} must be an http:// or https:// URL"),
+                    format!("mirror {url:?} must be an http:// or https:// URL"),
                 ));
             }
+        }
+        if registry.mirrors.iter().all(|m| !m.can(MirrorCapability::Pull)) && !registry.use_upstream {
+            return Err(fail(
+                &format!("registries.{host}.use_upstream"),
+                "is false, but no mirror of this registry may serve pulls: nothing could".into(),
+            ));
         }
     }
     Ok(())
@@ -343,7 +350,7 @@ mod tests {
         let mut config = Config::default();
         config.registries.insert(
             "docker.io".into(),
-            crate::config::RegistryConfig { mirrors: vec!["https://m.local".into()], ..Default::default() },
+            crate::config::RegistryConfig { mirrors: vec![crate::config::Mirror::Url("https://m.local".into())], ..Default::default() },
         );
         let text = toml::to_string(&config).unwrap();
         let back: Config = toml::from_str(&text).unwrap();

@@ -1,10 +1,11 @@
 //! berth's configuration: one TOML file plus drop-ins, every key with a default.
 //!
-//! The structs here are the single source of truth for the keys, their types and
-//! their defaults. The README's configuration table documents them, and a test
-//! below fails when a key is missing from it.
+//! The structs here are the single source of truth for the keys, their types,
+//! their defaults and (in their doc comments) their meaning: `reference` derives
+//! `berth config --default` and the README's table from them.
 
 pub mod load;
+pub mod reference;
 
 pub use load::{ConfigError, ConfigSources, load};
 
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/config.toml";
@@ -19,98 +21,115 @@ pub const DEFAULT_HANDLER: &str = "runc";
 
 /// The effective configuration. Scalars come before tables in every struct so that
 /// `berth config` can print it as TOML (TOML needs plain values before sub-tables).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "snake_case")]
 pub struct Config {
     /// Persistent state: the metadata store, blobs, snapshots.
     pub state_root: PathBuf,
-    /// Volatile state: sockets, namespace pins, per-container runtime files.
+    /// Volatile state: namespace pins, runtime state, sockets.
     pub run_root: PathBuf,
-    /// The CRI endpoint, serving RuntimeService and ImageService.
+    /// The CRI endpoint, serving RuntimeService and ImageService (mode 0660,
+    /// parent directory 0711).
     pub socket: PathBuf,
+    /// `cgroupfs` or `systemd`: how pod and container cgroups are named and
+    /// placed; reported to kubelet by `RuntimeConfig`.
     pub cgroup_driver: CgroupDriver,
-    /// Image for pods that need an infra process (shared PID namespace); kept
-    /// `pinned` so kubelet's image GC never removes it.
+    /// Image for pods that need an infra process (a shared PID namespace); always
+    /// `pinned`, so kubelet's image GC never removes it.
     pub sandbox_image: String,
+    /// Logging, on stderr.
     pub log: LogConfig,
+    /// Pod networking through CNI plugins.
     pub cni: CniConfig,
+    /// Runtime handlers: what kubelet's RuntimeClasses name.
     pub runtime: RuntimeConfig,
+    /// Pulling and storing images.
     pub images: ImagesConfig,
+    /// The Exec, Attach and PortForward server.
     pub streaming: StreamingConfig,
+    /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// Node Resource Interface plugins.
     pub nri: NriConfig,
-    /// Per-registry settings keyed by host (`docker.io`, `127.0.0.1:5000`).
+    /// Per-registry settings keyed by registry host (`docker.io`,
+    /// `127.0.0.1:5000`), as containerd's `hosts.toml`. Reloaded on SIGHUP.
     pub registries: BTreeMap<String, RegistryConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CgroupDriver {
     Cgroupfs,
     Systemd,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// A `tracing` filter: `info`, `debug`, `berth=debug,tower=warn`. `RUST_LOG` wins.
+    /// A `tracing` filter (`debug`, `berth=debug,info`); `RUST_LOG` wins when
+    /// set. Reloaded on SIGHUP.
     pub level: String,
+    /// `text` or `json`.
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CniConfig {
-    /// Where network configs are read from; the first in lexical order is used.
+    /// Network configs; the first valid one in lexical order is used. Reloaded
+    /// on SIGHUP.
     pub conf_dir: PathBuf,
     /// Where plugin binaries are looked up, in order.
     pub bin_dirs: Vec<PathBuf>,
-    /// How long one plugin run may take before it is killed (with whatever it
-    /// started) and the pod's setup or teardown fails.
+    /// One plugin run taking longer is killed, with what it started, and the
+    /// pod's setup or teardown fails.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub plugin_timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// The handler used when a pod names none (`RunPodSandboxRequest.runtime_handler` empty).
+    /// The handler for pods that name none.
     pub default_handler: String,
     /// Runtime handlers by name, as kubelet's RuntimeClass refers to them.
     pub handlers: BTreeMap<String, RuntimeHandlerConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeHandlerConfig {
     /// The runtime binary: an absolute path, or a name looked up on `PATH`
-    /// (`oci` handlers; an `internal` one has none).
+    /// (`runc` for the built-in `runc` handler; `oci` handlers only).
     #[serde(default, skip_serializing_if = "crate::config::path_is_empty")]
     pub path: PathBuf,
+    /// `oci`: an OCI runtime driven through its command line; `internal`:
+    /// berth's own, youki's libcontainer in the container's monitor.
     #[serde(default, rename = "type")]
     pub kind: RuntimeKind,
-    /// The runtime's `--root`; default `<run_root>/runtimes/<handler name>`.
-    /// It must be berth's alone: at start-up berth deletes any container held
-    /// there that it has no record of.
+    /// The runtime's `--root`, by default `<run_root>/runtimes/<name>`; berth's
+    /// alone: at start-up berth deletes any container there it has no record of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
-    /// Pass `--systemd-cgroup`; default: true when `cgroup_driver` is `systemd`.
+    /// Pass `--systemd-cgroup`; by default when `cgroup_driver` is `systemd`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_cgroup: Option<bool>,
-    /// How long one command of this runtime may run before it is killed and the
-    /// call fails; default 30 s. A VM-based runtime may need more for `create`.
+    /// One runtime command running longer (30s by default) is killed, and its
+    /// call fails; a VM-based runtime may need more for `create`.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeKind {
     /// An OCI runtime driven through its command line (runc, crun, kata-runtime, runsc).
@@ -121,46 +140,51 @@ pub enum RuntimeKind {
     Internal,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImagesConfig {
-    /// Layers downloaded (and unpacked) at once, per pull.
+    /// Layers fetched (and unpacked) at once per pull.
     pub max_concurrent_downloads: usize,
-    /// A pull that makes no progress for this long is cancelled.
+    /// A pull with no progress for this long fails (`30s`, `2m`).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub stall_timeout: Duration,
-    /// Registries on loopback addresses (`localhost`, `127.0.0.0/8`, `::1`)
-    /// speak plain HTTP unless configured with `insecure_skip_verify`, as docker
-    /// and containerd assume: a registry run for local work has no certificate.
+    /// Registries on `localhost`, `127.0.0.0/8` and `::1` speak HTTP unless they
+    /// set `insecure_skip_verify`, as docker and containerd assume: a registry
+    /// run for local work has no certificate.
     pub loopback_plain_http: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamingConfig {
-    /// Address of the Exec/Attach/PortForward server; port 0 picks a free one.
+    /// IP of the Exec / Attach / PortForward server.
     pub address: String,
+    /// Its port; 0 picks a free one.
     pub port: u16,
-    /// A session whose connection moves nothing for this long is ended (kubelet's
-    /// stream idle timeout).
+    /// A session whose connection moves nothing this long is ended, with its
+    /// process (kubelet's stream idle timeout).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub idle_timeout: Duration,
-    /// PEM certificate chain and key: the server speaks HTTPS when both are set.
+    /// PEM certificate chain: with `tls_key_file`, the server speaks HTTPS.
     pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
     pub tls_key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `host:port` of the Prometheus endpoint (`127.0.0.1:9099`); empty: off.
+    /// Reloaded on SIGHUP.
     pub address: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NriConfig {
-    /// Serve NRI plugins on `socket_path`.
+    /// Serve NRI plugins on `nri.socket_path`.
     pub enable: bool,
     /// Where NRI plugins connect (NRI's own default).
     pub socket_path: PathBuf,
@@ -172,21 +196,100 @@ pub struct NriConfig {
     /// How long a connected plugin may take to register, and to answer its
     /// configuration and first synchronisation.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub plugin_registration_timeout: Duration,
     /// How long a plugin may take to answer one event before it is disconnected.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub plugin_request_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
-    /// Endpoints tried in order before the registry itself (`https://mirror.local:5000`).
-    pub mirrors: Vec<String>,
-    /// Speak plain HTTP to this registry.
+    /// Mirrors tried in order before `<host>` itself: each a URL
+    /// (`https://mirror.local:5000`), or a table `{ url, capabilities, username,
+    /// password }` as below.
+    pub mirrors: Vec<Mirror>,
+    /// Fall back to `<host>` itself when no mirror could serve a pull; false:
+    /// never contact it, as a `hosts.toml` whose `server` is a mirror.
+    pub use_upstream: bool,
+    /// Speak HTTP, not HTTPS, to `<host>`.
     pub plain_http: bool,
-    /// Accept any TLS certificate from this registry.
+    /// Accept any TLS certificate from `<host>` (and its mirrors).
     pub insecure_skip_verify: bool,
+}
+
+/// A registry mirror: a URL, or a table with what it may be used for and its
+/// own credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Mirror {
+    Url(String),
+    Detailed(MirrorConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// `http://` or `https://`, with the host and an optional port.
+    pub url: String,
+    /// What the mirror is asked for, as `hosts.toml`'s: `resolve` (a tag to a
+    /// digest) and `pull` (content by digest); by default both.
+    #[serde(default = "MirrorCapability::all")]
+    pub capabilities: Vec<MirrorCapability>,
+    /// Credentials for this mirror alone; without them, the pull's own (from
+    /// kubelet) are sent to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The password that goes with `username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorCapability {
+    Pull,
+    Resolve,
+}
+
+impl MirrorCapability {
+    fn all() -> Vec<MirrorCapability> {
+        vec![MirrorCapability::Pull, MirrorCapability::Resolve]
+    }
+}
+
+impl Mirror {
+    pub fn url(&self) -> &str {
+        match self {
+            Mirror::Url(url) => url,
+            Mirror::Detailed(mirror) => &mirror.url,
+        }
+    }
+
+    pub fn can(&self, capability: MirrorCapability) -> bool {
+        match self {
+            Mirror::Url(_) => true,
+            Mirror::Detailed(mirror) => mirror.capabilities.contains(&capability),
+        }
+    }
+
+    /// The mirror's own username and password, when it has them.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        match self {
+            Mirror::Detailed(MirrorConfig { username: Some(user), password, .. }) => {
+                Some((user, password.as_deref().unwrap_or_default()))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig { mirrors: Vec::new(), use_upstream: true, plain_http: false, insecure_skip_verify: false }
+    }
 }
 
 impl Default for Config {
@@ -313,43 +416,4 @@ pub fn resolve_binary(path: &Path) -> Option<PathBuf> {
 
 fn path_is_empty(path: &std::path::Path) -> bool {
     path.as_os_str().is_empty()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every key's dotted path; map keys (handler names, registry hosts) become `<name>` / `<host>`.
-    fn key_paths(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
-        let Some(table) = value.as_table() else {
-            out.push(prefix.to_string());
-            return;
-        };
-        for (key, inner) in table {
-            let key = match prefix {
-                "runtime.handlers" => "<name>",
-                "registries" => "<host>",
-                _ => key.as_str(),
-            };
-            let path = if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
-            key_paths(inner, &path, out);
-        }
-    }
-
-    #[test]
-    fn readme_documents_every_key() {
-        let readme = include_str!("../../README.md");
-        let mut config = Config::default();
-        config.registries.insert("example.org".into(), RegistryConfig::default());
-        if let Some(runc) = config.runtime.handlers.get_mut(DEFAULT_HANDLER) {
-            runc.root = Some("/r".into());
-            runc.systemd_cgroup = Some(false);
-        }
-        let mut keys = Vec::new();
-        key_paths(&toml::Value::try_from(&config).unwrap(), "", &mut keys);
-        assert!(keys.len() > 15, "{keys:?}");
-        for key in keys {
-            assert!(readme.contains(&format!("| `{key}` |")), "README.md's configuration table lacks `{key}`");
-        }
-    }
 }

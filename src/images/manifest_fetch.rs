@@ -179,7 +179,14 @@ mod tests {
     use super::*;
 
     fn endpoint(plain_http: bool) -> Endpoint {
-        Endpoint { host: "registry.test:5000".into(), plain_http, skip_verify: false, mirror: false }
+        Endpoint {
+            host: "registry.test:5000".into(),
+            plain_http,
+            skip_verify: false,
+            mirror: false,
+            resolve: true,
+            credentials: None,
+        }
     }
 
     #[test]

@@ -73,9 +73,20 @@ impl ImageService {
 
     async fn pull_uncached(&self, image: &ImageRef, credentials: &Credentials) -> Result<ImageRecord, ImageError> {
         let endpoints = registry::endpoints(&self.config, image.registry());
+        // What a tag points to, asked of an endpoint that may resolve, once a
+        // mirror that serves content by digest only is reached.
+        let mut pinned: Option<ImageRef> = None;
         let mut last_error = None;
         for endpoint in &endpoints {
-            match self.pull_from(image, endpoint, credentials).await {
+            let fetch = match &pinned {
+                _ if endpoint.resolve || image.digest().is_some() => image.clone(),
+                Some(pinned) => pinned.clone(),
+                None => match self.resolve_tag(image, &endpoints, credentials).await {
+                    Ok(resolved) => pinned.insert(resolved).clone(),
+                    Err(e) => return Err(e),
+                },
+            };
+            match self.pull_from(image, &fetch, endpoint, credentials).await {
                 Ok(record) => return Ok(record),
                 Err(e) if endpoint.mirror => {
                     tracing::warn!(mirror = %endpoint.host, image = %image.whole(), error = %e, "mirror failed, trying the next endpoint");
@@ -87,22 +98,60 @@ impl ImageService {
         Err(last_error.unwrap_or_else(|| ImageError::Internal("no registry endpoint".into())))
     }
 
-    async fn pull_from(
+    /// The digest a tag points to, from the first endpoint that may say and
+    /// answers; a mirror failing is passed over, the registry itself is not.
+    async fn resolve_tag(
         &self,
         image: &ImageRef,
-        endpoint: &Endpoint,
+        endpoints: &[Endpoint],
         credentials: &Credentials,
-    ) -> Result<ImageRecord, ImageError> {
+    ) -> Result<ImageRef, ImageError> {
+        let mut last_error = None;
+        for endpoint in endpoints.iter().filter(|e| e.resolve) {
+            let session = self.session(image, endpoint, credentials).await?;
+            match self.fetch_manifest(&session, &session.reference).await {
+                Ok(bytes) => return Ok(image.pinned(&sha256_digest(&bytes))),
+                Err(e) if endpoint.mirror => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ImageError::Registry {
+            registry: image.registry().to_string(),
+            message: format!(
+                "no endpoint may resolve the tag of {}: its mirrors serve pulls by digest only and `use_upstream` is false",
+                image.whole()
+            ),
+        }))
+    }
+
+    async fn session<'a>(
+        &self,
+        fetch: &ImageRef,
+        endpoint: &'a Endpoint,
+        credentials: &Credentials,
+    ) -> Result<Session<'a>, ImageError> {
         let stall_timeout = self.config.images.stall_timeout;
-        let session = Session {
+        Ok(Session {
             endpoint,
             manifests: ManifestFetcher::new(endpoint, stall_timeout)?,
             client: Arc::new(registry::client(endpoint, stall_timeout)),
-            auth: credentials.registry_auth(endpoint, image).await?,
-            reference: image.on_host(&endpoint.host),
+            auth: credentials.registry_auth(endpoint, fetch).await?,
+            reference: fetch.on_host(&endpoint.host),
             stall_timeout,
-        };
-        let resolved = self.resolve(image, &session).await?;
+        })
+    }
+
+    /// Pulls `fetch` (the image, or its tag pinned to a digest) from one
+    /// endpoint, and records it under `image`'s names.
+    async fn pull_from(
+        &self,
+        image: &ImageRef,
+        fetch: &ImageRef,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+    ) -> Result<ImageRecord, ImageError> {
+        let session = self.session(fetch, endpoint, credentials).await?;
+        let resolved = self.resolve(fetch, &session).await?;
 
         let diff_ids: Vec<String> = resolved.config.rootfs().diff_ids().clone();
         let layers = resolved.manifest.layers();

@@ -81,6 +81,17 @@ impl ImageRef {
         reference
     }
 
+    /// The same reference pinned to `digest` (its tag resolved elsewhere), the
+    /// tag kept for naming.
+    pub fn pinned(&self, digest: &str) -> ImageRef {
+        let (registry, repository) = (self.registry().to_string(), self.repository().to_string());
+        let inner = match self.inner.tag() {
+            Some(tag) => Reference::with_tag_and_digest(registry, repository, tag.to_string(), digest.to_string()),
+            None => Reference::with_digest(registry, repository, digest.to_string()),
+        };
+        ImageRef { inner }
+    }
+
     /// The reference pinned to a digest, on `host`.
     pub fn by_digest_on(&self, host: &str, digest: &str) -> Reference {
         let mut reference = Reference::with_digest(self.registry().into(), self.repository().into(), digest.into());

@@ -10,7 +10,7 @@ use oci_client::secrets::RegistryAuth;
 
 use super::error::ImageError;
 use super::reference::ImageRef;
-use crate::config::{Config, RegistryConfig};
+use crate::config::{Config, MirrorCapability, RegistryConfig};
 
 /// docker.io is a name, not a host: its registry API lives here.
 const DOCKER_HUB_ENDPOINT: &str = "registry-1.docker.io";
@@ -23,20 +23,28 @@ pub struct Endpoint {
     pub plain_http: bool,
     pub skip_verify: bool,
     pub mirror: bool,
+    /// May be asked what a tag points to; an endpoint that may not serves
+    /// content by digest only (a mirror whose tags are not trusted).
+    pub resolve: bool,
+    /// The mirror's own username and password, sent instead of the pull's.
+    pub credentials: Option<(String, String)>,
 }
 
-/// Mirrors in configured order, then the registry itself.
+/// Mirrors in configured order, then the registry itself unless its settings
+/// say never to fall back to it. A mirror that may not serve pulls is left out.
 pub fn endpoints(config: &Config, registry: &str) -> Vec<Endpoint> {
     let settings = config.registries.get(registry).cloned().unwrap_or_default();
     let mut endpoints: Vec<Endpoint> = settings
         .mirrors
         .iter()
-        .filter_map(|url| {
+        .filter(|mirror| mirror.can(MirrorCapability::Pull))
+        .filter_map(|mirror| {
+            let url = mirror.url();
             // Mirrors are URLs (the config loader checks): their scheme decides.
             let (plain_http, rest) = match url.split_once("://") {
                 Some(("http", rest)) => (true, rest),
                 Some((_, rest)) => (false, rest),
-                None => (false, url.as_str()),
+                None => (false, url),
             };
             let host = rest.split('/').next().filter(|h| !h.is_empty())?.to_string();
             let mirror_settings = config.registries.get(&host);
@@ -45,16 +53,22 @@ pub fn endpoints(config: &Config, registry: &str) -> Vec<Endpoint> {
                 host,
                 plain_http,
                 mirror: true,
+                resolve: mirror.can(MirrorCapability::Resolve),
+                credentials: mirror.credentials().map(|(user, password)| (user.to_string(), password.to_string())),
             })
         })
         .collect();
-    let host = if registry == "docker.io" { DOCKER_HUB_ENDPOINT.to_string() } else { registry.to_string() };
-    endpoints.push(Endpoint {
-        plain_http: speaks_plain_http(config, &host, &settings),
-        host,
-        skip_verify: settings.insecure_skip_verify,
-        mirror: false,
-    });
+    if settings.use_upstream {
+        let host = if registry == "docker.io" { DOCKER_HUB_ENDPOINT.to_string() } else { registry.to_string() };
+        endpoints.push(Endpoint {
+            plain_http: speaks_plain_http(config, &host, &settings),
+            host,
+            skip_verify: settings.insecure_skip_verify,
+            mirror: false,
+            resolve: true,
+            credentials: None,
+        });
+    }
     endpoints
 }
 
@@ -188,6 +202,9 @@ impl Credentials {
 
     /// What oci-client sends; an identity token is first exchanged for a bearer token.
     pub async fn registry_auth(&self, endpoint: &Endpoint, image: &ImageRef) -> Result<RegistryAuth, ImageError> {
+        if let Some((username, password)) = &endpoint.credentials {
+            return Ok(RegistryAuth::Basic(username.clone(), password.clone()));
+        }
         Ok(match self {
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
@@ -378,6 +395,7 @@ pub(super) fn scheme_hint(endpoint: &Endpoint) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Mirror, MirrorConfig};
 
     #[test]
     fn mirrors_come_first_and_docker_io_maps_to_its_endpoint() {
@@ -385,7 +403,7 @@ mod tests {
         config.registries.insert(
             "docker.io".into(),
             RegistryConfig {
-                mirrors: vec!["http://127.0.0.1:5001".into(), "https://mirror.local/v2/".into()],
+                mirrors: vec![Mirror::Url("http://127.0.0.1:5001".into()), Mirror::Url("https://mirror.local/v2/".into())],
                 ..Default::default()
             },
         );
@@ -398,6 +416,36 @@ mod tests {
         let plain = endpoints(&config, "quay.io");
         assert_eq!(plain.len(), 1);
         assert_eq!(plain[0].host, "quay.io");
+    }
+
+    #[test]
+    fn mirror_capabilities_credentials_and_no_upstream() {
+        let mirror = |url: &str, capabilities: Vec<MirrorCapability>, username: Option<&str>| {
+            Mirror::Detailed(MirrorConfig {
+                url: url.into(),
+                capabilities,
+                username: username.map(Into::into),
+                password: username.map(|_| "secret".into()),
+            })
+        };
+        let mut config = Config::default();
+        config.registries.insert(
+            "quay.io".into(),
+            RegistryConfig {
+                mirrors: vec![
+                    mirror("https://content.local", vec![MirrorCapability::Pull], Some("puller")),
+                    mirror("https://tags-only.local", vec![MirrorCapability::Resolve], None),
+                    mirror("https://both.local", vec![MirrorCapability::Pull, MirrorCapability::Resolve], None),
+                ],
+                use_upstream: false,
+                ..Default::default()
+            },
+        );
+        let list = endpoints(&config, "quay.io");
+        let summary: Vec<_> = list.iter().map(|e| (e.host.as_str(), e.resolve, e.credentials.is_some())).collect();
+        // A mirror that may only resolve serves no content; the registry itself is never asked.
+        assert_eq!(summary, [("content.local", false, true), ("both.local", true, false)]);
+        assert_eq!(list[0].credentials, Some(("puller".into(), "secret".into())));
     }
 
     #[test]
@@ -422,7 +470,14 @@ mod tests {
         #[derive(Debug, thiserror::Error)]
         #[error("error sending request for url (https://127.0.0.1:5000/v2/)")]
         struct Outer(#[source] std::io::Error);
-        let endpoint = Endpoint { host: "127.0.0.1:5000".into(), plain_http: false, skip_verify: false, mirror: false };
+        let endpoint = Endpoint {
+            host: "127.0.0.1:5000".into(),
+            plain_http: false,
+            skip_verify: false,
+            mirror: false,
+            resolve: true,
+            credentials: None,
+        };
         let tls_to_http = Outer(std::io::Error::other("received corrupt message of type InvalidContentType"));
         let message = transport_failure(&tls_to_http, &endpoint);
         assert!(message.contains("InvalidContentType"), "{message}");

@@ -108,3 +108,21 @@ fn an_explicit_config_file_that_is_missing_is_an_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/berth.toml"));
 }
+
+#[test]
+fn the_default_file_documents_every_key_and_loads_as_the_defaults() {
+    // Needs no configuration file of its own: an installer writes it.
+    let output = run_berth(&["--config", "/nonexistent/berth.toml", "config", "--default"]);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(ConfigDir::new(&text).effective(&[]), ConfigDir::new("").effective(&[]));
+    // Every setting is preceded by its meaning.
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let setting = line.contains(" = ") && !line.starts_with("# -");
+        if setting {
+            assert!(i > 0 && lines[i - 1].starts_with('#') || line.starts_with("# "), "undocumented: {line}\n{text}");
+        }
+    }
+    assert!(text.contains("\n# Fall back to `<host>` itself"), "{text}");
+}

@@ -11,6 +11,7 @@ use tonic::Code;
 
 use crate::support::berth::Berth;
 use crate::support::image::{BuiltImage, Compression, ImageBuilder, Index, Layer, MediaTypes, Platform};
+use crate::support::proxy::RegistryProxy;
 use crate::support::registry::Registry;
 use crate::support::token_auth::TokenAuthRegistry;
 
@@ -443,6 +444,47 @@ async fn credentials_for_a_registry_are_used_for_its_mirror() {
         .await;
     let name = format!("{closed}/test/authmirror");
     assert_eq!(pull_with(&berth, &name, basic("carol", "secret")).await.unwrap(), image.image_id());
+}
+
+#[tokio::test]
+async fn a_pull_only_mirror_serves_content_by_digest_with_its_own_credentials() {
+    let upstream = Registry::start().await;
+    let mirror = Registry::start_with_htpasswd("dave", "mirror-secret").await;
+    let image = ImageBuilder::busybox().label("from", "either").build();
+    let digest = push(&upstream, &image, "test/split", "v1").await;
+    image.push_with_auth(&mirror, "test/split", "v1", "dave", "mirror-secret").await;
+    let (upstream_seen, mirror_seen) = (RegistryProxy::start(&upstream.url()).await, RegistryProxy::start(&mirror.url()).await);
+    let mirror_entry = format!(
+        "{{ url = \"http://{}\", capabilities = [\"pull\"], username = \"dave\", password = \"mirror-secret\" }}",
+        mirror_seen.host()
+    );
+    let berth = Berth::builder()
+        .config(&format!("[registries.\"{}\"]\nmirrors = [{mirror_entry}]\n", upstream_seen.host()))
+        .start()
+        .await;
+    // No credentials in the pull: the mirror's own are what it gets.
+    let name = format!("{}/test/split:v1", upstream_seen.host());
+    assert_eq!(pull(&berth, &name).await.unwrap(), image.image_id());
+    // The tag is resolved by the registry itself, which serves nothing else;
+    // the mirror is asked for content by digest only.
+    assert!(upstream_seen.count("GET", "/manifests/v1") + upstream_seen.count("HEAD", "/manifests/v1") > 0);
+    assert_eq!(upstream_seen.count("GET", "/blobs/"), 0, "{:?}", upstream_seen.requests());
+    assert_eq!(mirror_seen.count("GET", "/manifests/v1") + mirror_seen.count("HEAD", "/manifests/v1"), 0);
+    assert!(mirror_seen.count("GET", &format!("/manifests/{digest}")) > 0, "{:?}", mirror_seen.requests());
+    assert!(mirror_seen.count("GET", "/blobs/") > 0, "{:?}", mirror_seen.requests());
+    assert_eq!(status(&berth, &name).await.unwrap().repo_tags, std::slice::from_ref(&name), "named as asked");
+
+    // Never the registry itself: a tag cannot be resolved by anyone, a digest
+    // still pulls from the mirror.
+    let closed = closed_port_host();
+    let berth = Berth::builder()
+        .config(&format!("[registries.\"{closed}\"]\nuse_upstream = false\nmirrors = [{mirror_entry}]\n"))
+        .start()
+        .await;
+    let err = pull(&berth, &format!("{closed}/test/split:v1")).await.unwrap_err();
+    assert!(err.message().contains("use_upstream"), "{err:?}");
+    let pinned = format!("{closed}/test/split@{digest}");
+    assert_eq!(pull(&berth, &pinned).await.unwrap(), image.image_id());
 }
 
 /// `127.0.0.1:<port>` where nothing listens.

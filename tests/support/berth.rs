@@ -109,6 +109,7 @@ impl BerthBuilder {
     }
 
     pub async fn start(self) -> Berth {
+        crate::support::failure::record_panics();
         // 0711, as berth's own roots: a pod in its own user namespace walks
         // down to its rootfs as an unprivileged host user.
         let dir = tempfile::Builder::new()
@@ -355,6 +356,9 @@ impl Drop for Berth {
         remove_cgroups(&cgroups);
         if std::thread::panicking() {
             eprintln!("---- berth log ({}) ----\n{}", self.paths.log.display(), self.log());
+        }
+        if let Some(message) = crate::support::failure::unwinding_from() {
+            eprintln!("---- the test failed: {message} ----");
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod cni;
 pub mod containers;
 pub mod crictl;
 pub mod critest_images;
+pub mod failure;
 pub mod faults;
 pub mod footprint;
 pub mod http_server;
