@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         | Command::InternalExec { .. }
         | Command::InternalPropagation { .. } => ExitCode::SUCCESS,
         Command::Serve => {
-            logging::init(&config.log);
+            let levels = logging::init(&config.log);
             // The runtime is built here, not by #[tokio::main], so that later
             // subcommands (the per-container monitor) run without one.
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_FAILURE);
                 }
             };
-            match runtime.block_on(cmd::serve::run(config)) {
+            match runtime.block_on(cmd::serve::run(config, cli.config_sources(), levels)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "berth failed");

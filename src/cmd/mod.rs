@@ -1,4 +1,5 @@
 //! The subcommands of the `berth` binary.
 
 pub mod pause;
+mod reload;
 pub mod serve;

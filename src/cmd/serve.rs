@@ -9,9 +9,11 @@ use std::time::Duration;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::Config;
+use super::reload::Reloader;
+use crate::config::{Config, ConfigSources};
 use crate::daemon::Daemon;
-use crate::metrics::Metrics;
+use crate::logging::LevelControl;
+use crate::metrics::{Metrics, Served};
 use crate::server::{self, InFlight, ListenError};
 
 /// How long in-flight calls get to finish after SIGTERM before berth exits anyway.
@@ -35,7 +37,8 @@ pub enum ServeError {
     Metrics(#[from] crate::metrics::EndpointError),
 }
 
-pub async fn run(config: Config) -> Result<(), ServeError> {
+/// Serves until SIGTERM or SIGINT; SIGHUP reloads `sources` (see `reload`).
+pub async fn run(config: Config, sources: ConfigSources, levels: Option<LevelControl>) -> Result<(), ServeError> {
     for dir in [&config.state_root, &config.run_root] {
         create_private_dir(dir)?;
     }
@@ -44,21 +47,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let socket = config.socket.clone();
     let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
     // Recovery (temp layers, orphan snapshots, sandboxes whose namespaces are
     // gone) finishes before the socket exists: a client that can connect is
     // never answered from half-recovered state.
-    let metrics_address = config.metrics.address.clone();
+    let in_force = config.clone();
     let daemon = Daemon::open(config).await?;
     let metrics = Metrics::new(daemon.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (stop_metrics_tx, stop_metrics_rx) = tokio::sync::oneshot::channel::<()>();
-    if !metrics_address.is_empty() {
-        let bound = crate::metrics::serve(&metrics_address, metrics.clone(), async {
-            let _ = stop_metrics_rx.await;
-        })
-        .await?;
-        tracing::info!(address = %bound, "metrics endpoint serving");
-    }
+    let endpoint = match in_force.metrics.address.as_str() {
+        "" => None,
+        address => {
+            let served = Served::start(address, metrics.clone()).await?;
+            tracing::info!(address = %served.address, "metrics endpoint serving");
+            Some(served)
+        }
+    };
+    let mut reloader = Reloader::new(sources, in_force, daemon.clone(), levels, metrics.clone(), endpoint);
     let listener = server::bind(&socket)?;
     let in_flight = InFlight::default();
     let mut serving = tokio::spawn(server::serve(daemon, listener, in_flight.clone(), metrics, async {
@@ -66,10 +71,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }));
     tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berth serving CRI");
 
-    let outcome = tokio::select! {
-        _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); None }
-        _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); None }
-        finished = &mut serving => Some(finished),
+    let outcome = loop {
+        tokio::select! {
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break None }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break None }
+            _ = hangup.recv() => reloader.reload().await,
+            finished = &mut serving => break Some(finished),
+        }
     };
     let result = match outcome {
         Some(finished) => flatten(finished),
@@ -91,7 +99,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             })
         }
     };
-    let _ = stop_metrics_tx.send(());
+    drop(reloader);
     if let Err(e) = std::fs::remove_file(&socket) {
         tracing::warn!(socket = %socket.display(), error = %e, "could not remove socket");
     }

@@ -96,6 +96,10 @@ impl Daemon {
         &self.config
     }
 
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
     pub fn images(&self) -> &Arc<ImageService> {
         &self.images
     }

@@ -72,7 +72,7 @@ impl ImageService {
     }
 
     async fn pull_uncached(&self, image: &ImageRef, credentials: &Credentials) -> Result<ImageRecord, ImageError> {
-        let endpoints = registry::endpoints(&self.config, image.registry());
+        let endpoints = registry::endpoints(&self.registry_config(), image.registry());
         // What a tag points to, asked of an endpoint that may resolve, once a
         // mirror that serves content by digest only is reached.
         let mut pinned: Option<ImageRef> = None;

@@ -1,6 +1,7 @@
 //! The image service's state; the RPCs live in `pull.rs`, `status.rs`,
 //! `list.rs`, `remove.rs` and `fs_info.rs`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::catalog::{self, ImageRecord};
@@ -10,11 +11,14 @@ use super::figures::{PullCounters, PullFigures};
 use super::reference::ImageRef;
 use super::single_flight::SingleFlight;
 use super::snapshots::{Garbage, Snapshots};
-use crate::config::Config;
+use crate::config::{Config, RegistryConfig};
 use crate::store::Store;
 
 pub struct ImageService {
     pub(super) config: Arc<Config>,
+    /// What pulls read their registries and mirrors from: `config` with the
+    /// registries SIGHUP last loaded.
+    registries: std::sync::RwLock<Arc<Config>>,
     pub(super) store: Arc<Store>,
     pub(super) content: ContentStore,
     pub(super) snapshots: Arc<Snapshots>,
@@ -38,6 +42,7 @@ impl ImageService {
         let snapshots = Arc::new(Snapshots::open(config.state_root.join("snapshots"), &store)?);
         let pinned_tag = ImageRef::parse(&config.sandbox_image).ok().and_then(|r| r.tagged());
         let service = ImageService {
+            registries: std::sync::RwLock::new(config.clone()),
             config,
             store,
             content,
@@ -52,6 +57,20 @@ impl ImageService {
         // never committed): reclaim them now, while no pull is running.
         service.collect_garbage()?.remove();
         Ok(service)
+    }
+
+    /// Pulls from now on use these registries and mirrors; pulls under way
+    /// finish with the ones they started with.
+    pub fn set_registries(&self, registries: BTreeMap<String, RegistryConfig>) {
+        let mut current = self.registries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut config = Config::clone(&current);
+        config.registries = registries;
+        *current = Arc::new(config);
+    }
+
+    /// The configuration a pull starting now resolves its endpoints with.
+    pub(super) fn registry_config(&self) -> Arc<Config> {
+        self.registries.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub fn is_pinned(&self, image: &ImageRecord) -> bool {

@@ -34,7 +34,7 @@ pub struct EndpointError {
 
 /// Binds `address` and serves scrapes until `shutdown` resolves. Binding
 /// happens before this returns, so a taken port fails berth's start.
-pub async fn serve(
+async fn serve(
     address: &str,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -71,6 +71,24 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+/// The endpoint while it is served; dropping it stops it (its port is free
+/// again at once, so a reload can move it and move it back).
+pub struct Served {
+    pub address: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Served {
+    pub async fn start(address: &str, metrics: Arc<Metrics>) -> Result<Served, EndpointError> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let address = serve(address, metrics, async {
+            let _ = stopped.await;
+        })
+        .await?;
+        Ok(Served { address, _stop: stop })
+    }
 }
 
 fn answer(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {

@@ -4,7 +4,7 @@
 
 mod endpoint;
 
-pub use endpoint::{EndpointError, serve};
+pub use endpoint::{EndpointError, Served};
 
 use std::sync::Arc;
 

@@ -31,7 +31,8 @@ use plugin_exec::{Command, Invocation, PluginRunner};
 const LOOPBACK_IFNAME: &str = "lo";
 
 pub struct Network {
-    conf_dir: PathBuf,
+    /// Changed by SIGHUP (`cni.conf_dir`).
+    conf_dir: RwLock<PathBuf>,
     runner: PluginRunner,
     cache: ResultCache,
     /// From `UpdateRuntimeConfig`; passed to plugins that allocate from it.
@@ -42,7 +43,7 @@ impl Network {
     /// `cache_dir` holds one file per attached container; it is created when first needed.
     pub fn new(config: &CniConfig, cache_dir: PathBuf) -> Self {
         Network {
-            conf_dir: config.conf_dir.clone(),
+            conf_dir: RwLock::new(config.conf_dir.clone()),
             runner: PluginRunner { bin_dirs: config.bin_dirs.clone(), timeout: config.plugin_timeout },
             cache: ResultCache::new(cache_dir),
             pod_cidr: RwLock::new(None),
@@ -58,9 +59,19 @@ impl Network {
     /// The network config in force, if it is usable (all of its plugins installed).
     /// Read from disk each time, so a config written or fixed after start is seen at once.
     pub fn ready_config(&self) -> Result<NetworkConfigList, CniConfigError> {
-        let list = load_network_config(&self.conf_dir)?;
+        let list = load_network_config(&self.conf_dir())?;
         list.check_plugins(&self.runner.bin_dirs)?;
         Ok(list)
+    }
+
+    /// Where network configs are read from, from the next pod on; pods up
+    /// keep the network they were attached to (DEL reads it from the cache).
+    pub fn set_conf_dir(&self, dir: PathBuf) {
+        *self.conf_dir.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = dir;
+    }
+
+    fn conf_dir(&self) -> PathBuf {
+        self.conf_dir.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub fn set_pod_cidr(&self, cidr: Option<String>) {

@@ -15,6 +15,7 @@ mod images;
 mod monitor;
 mod nri;
 mod oci_runtime;
+mod reload;
 mod rollback;
 mod runtime_info;
 mod sandboxes;

@@ -53,6 +53,8 @@ pub struct BerthBuilder {
     /// The test is about the runc handler's own configuration: BERTH_TEST_RUNTIME
     /// does not apply.
     runc_handler_only: bool,
+    /// `log.level` decides, not the tests' RUST_LOG.
+    log_level_from_config: bool,
 }
 
 impl BerthBuilder {
@@ -67,6 +69,12 @@ impl BerthBuilder {
     /// Only the built-in runc handler, whatever BERTH_TEST_RUNTIME says.
     pub fn runc_handler_only(mut self) -> Self {
         self.runc_handler_only = true;
+        self
+    }
+
+    /// No RUST_LOG: the config file's `log.level` is in force (and reloadable).
+    pub fn log_level_from_config(mut self) -> Self {
+        self.log_level_from_config = true;
         self
     }
 
@@ -156,7 +164,8 @@ impl BerthBuilder {
             _ => config,
         };
         std::fs::write(&paths.config, config).expect("write config");
-        let mut berth = Berth { dir, paths, args: self.args, child: None };
+        let mut berth =
+            Berth { dir, paths, args: self.args, child: None, log_level_from_config: self.log_level_from_config };
         berth.spawn().await;
         berth
     }
@@ -197,6 +206,7 @@ pub struct Berth {
     pub paths: BerthPaths,
     args: Vec<String>,
     child: Option<Child>,
+    log_level_from_config: bool,
 }
 
 impl Berth {
@@ -225,7 +235,12 @@ impl Berth {
         let mut cmd = self.command();
         // The benchmark asks for less logging than the tests' debug default.
         let log_filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "berth=debug,info".into());
-        cmd.arg("serve").env("RUST_LOG", log_filter).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        if self.log_level_from_config {
+            cmd.env_remove("RUST_LOG");
+        } else {
+            cmd.env("RUST_LOG", log_filter);
+        }
+        cmd.arg("serve").stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         // SAFETY: prctl is async-signal-safe; it makes berth die with the test
         // process even if the test is killed before Drop runs.
         unsafe {
