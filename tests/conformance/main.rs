@@ -7,5 +7,6 @@ mod support;
 
 mod critest;
 mod crictl;
+mod installer;
 mod kubelet;
 mod old_client;

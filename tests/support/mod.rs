@@ -13,6 +13,7 @@ pub mod footprint;
 pub mod http_server;
 pub mod hung_fuse;
 pub mod image;
+pub mod installer;
 pub mod kubelet;
 pub mod nri_plugin;
 pub mod pods;
