@@ -101,9 +101,30 @@ build_nri_plugin() {
   rm -rf "${nri_plugin%/plugin}" && mv "$work/out" "${nri_plugin%/plugin}" && rm -rf "$work"
 }
 
+# The manifest checker (tests/support/manifest-check): the API server's own
+# decoding and create validation, linked from kubernetes' module through the
+# same staging replaces as kubelet; cached by the hash of its source.
+build_manifest_check() {
+  local src
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/support/manifest-check" && pwd)
+  local sum
+  sum=$(cat "$src/main.go" "$src/go.mod" | sha256sum | cut -c1-16)
+  manifest_check="$cache/manifest-check-$sum/manifest-check"
+  [[ -x $manifest_check ]] && return
+  log "building the manifest checker (once; cached in ${manifest_check%/manifest-check}; takes minutes)"
+  local work
+  work=$(mktemp -d "$cache/.manifest-check.XXXXXX")
+  (
+    cp "$src/main.go" "$src/go.mod" "$work/" && cd "$work"
+    go build -trimpath -o "$work/out/manifest-check" .
+  ) >&2
+  rm -rf "${manifest_check%/manifest-check}" && mv "$work/out" "${manifest_check%/manifest-check}" && rm -rf "$work"
+}
+
 mkdir -p "$cache"
 build_cri_tools
 build_nri_plugin
+build_manifest_check
 build_kubelet "$KUBERNETES_VERSION"
 build_kubelet "$KUBERNETES_OLDEST_VERSION"
 echo "BERTH_TOOLS_CACHE=$cache"
@@ -112,3 +133,4 @@ echo "BERTH_CRITEST=$cache/cri-tools-$CRI_TOOLS_VERSION/critest"
 echo "BERTH_KUBELET=$cache/kubernetes-$KUBERNETES_VERSION/kubelet"
 echo "BERTH_KUBELET_OLDEST=$cache/kubernetes-$KUBERNETES_OLDEST_VERSION/kubelet"
 echo "BERTH_NRI_PLUGIN=$nri_plugin"
+echo "BERTH_MANIFEST_CHECK=$manifest_check"

@@ -38,6 +38,12 @@ pub fn nri_plugin() -> PathBuf {
     tool("BERTH_NRI_PLUGIN")
 }
 
+/// The manifest checker: the API server's decoding and create validation of
+/// the kubernetes release `hack/tools.sh` builds, run on YAML files.
+pub fn manifest_check() -> PathBuf {
+    tool("BERTH_MANIFEST_CHECK")
+}
+
 /// The oldest kubelet the same control plane supports (three minors back).
 pub fn kubelet_oldest() -> PathBuf {
     tool("BERTH_KUBELET_OLDEST")
