@@ -54,6 +54,9 @@ forget() {
   mv -f "$tmp" "$host$manifest"
 }
 
+# Steps run in $(...) print their outcome; a step's failure still stops the
+# script, because each outcome is assigned before it is used (set -e).
+
 # Writes $2 (a file in the image) to host path $1 atomically, unless it is
 # there already with the same content. Prints what it did.
 place() {
@@ -147,9 +150,13 @@ install() {
   log "installing $version into $host"
   mkdir -p "$host/etc/berth"
   binary=$(install_binary)
+  log "binary $bin: $binary"
   config_result=$(install_config)
+  log "config $config: $config_result"
   unit_result=$(install_unit)
+  log "unit $unit: $unit_result"
   cni_result=$(install_cni)
+  log "CNI $cni_conf: $cni_result"
   if [ "$unit_result" = written ]; then
     $systemctl daemon-reload
   fi
@@ -166,17 +173,15 @@ install() {
   else
     service=running
   fi
+  log "service: $service; waiting for berth to answer on $socket"
   wait_for_berth
-  kubelet=untouched
+  log "service: answering"
   if [ "$switch_kubelet" = true ]; then
-    kubelet=$(switch_kubelet)
+    kubelet_result=$(switch_kubelet)
+    log "kubelet: $kubelet_result"
+  else
+    log "kubelet: untouched (opt in with the label berth.dev/switch-kubelet=true)"
   fi
-  log "binary $bin: $binary"
-  log "config $config: $config_result"
-  log "unit $unit: $unit_result"
-  log "CNI $cni_conf: $cni_result"
-  log "service: $service, answering on $socket"
-  log "kubelet: $kubelet"
   log "done: $version"
 }
 

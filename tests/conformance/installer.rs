@@ -72,8 +72,14 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
     assert_eq!(std::fs::read(root.join("usr/local/bin/berth")).unwrap(), std::fs::read(berth_binary()).unwrap());
     let defaults = crate::support::berth::run_berth(&["config", "--default"]).stdout;
     assert_eq!(std::fs::read(root.join("etc/berth/config.toml")).unwrap(), defaults);
-    assert_eq!(std::fs::read(root.join("etc/systemd/system/berth.service")).unwrap(), deploy_file("systemd/berth.service"));
-    assert_eq!(std::fs::read(root.join("etc/cni/net.d/10-berth.conflist")).unwrap(), deploy_file("cni/10-berth.conflist"));
+    assert_eq!(
+        std::fs::read(root.join("etc/systemd/system/berth.service")).unwrap(),
+        deploy_file("systemd/berth.service")
+    );
+    assert_eq!(
+        std::fs::read(root.join("etc/cni/net.d/10-berth.conflist")).unwrap(),
+        deploy_file("cni/10-berth.conflist")
+    );
     let kubelet_config = std::fs::read_to_string(root.join("var/lib/kubelet/config.yaml")).unwrap();
     assert!(kubelet_config.ends_with("containerRuntimeEndpoint: unix:///run/berth/berth.sock\n"), "{kubelet_config}");
     assert!(!kubelet_config.contains("containerd"), "{kubelet_config}");
@@ -90,7 +96,12 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
             "restart kubelet.service"
         ]
     );
-    for line in ["binary /usr/local/bin/berth: written", "config /etc/berth/config.toml: written", "service: started"] {
+    for line in [
+        "binary /usr/local/bin/berth: written",
+        "config /etc/berth/config.toml: written",
+        "service: started",
+        "service: answering",
+    ] {
         assert!(log.contains(line), "{line:?} in:\n{log}");
     }
     assert!(log.contains("kubelet: switched (kubelet restarted)"), "{log}");
@@ -108,6 +119,7 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
         "config /etc/berth/config.toml: kept (changed by the operator)",
         "CNI /etc/cni/net.d/10-berth.conflist: unchanged",
         "service: running",
+        "service: answering",
         "kubelet: unchanged",
     ] {
         assert!(log.contains(line), "{line:?} in:\n{log}");

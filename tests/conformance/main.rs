@@ -8,5 +8,6 @@ mod support;
 mod critest;
 mod crictl;
 mod installer;
+mod manifests;
 mod kubelet;
 mod old_client;
