@@ -28,6 +28,8 @@ pub enum Command {
     Serve,
     /// Print the effective configuration as TOML.
     Config,
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
     /// The infra process of a pod with a shared PID namespace (started by berth).
     #[command(hide = true)]
     Pause {
