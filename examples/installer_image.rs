@@ -5,7 +5,6 @@
 //!   e.g. installer_image target/release/berth http://127.0.0.1:5000 berth/installer:0.1.0
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::path::PathBuf;

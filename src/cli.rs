@@ -33,6 +33,8 @@ pub enum Command {
         #[arg(long)]
         default: bool,
     },
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
     /// The infra process of a pod with a shared PID namespace (started by berth).
     #[command(hide = true)]
     Pause {

@@ -4,7 +4,9 @@
 // outside tests unwraps (input, files and processes fail; they never panic).
 #![deny(clippy::undocumented_unsafe_blocks, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod berth_api;
 pub mod cli;
+pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod cri;

@@ -45,6 +45,10 @@ fn main() -> ExitCode {
         print!("{}", config::reference::default_file());
         return ExitCode::SUCCESS;
     }
+    // A client runs on nodes without berth's configuration, and never reads it.
+    if let Command::Client(command) = cli.command {
+        return run_client(command);
+    }
     let config = match config::load(&cli.config_sources()) {
         Ok(config) => config,
         Err(e) => {
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Pause { .. }
+        | Command::Client(_)
         | Command::Monitor { .. }
         | Command::InternalExec { .. }
         | Command::InternalPropagation { .. } => ExitCode::SUCCESS,
@@ -86,6 +91,27 @@ fn main() -> ExitCode {
                     ExitCode::from(EXIT_FAILURE)
                 }
             }
+        }
+    }
+}
+
+fn run_client(command: berth::client::ClientCommand) -> ExitCode {
+    // One thread is plenty for one client's calls; stdin has a thread of its own.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let outcome = runtime.block_on(berth::client::run(command));
+    // Nothing left running is worth waiting for once the command is done.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("berth: {e}");
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

@@ -19,6 +19,7 @@ use tempfile::TempDir;
 use tokio::sync::mpsc;
 
 use super::error::ImageError;
+use super::pull_progress::{LayerPhase, LayerReport};
 use super::registry::{Endpoint, classify};
 use super::unpack::unpack_layer;
 
@@ -43,6 +44,8 @@ pub struct LayerSource<'a> {
     pub diff_id: &'a str,
     pub stall_timeout: Duration,
     pub progress: &'a Arc<Progress>,
+    /// This layer's part of the pull's progress, for its watchers.
+    pub report: &'a LayerReport,
 }
 
 /// Downloads the layer and unpacks it into `unpacked/fs`, checking its digest,
@@ -81,6 +84,7 @@ pub async fn fetch_and_unpack(source: LayerSource<'_>, unpacked: TempDir) -> Res
             Ok(Some(Ok(chunk))) => {
                 received += chunk.len() as u64;
                 source.progress.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                source.report.received(chunk.len() as u64);
                 // A registry sending more than the manifest promised is lying; stop at once.
                 if received > expected_size {
                     break Err(ImageError::SizeMismatch {
@@ -96,6 +100,9 @@ pub async fn fetch_and_unpack(source: LayerSource<'_>, unpacked: TempDir) -> Res
         }
     };
     drop(tx);
+    if download.is_ok() {
+        source.report.phase(LayerPhase::Unpacking);
+    }
     let unpacked = unpacker.await.map_err(|e| ImageError::Internal(format!("{what}: unpack task: {e}")))?;
     download?;
     let (digests, unpacked) = unpacked?;

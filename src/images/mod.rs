@@ -4,7 +4,8 @@
 //! `list.rs` (ListImages), `remove.rs` (RemoveImage), `fs_info.rs`
 //! (ImageFsInfo). Beneath them: `reference` (names), `registry` (endpoints,
 //! mirrors, credentials), `manifest` (manifests, indexes, platforms),
-//! `layer_fetch` + `unpack` (stream -> snapshot), `snapshots`, `content`
+//! `layer_fetch` + `unpack` (stream -> snapshot), `pull_progress` (what a
+//! pull's watchers see), `snapshots`, `content`
 //! (manifest and config blobs), `catalog` (image records and names), and
 //! `single_flight` (one download per layer, whoever asks).
 
@@ -20,6 +21,7 @@ mod list;
 pub mod manifest;
 mod manifest_fetch;
 mod pull;
+pub mod pull_progress;
 pub mod reference;
 #[cfg(test)]
 mod reference_props;

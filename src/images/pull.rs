@@ -11,6 +11,7 @@ use oci_client::Reference;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
+use tokio::sync::watch;
 
 use super::capped::CappedBuffer;
 use super::catalog::{self, ImageRecord};
@@ -18,6 +19,7 @@ use super::content::sha256_digest;
 use super::error::ImageError;
 use super::layer_fetch::{LayerSource, Progress, fetch_and_unpack};
 use super::manifest_fetch::ManifestFetcher;
+use super::pull_progress::{LayerPhase, LayerReport, PullTracker, PullView};
 use super::manifest::{self, ACCEPTED, LAYER_TYPES, Parsed};
 use super::reference::{ImageRef, validate_digest};
 use super::registry::{self, Credentials, Endpoint, classify};
@@ -58,20 +60,50 @@ impl ImageService {
     /// credentials) share one flight: one manifest request, one config, one
     /// download per layer, and one outcome for all of them.
     pub async fn pull(self: &Arc<Self>, reference: &str, credentials: &Credentials) -> Result<ImageRecord, ImageError> {
-        let image = ImageRef::parse(reference)?;
-        let key = format!("{}\0{}", image.whole(), credentials.fingerprint());
-        let service = self.clone();
-        let credentials = credentials.clone();
-        let pulled = self
-            .pull_flights
-            .run(key, move || async move { service.pull_uncached(&image, &credentials).await })
-            .await
-            .map_err(ImageError::Shared);
-        self.pull_counters.count(pulled.is_ok());
-        pulled
+        let (_, pulled) = self.pull_with_progress(reference, credentials)?;
+        pulled.await
     }
 
-    async fn pull_uncached(&self, image: &ImageRef, credentials: &Credentials) -> Result<ImageRecord, ImageError> {
+    /// As [`pull`](Self::pull), with the progress of the flight this call
+    /// starts or joins. Dropping the returned future leaves the flight, as
+    /// dropping `pull`'s does.
+    pub fn pull_with_progress(
+        self: &Arc<Self>,
+        reference: &str,
+        credentials: &Credentials,
+    ) -> Result<
+        (watch::Receiver<PullView>, impl Future<Output = Result<ImageRecord, ImageError>> + Send + 'static),
+        ImageError,
+    > {
+        let image = ImageRef::parse(reference)?;
+        let key = format!("{}\0{}", image.whole(), credentials.fingerprint());
+        let tracker = self.pull_trackers.get_or_create(&key);
+        let progress = tracker.subscribe();
+        let service = self.clone();
+        let credentials = credentials.clone();
+        let pulled = async move {
+            let flight = service.clone();
+            let flight_key = key.clone();
+            let pulled = service
+                .pull_flights
+                .run(key, move || async move {
+                    let _registered = flight.pull_trackers.register(flight_key, &tracker);
+                    flight.pull_uncached(&image, &credentials, &tracker).await
+                })
+                .await
+                .map_err(ImageError::Shared);
+            service.pull_counters.count(pulled.is_ok());
+            pulled
+        };
+        Ok((progress, pulled))
+    }
+
+    async fn pull_uncached(
+        &self,
+        image: &ImageRef,
+        credentials: &Credentials,
+        tracker: &Arc<PullTracker>,
+    ) -> Result<ImageRecord, ImageError> {
         let endpoints = registry::endpoints(&self.registry_config(), image.registry());
         // What a tag points to, asked of an endpoint that may resolve, once a
         // mirror that serves content by digest only is reached.
@@ -86,7 +118,7 @@ impl ImageService {
                     Err(e) => return Err(e),
                 },
             };
-            match self.pull_from(image, &fetch, endpoint, credentials).await {
+            match self.pull_from(image, &fetch, endpoint, credentials, tracker).await {
                 Ok(record) => return Ok(record),
                 Err(e) if endpoint.mirror => {
                     tracing::warn!(mirror = %endpoint.host, image = %image.whole(), error = %e, "mirror failed, trying the next endpoint");
@@ -149,6 +181,7 @@ impl ImageService {
         fetch: &ImageRef,
         endpoint: &Endpoint,
         credentials: &Credentials,
+        tracker: &Arc<PullTracker>,
     ) -> Result<ImageRecord, ImageError> {
         let session = self.session(fetch, endpoint, credentials).await?;
         let resolved = self.resolve(fetch, &session).await?;
@@ -174,7 +207,7 @@ impl ImageService {
         // From here until the image is recorded, its snapshots must survive any
         // concurrent garbage collection.
         let _hold = self.snapshots.hold(&chain);
-        self.fetch_layers(image, &session, layers, &diff_ids, &chain).await?;
+        self.fetch_layers(image, &session, layers, &diff_ids, &chain, tracker).await?;
 
         // Blobs are written under the catalog lock: garbage collection (also under
         // it) deletes blobs no image record names, and this image has no record yet.
@@ -300,13 +333,15 @@ impl ImageService {
         layers: &[Descriptor],
         diff_ids: &[String],
         chain: &[String],
+        tracker: &Arc<PullTracker>,
     ) -> Result<(), ImageError> {
-        let mut missing = Vec::new();
-        for (i, chain_id) in chain.iter().enumerate() {
-            if self.snapshots.get(&self.store, chain_id)?.is_none() {
-                missing.push(i);
-            }
+        let mut described = Vec::with_capacity(chain.len());
+        for (layer, chain_id) in layers.iter().zip(chain) {
+            let present = self.snapshots.get(&self.store, chain_id)?.is_some();
+            described.push((layer.digest().to_string(), layer.size(), present));
         }
+        let reports = tracker.resolved(&described);
+        let missing: Vec<usize> = (0..described.len()).filter(|&i| !described[i].2).collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -314,6 +349,7 @@ impl ImageService {
         let progress = Arc::new(Progress::default());
         let _reporter = ProgressReporter::start(image.whole(), total, progress.clone());
         let _counting = self.pull_counters.count_bytes_of(progress.clone());
+        let _sampling = tracker.start_sampling();
         futures::stream::iter(missing)
             .map(|i| {
                 let work = LayerWork {
@@ -328,6 +364,7 @@ impl ImageService {
                     parent: i.checked_sub(1).map(|p| chain[p].clone()),
                     stall_timeout: session.stall_timeout,
                     progress: progress.clone(),
+                    report: reports[i].clone(),
                 };
                 work.run()
             })
@@ -350,6 +387,7 @@ struct LayerWork<'a> {
     parent: Option<String>,
     stall_timeout: Duration,
     progress: Arc<Progress>,
+    report: LayerReport,
 }
 
 impl LayerWork<'_> {
@@ -366,10 +404,15 @@ impl LayerWork<'_> {
             parent,
             stall_timeout,
             progress,
+            report,
         } = self;
         let snapshots = service.snapshots.clone();
         let store = service.store.clone();
         let key = chain_id.clone();
+        report.phase(LayerPhase::Downloading);
+        // Only the pull that starts a layer's flight counts its bytes; another
+        // waiting on the same layer sees it go from downloading to unpacked.
+        let flight_report = report.clone();
         service
             .layer_flights
             .run(key, move || async move {
@@ -389,6 +432,7 @@ impl LayerWork<'_> {
                     diff_id: &diff_id,
                     stall_timeout,
                     progress: &progress,
+                    report: &flight_report,
                 };
                 let unpacked = fetch_and_unpack(source, unpacked).await?;
                 tokio::task::spawn_blocking(move || {
@@ -398,7 +442,9 @@ impl LayerWork<'_> {
                 .map_err(|e| ImageError::Internal(format!("snapshot commit task: {e}")))?
             })
             .await
-            .map_err(ImageError::Shared)
+            .map_err(ImageError::Shared)?;
+        report.phase(LayerPhase::Unpacked);
+        Ok(())
     }
 }
 

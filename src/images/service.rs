@@ -8,6 +8,7 @@ use super::catalog::{self, ImageRecord};
 use super::content::ContentStore;
 use super::error::ImageError;
 use super::figures::{PullCounters, PullFigures};
+use super::pull_progress::PullTrackers;
 use super::reference::ImageRef;
 use super::single_flight::SingleFlight;
 use super::snapshots::{Garbage, Snapshots};
@@ -26,6 +27,8 @@ pub struct ImageService {
     pub(super) layer_flights: SingleFlight<String, (), ImageError>,
     /// One pull per (reference, credentials), whoever asks.
     pub(super) pull_flights: SingleFlight<String, ImageRecord, ImageError>,
+    /// The progress of each pull flight, for callers watching it.
+    pub(super) pull_trackers: Arc<PullTrackers>,
     /// Serialises changes to image records and garbage collection, so a pull
     /// never records an image whose snapshots a concurrent removal is deleting.
     /// Held only for metadata transactions, never across downloads.
@@ -49,6 +52,7 @@ impl ImageService {
             snapshots,
             layer_flights: SingleFlight::default(),
             pull_flights: SingleFlight::default(),
+            pull_trackers: Arc::default(),
             catalog_lock: tokio::sync::Mutex::new(()),
             pinned_tag,
             pull_counters: PullCounters::default(),

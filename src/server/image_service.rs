@@ -43,10 +43,18 @@ impl ImageApi {
     }
 }
 
-fn image_name(spec: Option<&cri::ImageSpec>) -> Result<&str, Status> {
+pub(super) fn image_name(spec: Option<&cri::ImageSpec>) -> Result<&str, Status> {
     match spec.map(|s| s.image.as_str()) {
         Some(name) if !name.trim().is_empty() => Ok(name),
         _ => Err(to_status(ImageError::InvalidArgument { field: "image.image", reason: "must not be empty".into() })),
+    }
+}
+
+pub(super) fn credentials(auth: Option<&cri::AuthConfig>) -> Result<Credentials, Status> {
+    match auth {
+        None => Ok(Credentials::Anonymous),
+        Some(a) => Credentials::from_cri(&a.username, &a.password, &a.auth, &a.identity_token, &a.registry_token)
+            .map_err(to_status),
     }
 }
 
@@ -82,11 +90,7 @@ impl ImageService for ImageApi {
     async fn pull_image(&self, request: Request<cri::PullImageRequest>) -> Rpc<cri::PullImageResponse> {
         let request = request.into_inner();
         let name = image_name(request.image.as_ref())?;
-        let credentials = match &request.auth {
-            None => Credentials::Anonymous,
-            Some(a) => Credentials::from_cri(&a.username, &a.password, &a.auth, &a.identity_token, &a.registry_token)
-                .map_err(to_status)?,
-        };
+        let credentials = credentials(request.auth.as_ref())?;
         let image = self.daemon.images().pull(name, &credentials).await.map_err(to_status)?;
         Ok(Response::new(cri::PullImageResponse { image_ref: image.id }))
     }

@@ -5,6 +5,7 @@
 mod support;
 
 mod api_surface;
+mod client_cli;
 mod config_cli;
 mod containers;
 mod crash_points;
@@ -15,6 +16,7 @@ mod images;
 mod monitor;
 mod nri;
 mod oci_runtime;
+mod pull_progress;
 mod reload;
 mod rollback;
 mod runtime_info;

@@ -20,5 +20,6 @@ pub mod pods;
 pub mod proxy;
 pub mod registry;
 pub mod streaming;
+pub mod tmux;
 pub mod token_auth;
 pub mod tools;
