@@ -35,6 +35,12 @@ pub enum Command {
     },
     #[command(flatten)]
     Client(crate::client::ClientCommand),
+    /// The installer's record on its Node object (run by deploy/installer/install.sh).
+    #[command(hide = true, name = "node-report")]
+    NodeReport {
+        #[command(flatten)]
+        args: crate::cmd::node_report::NodeReportArgs,
+    },
     /// The infra process of a pod with a shared PID namespace (started by berth).
     #[command(hide = true)]
     Pause {

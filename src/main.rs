@@ -40,6 +40,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::NodeReport { args } = &cli.command {
+        return match cmd::node_report::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth node-report: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
     // The defaults need no file: the installer writes them from this.
     if let Command::Config { default: true } = &cli.command {
         print!("{}", config::reference::default_file());
@@ -68,6 +77,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Pause { .. }
+        | Command::NodeReport { .. }
         | Command::Client(_)
         | Command::Monitor { .. }
         | Command::InternalExec { .. }

@@ -145,6 +145,19 @@ switch_kubelet() {
   echo "switched (kubelet restarted)"
 }
 
+# The Node's annotations say what is installed, when the pod can reach the
+# API server (its service account may patch nodes: rbac.yaml). The install
+# stands without them: a failure is a warning.
+report() {
+  if [ -z "${KUBERNETES_SERVICE_HOST:-}" ] || [ -z "${NODE_NAME:-}" ]; then
+    log "node annotations: not set (no API server, or no NODE_NAME, in the pod)"
+  elif "$src/berth" node-report --node "$NODE_NAME" "$@"; then
+    log "node annotations: $*"
+  else
+    log "warning: node $NODE_NAME's annotations could not be set"
+  fi
+}
+
 install() {
   version=$("$src/berth" --version)
   log "installing $version into $host"
@@ -182,6 +195,7 @@ install() {
   else
     log "kubelet: untouched (opt in with the label berth.dev/switch-kubelet=true)"
   fi
+  report "berth.dev/installed-version=${version#berth }" "berth.dev/kubelet-switched=$switch_kubelet"
   log "done: $version"
 }
 
@@ -223,6 +237,7 @@ uninstall() {
     rm -f "$host$manifest"
   fi
   rmdir "$host/etc/berth" 2>/dev/null || true
+  report "berth.dev/installed-version-" "berth.dev/kubelet-switched-"
   log "done: uninstalled"
 }
 

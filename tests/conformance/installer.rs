@@ -8,12 +8,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth::cri::v1::{ContainerFilter, ContainerStatusRequest, ListContainersRequest};
 use serde_json::{Value, json};
 
 use crate::support::berth::{Berth, berth_binary};
+use crate::support::http_server::BackgroundServer;
 use crate::support::installer::installer_image;
 use crate::support::kubelet::{Kubelet, NODE_NAME};
 use crate::support::registry::Registry;
@@ -63,8 +65,10 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
     std::fs::write(&systemctl, STAND_IN_SYSTEMCTL).unwrap();
     std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
 
+    let api = FakeApiServer::start();
     let kubelet = Kubelet::start(&tools::kubelet(), &berth, json!({})).await;
-    let fixture = Fixture { berth: &berth, kubelet: &kubelet, host: host.path(), stand_in: stand_in.path(), image };
+    let fixture =
+        Fixture { berth: &berth, kubelet: &kubelet, host: host.path(), stand_in: stand_in.path(), api: &api, image };
 
     // First run, with the kubelet switch opted in.
     let log = fixture.run("first", "berth-switch-kubelet.yaml", "done: berth").await;
@@ -105,6 +109,9 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
         assert!(log.contains(line), "{line:?} in:\n{log}");
     }
     assert!(log.contains("kubelet: switched (kubelet restarted)"), "{log}");
+    let annotated =
+        json!({"berth.dev/installed-version": env!("CARGO_PKG_VERSION"), "berth.dev/kubelet-switched": "true"});
+    assert_eq!(api.node_patches(), std::slice::from_ref(&annotated), "the node's annotations say what was done:\n{log}");
 
     // Second run: the operator has changed the config meanwhile.
     let config = root.join("etc/berth/config.toml");
@@ -125,6 +132,7 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
         assert!(log.contains(line), "{line:?} in:\n{log}");
     }
     assert_eq!(fixture.calls(), ["is-enabled --quiet berth.service", "is-active --quiet berth.service"]);
+    assert_eq!(api.node_patches(), [annotated.clone(), annotated]);
 
     // The operator takes the edit back, then cleans up: the host root is as it was.
     std::fs::write(&config, defaults).unwrap();
@@ -141,6 +149,8 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
             "daemon-reload"
         ]
     );
+    let removed = json!({"berth.dev/installed-version": null, "berth.dev/kubelet-switched": null});
+    assert_eq!(api.node_patches().last(), Some(&removed), "the annotations go with the install");
 }
 
 struct Fixture<'a> {
@@ -148,6 +158,7 @@ struct Fixture<'a> {
     kubelet: &'a Kubelet,
     host: &'a Path,
     stand_in: &'a Path,
+    api: &'a FakeApiServer,
     image: String,
 }
 
@@ -173,14 +184,20 @@ impl Fixture<'_> {
         let mut spec = daemonset["spec"]["template"]["spec"].clone();
         spec.as_object_mut().unwrap().remove("affinity");
         spec.as_object_mut().unwrap().remove("priorityClassName");
+        // A static pod has no service account: the fake API server's token
+        // and CA are mounted where the service account's would be.
+        assert_eq!(spec.as_object_mut().unwrap().remove("serviceAccountName"), Some("berth-installer".into()));
         let container = &mut spec["containers"][0];
         container["image"] = self.image.clone().into();
         let env = container["env"].as_array_mut().unwrap();
         env.push(json!({"name": "BERTH_SYSTEMCTL", "value": "/stand-in/systemctl"}));
         env.push(json!({"name": "BERTH_SOCKET", "value": "/berth-run/berth.sock"}));
+        env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"}));
+        env.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": self.api.server.port().to_string()}));
         container["volumeMounts"].as_array_mut().unwrap().extend([
             json!({"name": "stand-in", "mountPath": "/stand-in"}),
             json!({"name": "berth-run", "mountPath": "/berth-run"}),
+            json!({"name": "service-account", "mountPath": SERVICE_ACCOUNT, "readOnly": true}),
         ]);
         let volumes = spec["volumes"].as_array_mut().unwrap();
         assert_eq!(volumes[0]["hostPath"]["path"], "/", "the installer gets the host's root");
@@ -188,6 +205,7 @@ impl Fixture<'_> {
         volumes.extend([
             json!({"name": "stand-in", "hostPath": {"path": self.stand_in.display().to_string()}}),
             json!({"name": "berth-run", "hostPath": {"path": self.berth.paths.run_root.display().to_string()}}),
+            json!({"name": "service-account", "hostPath": {"path": self.api.account.path().display().to_string()}}),
         ]);
         json!({
             "apiVersion": "v1",
@@ -238,6 +256,76 @@ impl Fixture<'_> {
     fn calls(&self) -> Vec<String> {
         let calls = std::fs::read_to_string(self.stand_in.join("calls")).unwrap_or_default();
         calls.lines().map(str::to_string).collect()
+    }
+}
+
+const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+const TOKEN: &str = "installer-token";
+
+/// Stands in for the API server over HTTPS: records every request, answers
+/// each with 200. `account` holds what a service account mounts: the token
+/// and the CA (here the server's self-signed certificate).
+struct FakeApiServer {
+    server: BackgroundServer,
+    account: tempfile::TempDir,
+    requests: Arc<Mutex<Vec<ApiRequest>>>,
+}
+
+#[derive(Debug, Clone)]
+struct ApiRequest {
+    method: String,
+    path: String,
+    authorization: String,
+    content_type: String,
+    body: Value,
+}
+
+impl FakeApiServer {
+    fn start() -> FakeApiServer {
+        let account = tempfile::Builder::new().prefix("berth-test-account-").tempdir().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = certified.cert.pem();
+        std::fs::write(account.path().join("ca.crt"), &cert).unwrap();
+        std::fs::write(account.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        let server = BackgroundServer::bind("api-server")
+            .tls(cert.as_bytes(), certified.signing_key.serialize_pem().as_bytes())
+            .serve(move |request: hyper::Request<hyper::body::Incoming>| {
+                let recorded = recorded.clone();
+                async move {
+                    let header = |name: hyper::header::HeaderName| {
+                        request.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+                    };
+                    let (method, path) = (request.method().to_string(), request.uri().path().to_string());
+                    let (authorization, content_type) =
+                        (header(hyper::header::AUTHORIZATION), header(hyper::header::CONTENT_TYPE));
+                    let body = http_body_util::BodyExt::collect(request.into_body()).await.map(|b| b.to_bytes());
+                    let body = body.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+                    recorded.lock().unwrap().push(ApiRequest { method, path, authorization, content_type, body });
+                    hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+                }
+            });
+        FakeApiServer { server, account, requests }
+    }
+
+    /// The annotations of every PATCH of the node, checked to be what an
+    /// in-cluster client sends.
+    fn node_patches(&self) -> Vec<Value> {
+        let requests = self.requests.lock().unwrap().clone();
+        requests
+            .iter()
+            .map(|r| {
+                assert_eq!(
+                    (r.method.as_str(), r.path.as_str()),
+                    ("PATCH", format!("/api/v1/nodes/{NODE_NAME}").as_str()),
+                    "{r:?}"
+                );
+                assert_eq!(r.authorization, format!("Bearer {TOKEN}"), "{r:?}");
+                assert_eq!(r.content_type, "application/merge-patch+json", "{r:?}");
+                r.body["metadata"]["annotations"].clone()
+            })
+            .collect()
     }
 }
 

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
 use berth::cri::v1::image_service_client::ImageServiceClient;
 use berth::cri::v1::runtime_service_client::RuntimeServiceClient;
 use berth::cri::v1::{ListPodSandboxRequest, RemovePodSandboxRequest};
+use hyper_util::rt::TokioIo;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;

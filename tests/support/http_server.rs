@@ -55,7 +55,7 @@ impl BackgroundServer {
             std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("binding {name} to 127.0.0.1:0: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("reading {name}'s address: {e}"));
         listener.set_nonblocking(true).unwrap_or_else(|e| panic!("making {name}'s listener non-blocking: {e}"));
-        BoundListener { name: name.to_owned(), listener, addr }
+        BoundListener { name: name.to_owned(), listener, addr, tls: None }
     }
 
     /// 127.0.0.1:PORT.
@@ -78,12 +78,29 @@ pub struct BoundListener {
     name: String,
     listener: std::net::TcpListener,
     addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl BoundListener {
     /// 127.0.0.1:PORT.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Speaks HTTPS with this PEM certificate (chain) and key.
+    pub fn tls(mut self, cert_pem: &[u8], key_pem: &[u8]) -> BoundListener {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        crate::support::registry::install_crypto_provider();
+        let certs: Vec<CertificateDer> =
+            CertificateDer::pem_slice_iter(cert_pem).collect::<Result<_, _>>().expect("parsing the certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(key_pem).expect("parsing the key PEM");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("a TLS server configuration");
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        self
     }
 
     /// Serves HTTP/1 with `handler` on a thread of its own until the server is dropped.
@@ -95,7 +112,7 @@ impl BoundListener {
         B::Data: Send,
         B::Error: Into<Box<dyn Error + Send + Sync>>,
     {
-        let BoundListener { name, listener, addr } = self;
+        let BoundListener { name, listener, addr, tls } = self;
         let handler = Arc::new(handler);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let stopped_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -112,7 +129,7 @@ impl BoundListener {
                     let listener = TcpListener::from_std(listener)
                         .unwrap_or_else(|e| panic!("registering {name}'s listener: {e}"));
                     tokio::select! {
-                        () = serve(listener, handler, &name) => {}
+                        () = serve(listener, tls, handler, &name) => {}
                         // Ok (a send) or Err (the sender dropped): stop either way.
                         _ = stopped => {}
                     }
@@ -137,7 +154,7 @@ impl Drop for BackgroundServer {
     }
 }
 
-async fn serve<H, F, B>(listener: TcpListener, handler: Arc<H>, name: &str)
+async fn serve<H, F, B>(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, handler: Arc<H>, name: &str)
 where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
@@ -158,11 +175,23 @@ where
             }
         };
         let handler = Arc::clone(&handler);
+        let tls = tls.clone();
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| handler(request).map(Ok::<_, Infallible>));
             // An error here is a client hanging up (possibly mid-body, which
-            // is how a cancelled download looks): nothing to report.
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            // is how a cancelled download looks), or one refusing the
+            // certificate: nothing to report.
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
         });
         // Reap finished connections so the set does not grow with every request.
         while connections.try_join_next().is_some() {}

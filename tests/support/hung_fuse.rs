@@ -23,7 +23,8 @@ impl HungFuse {
         let dir = tempfile::Builder::new().prefix("berth-test-fuse-").tempdir().expect("temp dir");
         let mount_point = dir.path().join("hung");
         std::fs::create_dir(&mount_point).expect("mount point");
-        let raw = nix::fcntl::open("/dev/fuse", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).expect("open /dev/fuse");
+        let raw =
+            nix::fcntl::open("/dev/fuse", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).expect("open /dev/fuse");
         // SAFETY: `open` just returned this descriptor, and nothing else owns it.
         let device = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
         let options = format!("fd={},rootmode=40000,user_id=0,group_id=0", device.as_raw_fd());

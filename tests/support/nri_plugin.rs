@@ -127,9 +127,10 @@ fn handler(
                 container: ids.container.map(|c| c.id).unwrap_or_default(),
             });
             match behaviour {
-                Behaviour::Refuse(refused) if refused == method => {
-                    Err(ttrpc::Status { code: ttrpc::code::UNKNOWN, message: format!("the test plugin refuses {method}") })
-                }
+                Behaviour::Refuse(refused) if refused == method => Err(ttrpc::Status {
+                    code: ttrpc::code::UNKNOWN,
+                    message: format!("the test plugin refuses {method}"),
+                }),
                 Behaviour::Hang(hung) if hung == method => {
                     std::future::pending::<()>().await;
                     Ok(Vec::new())
