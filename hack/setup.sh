@@ -4,7 +4,6 @@
 set -euo pipefail
 
 packages=(
-  protobuf-compiler            # k8s-cri compiles the CRI proto at build time
   runc crun                    # OCI runtimes: the default handler and a second one
   containernetworking-plugins  # CNI plugins in /usr/lib/cni
   iproute2 iptables            # network namespaces, veths, portmap rules
@@ -16,6 +15,7 @@ packages=(
   apparmor                     # apparmor_parser: the test that berth's default profile compiles
   python3-prometheus-client    # the official OpenMetrics parser, for the metrics endpoint test
   golang-go golang-github-docker-spdystream-dev  # a Go spdystream peer: the SPDY interop test
+  tmux                         # a real terminal for the client's exec -it and attach tests
   ca-certificates
 )
 
