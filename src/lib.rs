@@ -25,6 +25,7 @@ pub mod monitor;
 pub mod network;
 pub mod nri;
 pub mod procfs;
+pub mod remote_command;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;

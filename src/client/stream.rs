@@ -16,13 +16,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::error::ClientError;
 use super::terminal::{self, RawMode};
+use crate::remote_command::{CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT};
 
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const ERROR: u8 = 3;
-const RESIZE: u8 = 4;
-const CLOSE: u8 = 255;
 const V5: &str = "v5.channel.k8s.io";
 const V4: &str = "v4.channel.k8s.io";
 const STDIN_CHUNK: usize = 32 * 1024;

@@ -24,14 +24,8 @@ use super::session::{self, ClientStreams};
 use super::status::StatusFormat;
 use super::{StreamRequest, Streaming};
 use crate::container::StreamChoice;
+use crate::remote_command::{CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT};
 
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const ERROR: u8 = 3;
-const RESIZE: u8 = 4;
-/// v5: the client's `[255, channel]` closes that channel's input.
-const CLOSE: u8 = 255;
 /// Bytes buffered per channel and direction.
 const PIPE_BUFFER: usize = 64 * 1024;
 /// Messages queued for the socket across all channels.
