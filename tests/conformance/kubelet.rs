@@ -23,11 +23,12 @@ use crate::support::kubelet::{Kubelet, NODE_NAME};
 use crate::support::registry::Registry;
 use crate::support::tools;
 
-/// Bounds of the waits; none is a timing assertion.
-const WAIT: Duration = Duration::from_secs(90);
+/// Bounds of the waits; none is a timing assertion. Generous: CI runs both
+/// kubelets, critest and crictl at once on two cores.
+const WAIT: Duration = Duration::from_secs(180);
 /// kubelet's container garbage collection (which removes what a deleted pod
 /// left) runs once a minute.
-const CLEANUP_WAIT: Duration = Duration::from_secs(180);
+const CLEANUP_WAIT: Duration = Duration::from_secs(240);
 const POLL: Duration = Duration::from_millis(250);
 
 #[tokio::test]
