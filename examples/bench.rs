@@ -26,6 +26,10 @@
 //! clients, idle and while a large pull commits and another image is removed
 //! (`bench/load.rs`).
 //!
+//! `bench versus`: berth and Debian's containerd side by side through the same
+//! CRI client: pod and container lifecycles per RPC, 50 concurrent pod starts,
+//! daemon RSS and per-pod helper PSS (`bench/versus.rs`).
+//!
 //! `bench all` runs each in turn. Whatever a benchmark made (containerd, registry,
 //! berth, pods' mounts, netns pins, the bridge, containers and their monitors,
 //! runc's containers) is undone when it fails midway
@@ -34,6 +38,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "bench/containerd.rs"]
+mod containerd;
 #[path = "bench/containers.rs"]
 mod containers;
 #[path = "bench/load.rs"]
@@ -44,6 +50,8 @@ mod shared;
 mod stats;
 #[path = "bench/streaming.rs"]
 mod streaming;
+#[path = "bench/versus.rs"]
+mod versus;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -66,7 +74,7 @@ const RUNS: usize = 3;
 const POD_CYCLES: usize = 30;
 /// Cycles run first and not counted: the bridge is created, caches are warm.
 const POD_WARMUP: usize = 3;
-const BENCHMARKS: [&str; 6] = ["images", "pods", "containers", "stats", "streaming", "load"];
+const BENCHMARKS: [&str; 7] = ["images", "pods", "containers", "stats", "streaming", "load", "versus"];
 
 #[tokio::main]
 async fn main() {
@@ -90,6 +98,7 @@ async fn main() {
                 "containers" => containers::containers().await,
                 "stats" => stats::stats().await,
                 "load" => load::load().await,
+                "versus" => versus::versus().await,
                 _ => streaming::streaming().await,
             }
         }

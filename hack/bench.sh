@@ -12,6 +12,9 @@
 #         ListPodSandboxMetrics; berth's RSS
 #   streaming: exec of `true` through Exec + SPDY vs ExecSync vs bare `runc exec`;
 #         256 MiB of exec output through SPDY and WebSocket, berth's RSS
+#   versus: berth and Debian's containerd (its CRI plugin, own root and socket) side by
+#         side through the same CRI client: pod and container lifecycles per RPC (p50,
+#         p95), 50 concurrent RunPodSandbox, daemon RSS idle and with 50 pods, helper PSS
 #   load: 20 concurrent clients calling ContainerStatus and ListPodSandbox, idle and
 #         while a 256 MiB pull commits and another image is removed (latency figures)
 #   all: each of them
@@ -20,8 +23,8 @@ cd "$(dirname "$0")/.."
 
 what=${1:-images}
 case "$what" in
-  images | pods | containers | stats | streaming | load | all) ;;
-  *) echo "bench: unknown benchmark '$what' (known: images, pods, containers, stats, streaming, load, all)" >&2; exit 2 ;;
+  images | pods | containers | stats | streaming | load | versus | all) ;;
+  *) echo "bench: unknown benchmark '$what' (known: images, pods, containers, stats, streaming, load, versus, all)" >&2; exit 2 ;;
 esac
 
 hack/setup.sh
@@ -30,7 +33,7 @@ if [[ $what != images ]] && [[ $EUID -ne 0 ]]; then
   echo "bench: $what makes network namespaces, veths, a bridge and containers: run it as root" >&2
   exit 1
 fi
-if [[ $what == images || $what == all ]]; then
+if [[ $what == images || $what == versus || $what == all ]]; then
   # Debian's containerd provides the `ctr` baseline; only the benchmark needs it.
   if ! command -v ctr >/dev/null || ! command -v containerd >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd >/dev/null

@@ -14,7 +14,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use super::shared::{Stage, machine_note, mib, monitor_pids, reap_zombie_children, report_leftovers};
+use super::shared::{Stage, machine_note, mib, monitor_pids, reap_zombie_children, report_leftovers, rollup_kib};
 use super::{median, ms, percentile, status_kib};
 use crate::support::containers::{RUNC, runc_list};
 use crate::support::image::BuiltImage;
@@ -302,13 +302,3 @@ impl Drop for RuncFloor {
     }
 }
 
-/// A KiB figure of `/proc/<pid>/smaps_rollup` (`Pss`: resident pages, shared
-/// ones divided among their sharers).
-fn rollup_kib(pid: u32, key: &str) -> u64 {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    rollup
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}

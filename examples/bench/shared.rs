@@ -109,6 +109,11 @@ pub(crate) struct Bench {
 }
 
 impl Bench {
+    /// Another runtime's side (containerd's), on the same client code.
+    pub(crate) fn new(client: RuntimeServiceClient<Channel>, image: String, logs: PathBuf) -> Bench {
+        Bench { client, image, logs, handler: String::new() }
+    }
+
     /// A whole cycle; the duration of each of RunPodSandbox, CreateContainer,
     /// StartContainer, StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox.
     pub(crate) async fn cycle(&mut self, name: &str) -> [Duration; 7] {
@@ -154,6 +159,17 @@ impl Bench {
         let pod_removed = Instant::now();
         [stopped - started, removed - stopped, pod_stopped - removed, pod_removed - pod_stopped]
     }
+}
+
+/// A KiB figure of `/proc/<pid>/smaps_rollup` (`Pss`: resident pages, shared
+/// ones divided among their sharers).
+pub(crate) fn rollup_kib(pid: u32, key: &str) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 pub(crate) fn mib(kib: u64) -> f64 {

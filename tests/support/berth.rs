@@ -318,21 +318,8 @@ impl Berth {
         if !running {
             return;
         }
-        let socket = self.paths.socket.clone();
-        // A thread and a runtime of its own: Drop may run inside the test's
-        // runtime, which cannot be blocked on from within.
-        let removal = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            let runtime = runtime.map_err(|e| format!("a runtime: {e}"))?;
-            runtime.block_on(async {
-                let removal = tokio::time::timeout(POD_REMOVAL_TIMEOUT, remove_every_pod(&socket)).await;
-                removal.unwrap_or_else(|_| Err(format!("still removing pods after {POD_REMOVAL_TIMEOUT:?}")))
-            })
-        });
-        match removal.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("berth test guard: the pods left were not all removed: {e}"),
-            Err(_) => eprintln!("berth test guard: removing the pods left panicked"),
+        if let Err(e) = remove_all_pods(&self.paths.socket) {
+            eprintln!("berth test guard: the pods left were not all removed: {e}");
         }
     }
 
@@ -392,6 +379,22 @@ async fn try_connect(socket: &Path) -> Result<Channel, tonic::transport::Error> 
             async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
         }))
         .await
+}
+
+/// Has the CRI runtime at `socket` remove every pod it lists, within
+/// [`POD_REMOVAL_TIMEOUT`]; callable from Drop, even inside a runtime: it
+/// runs on a thread and a runtime of its own.
+pub fn remove_all_pods(socket: &Path) -> Result<(), String> {
+    let socket = socket.to_path_buf();
+    let removal = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let runtime = runtime.map_err(|e| format!("a runtime: {e}"))?;
+        runtime.block_on(async {
+            let removal = tokio::time::timeout(POD_REMOVAL_TIMEOUT, remove_every_pod(&socket)).await;
+            removal.unwrap_or_else(|_| Err(format!("still removing pods after {POD_REMOVAL_TIMEOUT:?}")))
+        })
+    });
+    removal.join().unwrap_or_else(|_| Err("removing the pods panicked".into()))
 }
 
 /// RemovePodSandbox (containers, network and all) of every pod berth at `socket` lists.
