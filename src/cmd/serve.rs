@@ -63,6 +63,7 @@ pub async fn run(config: Config, sources: ConfigSources, levels: Option<LevelCon
             Some(served)
         }
     };
+    let owner = daemon.clone();
     let mut reloader = Reloader::new(sources, in_force, daemon.clone(), levels, metrics.clone(), endpoint);
     let listener = server::bind(&socket)?;
     let in_flight = InFlight::default();
@@ -100,6 +101,7 @@ pub async fn run(config: Config, sources: ConfigSources, levels: Option<LevelCon
         }
     };
     drop(reloader);
+    owner.shutdown();
     if let Err(e) = std::fs::remove_file(&socket) {
         tracing::warn!(socket = %socket.display(), error = %e, "could not remove socket");
     }

@@ -43,6 +43,7 @@ pub struct Daemon {
     hierarchy: crate::stats::Hierarchy,
     pod_cpu_rates: crate::stats::CpuRates,
     streaming: Arc<Streaming>,
+    nri: Arc<crate::nri::Nri>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,11 +90,17 @@ impl Daemon {
             hierarchy: crate::stats::Hierarchy::detect(),
             pod_cpu_rates: crate::stats::CpuRates::default(),
             streaming,
+            nri,
         }))
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// What goes when berth stops serving (its containers stay).
+    pub fn shutdown(&self) {
+        self.nri.stop_listening();
     }
 
     pub fn network(&self) -> &Network {

@@ -109,6 +109,8 @@ pub struct Nri {
     /// Containers whose StopContainer was sent: it is sent once, whether
     /// StopContainer, the container's own exit or RemoveContainer comes first.
     stopped: Mutex<HashSet<String>>,
+    /// berth bound `socket_path`: its file is berth's to remove at shutdown.
+    listening: std::sync::atomic::AtomicBool,
 }
 
 impl Nri {
@@ -121,7 +123,18 @@ impl Nri {
             registered: std::sync::atomic::AtomicUsize::new(0),
             sync: RwLock::new(()),
             stopped: Mutex::new(HashSet::new()),
+            listening: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// At shutdown: the socket berth bound goes with it, so that nothing
+    /// connects to a runtime that is gone.
+    pub fn stop_listening(&self) {
+        if self.listening.swap(false, std::sync::atomic::Ordering::SeqCst)
+            && let Err(e) = std::fs::remove_file(&self.config.socket_path)
+        {
+            tracing::warn!(socket = %self.config.socket_path.display(), error = %e, "could not remove the NRI socket");
+        }
     }
 
     /// Where plugins' updates and evictions go.
@@ -154,6 +167,7 @@ impl Nri {
             let _ = std::fs::remove_file(&path);
         }
         let listener = UnixListener::bind(&path).map_err(socket_error)?;
+        self.listening.store(true, std::sync::atomic::Ordering::SeqCst);
         set_mode(&path, 0o600);
         tracing::info!(socket = %path.display(), "serving NRI plugins");
         let nri = self.clone();

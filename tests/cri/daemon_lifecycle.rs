@@ -42,11 +42,13 @@ async fn a_second_instance_on_another_socket_but_the_same_state_is_refused() {
 }
 
 #[tokio::test]
-async fn sigterm_removes_the_socket_and_exits_zero() {
+async fn sigterm_removes_the_sockets_and_exits_zero() {
     let mut berth = Berth::start().await;
+    assert!(berth.paths.nri_socket.exists(), "NRI is served");
     let status = berth.stop().unwrap();
     assert!(status.success(), "{status:?}\n{}", berth.log());
     assert!(!berth.paths.socket.exists());
+    assert!(!berth.paths.nri_socket.exists(), "the NRI socket goes too");
     assert!(berth.log().contains("SIGTERM"));
 }
 
