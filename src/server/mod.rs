@@ -6,6 +6,7 @@
 
 mod authority;
 mod container;
+mod deadline;
 mod image_service;
 mod list_stream;
 mod listener;
@@ -56,6 +57,7 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     tonic::transport::Server::builder()
         .layer(rpc_layer::RpcLayer::new(in_flight, metrics))
+        .layer(deadline::DeadlineLayer)
         .add_service(runtime)
         .add_service(images)
         .add_service(progress)
