@@ -1,9 +1,10 @@
 //! `bench versus`: berth and Debian's containerd side by side, in one run, on
 //! the same machine, driven by the same CRI client code (`shared::Bench`, one
 //! connection each, as kubelet keeps one): the pod lifecycle and the container
-//! lifecycle per RPC, 50 concurrent RunPodSandbox calls, and each daemon's
-//! memory idle and with 50 pods, with its per-pod helpers (berth's monitors;
-//! containerd's shims).
+//! lifecycle per RPC, 50 concurrent RunPodSandbox calls, the List calls
+//! kubelet makes with 100 pods, and each daemon's memory idle, with 50 and 100
+//! pods and after 200 more pod cycles, with its per-pod helpers (berth's
+//! monitors; containerd's shims).
 //!
 //! Both pull the same busybox from the same loopback registry and attach pods
 //! to the same bridge; containerd's sandbox image is the suite's pause
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use berth::cri::v1::image_service_client::ImageServiceClient;
 use berth::cri::v1::{
-    ImageSpec, PodSandboxStatusRequest, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StopPodSandboxRequest,
+    ImageSpec, ListContainerStatsRequest, ListContainersRequest, ListPodSandboxStatsRequest, PodSandboxStatusRequest,
+    PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
 };
 use tonic::transport::Channel;
 
@@ -30,6 +31,11 @@ const SAMPLES: usize = 50;
 const WARMUP: usize = 3;
 const CONCURRENT: usize = 50;
 const RUNNING: usize = 50;
+/// The node the List calls are timed on.
+const LISTED: usize = 100;
+const LIST_CALLS: usize = 20;
+/// Pod cycles after which the daemon's memory should be back near idle.
+const CYCLES: usize = 200;
 
 /// One runtime's figures.
 #[derive(Default)]
@@ -44,7 +50,16 @@ struct Figures {
     idle_rss_kib: u64,
     loaded_rss_kib: u64,
     helper_pss_kib: Vec<u64>,
+    /// With LISTED pods, each running a container: ListContainers,
+    /// ListContainerStats, ListPodSandboxStats.
+    lists: [Vec<Duration>; 3],
+    list_errors: Vec<String>,
+    listed_rss_kib: u64,
+    /// After CYCLES more pod lifecycles, with nothing running.
+    cycled_rss_kib: u64,
 }
+
+const LIST_RPCS: [&str; 3] = ["ListContainers", "ListContainerStats", "ListPodSandboxStats"];
 
 const POD_RPCS: [&str; 4] = ["RunPodSandbox", "PodSandboxStatus", "StopPodSandbox", "RemovePodSandbox"];
 const CONTAINER_RPCS: [&str; 7] = [
@@ -94,6 +109,17 @@ pub(crate) async fn versus() {
         &containerd_figures.container,
     );
     print_row("  whole container lifecycle", &berth_figures.container_total, &containerd_figures.container_total);
+    print_rpcs(
+        &format!("List calls with {LISTED} pods running a container each (ms)"),
+        &LIST_RPCS,
+        &berth_figures.lists,
+        &containerd_figures.lists,
+    );
+    for (runtime, errors) in [("berth", &berth_figures.list_errors), ("containerd", &containerd_figures.list_errors)] {
+        for error in errors.iter().take(1) {
+            println!("  ({runtime} refused {error})");
+        }
+    }
     println!();
     println!("{CONCURRENT} concurrent RunPodSandbox calls (pods per second)");
     let (b, c) = (berth_figures.concurrent_pods_per_second, containerd_figures.concurrent_pods_per_second);
@@ -106,6 +132,16 @@ pub(crate) async fn versus() {
         &format!("daemon RSS, {RUNNING} pods"),
         mib(berth_figures.loaded_rss_kib),
         mib(containerd_figures.loaded_rss_kib),
+    );
+    row(
+        &format!("daemon RSS, {LISTED} pods"),
+        mib(berth_figures.listed_rss_kib),
+        mib(containerd_figures.listed_rss_kib),
+    );
+    row(
+        &format!("daemon RSS after {CYCLES} more pod cycles"),
+        mib(berth_figures.cycled_rss_kib),
+        mib(containerd_figures.cycled_rss_kib),
     );
     let mean = |pss: &[u64]| mib(pss.iter().sum::<u64>() / pss.len().max(1) as u64);
     row(
@@ -150,11 +186,48 @@ async fn measure(bench: &mut Bench, daemon: u32, helpers: impl Fn() -> Vec<u32>,
     }
     figures.loaded_rss_kib = status_kib(daemon, "VmRSS");
     figures.helper_pss_kib = helpers().into_iter().map(|pid| rollup_kib(pid, "Pss")).collect();
+    for i in RUNNING..LISTED {
+        running.push(bench.start(&format!("vr{i}")).await.0);
+    }
+    figures.listed_rss_kib = status_kib(daemon, "VmRSS");
+    (figures.lists, figures.list_errors) = list_calls(bench).await;
     for ids in running {
         bench.end(ids).await;
     }
     reap_zombie_children(keep);
+    for i in 0..CYCLES {
+        pod_cycle(bench, &format!("vy{i}")).await;
+        reap_zombie_children(keep);
+    }
+    figures.cycled_rss_kib = status_kib(daemon, "VmRSS");
     figures
+}
+
+/// LIST_CALLS of each List call that kubelet makes every few seconds. A call
+/// the runtime refuses is left out, and its error printed under the table
+/// (containerd 1.6 refuses ListPodSandboxStats for pods without a cgroup
+/// parent, which kubelet always gives but this bench does not).
+async fn list_calls(bench: &mut Bench) -> ([Vec<Duration>; 3], Vec<String>) {
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut errors = Vec::new();
+    for _ in 0..LIST_CALLS {
+        let started = Instant::now();
+        let listed = bench.client.list_containers(ListContainersRequest::default()).await.expect("ListContainers");
+        assert!(listed.into_inner().containers.len() >= LISTED);
+        times[0].push(started.elapsed());
+        let started = Instant::now();
+        match bench.client.list_container_stats(ListContainerStatsRequest::default()).await {
+            Ok(_) => times[1].push(started.elapsed()),
+            Err(e) => errors.push(format!("ListContainerStats: {}", e.message())),
+        }
+        let started = Instant::now();
+        match bench.client.list_pod_sandbox_stats(ListPodSandboxStatsRequest::default()).await {
+            Ok(_) => times[2].push(started.elapsed()),
+            Err(e) => errors.push(format!("ListPodSandboxStats: {}", e.message())),
+        }
+    }
+    errors.dedup();
+    (times, errors)
 }
 
 /// RunPodSandbox, PodSandboxStatus, StopPodSandbox, RemovePodSandbox.
@@ -224,6 +297,10 @@ fn print_rpcs(title: &str, rpcs: &[&str], berth: &[Vec<Duration>], containerd: &
 
 fn print_row(name: &str, berth: &[Duration], containerd: &[Duration]) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    if berth.is_empty() || containerd.is_empty() {
+        println!("{name:<36} {:>10}", "n/a: refused");
+        return;
+    }
     let (b50, b95) = (median(berth.to_vec()), percentile(berth.to_vec(), 95.0));
     let (c50, c95) = (median(containerd.to_vec()), percentile(containerd.to_vec(), 95.0));
     println!(
