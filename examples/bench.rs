@@ -207,9 +207,13 @@ async fn berth_pull(registry: &Registry, reference: &str) -> (Duration, u64) {
 
 /// A KiB figure of `/proc/<pid>/status`: `VmRSS` (resident now), `VmHWM` (its peak).
 fn status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
+    proc_kib(pid, "status", key)
+}
+
+/// The `key: N kB` line of `/proc/<pid>/<file>`; 0 when the process is gone.
+fn proc_kib(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    text.lines()
         .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)

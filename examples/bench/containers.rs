@@ -14,7 +14,9 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use super::shared::{Stage, machine_note, mib, monitor_pids, reap_zombie_children, report_leftovers, rollup_kib};
+use super::shared::{
+    BERTH_STEPS, Stage, machine_note, mib, monitor_pids, reap_zombie_children, report_leftovers, rollup_kib,
+};
 use super::{median, ms, percentile, status_kib};
 use crate::support::containers::{RUNC, runc_list};
 use crate::support::image::BuiltImage;
@@ -53,15 +55,6 @@ const WARMUP: usize = 3;
 /// Pods (one container each) running at once for the RSS figures.
 const PODS: usize = 50;
 
-const BERTH_STEPS: [&str; 7] = [
-    "RunPodSandbox",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-];
 /// The container's own steps in `BERTH_STEPS`: what the runc floor also does.
 const CONTAINER_STEPS: std::ops::Range<usize> = 1..5;
 const FLOOR_STEPS: [&str; 3] = ["runc run -d (create + start)", "runc kill --all KILL + exit", "runc delete"];
@@ -301,4 +294,3 @@ impl Drop for RuncFloor {
         }
     }
 }
-

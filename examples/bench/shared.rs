@@ -92,6 +92,17 @@ impl Stage {
     }
 }
 
+/// The RPCs of [`Bench::cycle`], in its order.
+pub(crate) const BERTH_STEPS: [&str; 7] = [
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+];
+
 /// A pod and its container, as berth named them.
 pub(crate) struct Ids {
     pub(crate) pod: String,
@@ -164,12 +175,7 @@ impl Bench {
 /// A KiB figure of `/proc/<pid>/smaps_rollup` (`Pss`: resident pages, shared
 /// ones divided among their sharers).
 pub(crate) fn rollup_kib(pid: u32, key: &str) -> u64 {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    rollup
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    crate::proc_kib(pid, "smaps_rollup", key)
 }
 
 pub(crate) fn mib(kib: u64) -> f64 {

@@ -21,7 +21,7 @@ use berth::cri::v1::{
 use tonic::transport::Channel;
 
 use super::containerd::CriContainerd;
-use super::shared::{Bench, Stage, machine_note, mib, monitor_pids, reap_zombie_children, rollup_kib};
+use super::shared::{BERTH_STEPS, Bench, Stage, machine_note, mib, monitor_pids, reap_zombie_children, rollup_kib};
 use crate::support::critest_images::helper;
 use crate::support::image::{Compression, ImageBuilder, Layer};
 use crate::support::pods::pod_config;
@@ -62,15 +62,6 @@ struct Figures {
 const LIST_RPCS: [&str; 3] = ["ListContainers", "ListContainerStats", "ListPodSandboxStats"];
 
 const POD_RPCS: [&str; 4] = ["RunPodSandbox", "PodSandboxStatus", "StopPodSandbox", "RemovePodSandbox"];
-const CONTAINER_RPCS: [&str; 7] = [
-    "RunPodSandbox",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-];
 
 pub(crate) async fn versus() {
     let stage = Stage::start().await;
@@ -104,7 +95,7 @@ pub(crate) async fn versus() {
     print_row("  whole pod lifecycle", &berth_figures.pod_total, &containerd_figures.pod_total);
     print_rpcs(
         "container lifecycle, a pod around it (ms)",
-        &CONTAINER_RPCS,
+        &BERTH_STEPS,
         &berth_figures.container,
         &containerd_figures.container,
     );
