@@ -48,6 +48,8 @@ mod load;
 mod shared;
 #[path = "bench/stats.rs"]
 mod stats;
+#[path = "bench/steps.rs"]
+mod steps;
 #[path = "bench/streaming.rs"]
 mod streaming;
 #[path = "bench/versus.rs"]
@@ -58,7 +60,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth::cri::v1::runtime_service_client::RuntimeServiceClient;
-use berth::cri::v1::{ImageSpec, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest};
+use berth::cri::v1::{
+    ImageSpec, PullImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
+};
 use serde_json::Value;
 use support::berth::{Berth, CNI_BIN_DIR, unmount_everything_under};
 use support::cni::TestNetwork;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// How long a result nobody claimed is kept for a retry. kubelet retries within
 /// seconds; past this, the object is just listed, and kubelet's garbage
@@ -104,6 +105,8 @@ where
                     let (send, outcome) = watch::channel(None);
                     slots.insert(key.clone(), Slot::Running { outcome: outcome.clone(), waiters: 1 });
                     let (slots, key, work) = (self.slots.clone(), key.clone(), work());
+                    // In the caller's span: the work's steps count under its RPC.
+                    let work = work.in_current_span();
                     tokio::spawn(async move {
                         let result = work.await.map_err(Arc::new);
                         let mut slots = lock(&slots);

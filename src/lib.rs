@@ -4,13 +4,14 @@
 // outside tests unwraps (input, files and processes fail; they never panic).
 #![deny(clippy::undocumented_unsafe_blocks, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod allocator;
 pub mod berth_api;
 pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod config;
-pub mod cri;
 pub mod container;
+pub mod cri;
 pub mod daemon;
 pub mod error;
 pub mod files;

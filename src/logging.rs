@@ -32,8 +32,8 @@ pub fn init(config: &LogConfig) -> Option<LevelControl> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    // The filter sits right on the registry, so its handle has one type
-    // whatever the format layer above it.
+    // The level filters the format layer alone: the step timer beside it sees
+    // its steps at any level.
     let (filter, handle) = reload::Layer::new(filter);
     let format = match config.format {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
@@ -42,8 +42,8 @@ pub fn init(config: &LogConfig) -> Option<LevelControl> {
         }
     };
     tracing_subscriber::registry()
-        .with(filter)
-        .with(format)
+        .with(format.with_filter(filter))
+        .with(crate::metrics::step_timer())
         .try_init()
         .ok()
         .map(|()| LevelControl { handle, from_environment })

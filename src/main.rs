@@ -12,6 +12,7 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    berth::allocator::tune();
     let cli = Cli::parse();
     // The infra process needs no configuration, and must stay single-threaded.
     if let Command::Pause { pid_file, pid_namespace_made } = &cli.command {

@@ -57,7 +57,8 @@ const PODS: usize = 50;
 
 /// The container's own steps in `BERTH_STEPS`: what the runc floor also does.
 const CONTAINER_STEPS: std::ops::Range<usize> = 1..5;
-const FLOOR_STEPS: [&str; 3] = ["runc run -d (create + start)", "runc kill --all KILL + exit", "runc delete"];
+pub(crate) const FLOOR_STEPS: [&str; 3] =
+    ["runc run -d (create + start)", "runc kill --all KILL + exit", "runc delete"];
 
 pub async fn containers() {
     let stage = Stage::start().await;
@@ -197,14 +198,14 @@ fn median_max(mut kib: Vec<u64>) -> (f64, f64) {
 /// made once (the image's layer unpacked, `runc spec` adjusted), then per
 /// cycle `runc run -d`, `runc kill --all <id> KILL` and the exit reaped (the
 /// bench is the container's subreaper, as a monitor is), `runc delete`.
-struct RuncFloor {
+pub(crate) struct RuncFloor {
     bundle: PathBuf,
     root: PathBuf,
     dir: tempfile::TempDir,
 }
 
 impl RuncFloor {
-    fn new(image: &BuiltImage) -> RuncFloor {
+    pub(crate) fn new(image: &BuiltImage) -> RuncFloor {
         let dir = tempfile::Builder::new().prefix("bench-runc-").tempdir().expect("runc floor dir");
         let (bundle, root) = (dir.path().join("bundle"), dir.path().join("root"));
         let floor = RuncFloor { bundle, root, dir };
@@ -234,7 +235,7 @@ impl RuncFloor {
     }
 
     /// One cycle; the duration of each of `FLOOR_STEPS`.
-    async fn cycle(&self, name: &str) -> [Duration; 3] {
+    pub(crate) async fn cycle(&self, name: &str) -> [Duration; 3] {
         let id = format!("bench-{name}");
         let pid_file = self.dir.path().join("pid");
         let started = Instant::now();

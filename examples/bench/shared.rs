@@ -42,6 +42,8 @@ pub(crate) struct Stage {
     pub(crate) image: BuiltImage,
     /// busybox's reference in the registry, as berth pulled it.
     pub(crate) reference: String,
+    /// berth's metrics endpoint (host:port), for its step timings.
+    pub(crate) metrics: String,
     _reaper: Reaper,
 }
 
@@ -56,14 +58,21 @@ impl Stage {
         image.push(&registry, REPO, "latest").await;
         let reference = format!("{}/{REPO}:latest", registry.host());
         // A second handler, berth's internal runtime, for the benchmarks that compare them.
-        let config = format!("{}[runtime.handlers.internal]\ntype = \"internal\"\n", plain_http(&registry.host()));
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port for berth's metrics")
+            .to_string();
+        let config = format!(
+            "{}[runtime.handlers.internal]\ntype = \"internal\"\n[metrics]\naddress = \"{metrics}\"\n",
+            plain_http(&registry.host())
+        );
         let berth = Berth::builder().cni_conflist(&network.conflist()).config(&config).start().await;
         let pull = PullImageRequest {
             image: Some(ImageSpec { image: reference.clone(), ..Default::default() }),
             ..Default::default()
         };
         berth.images().await.pull_image(pull).await.expect("berth pull");
-        Stage { berth, registry, network, image, reference, _reaper: reaper }
+        Stage { berth, registry, network, image, reference, metrics, _reaper: reaper }
     }
 
     /// berth's pid.
@@ -88,6 +97,7 @@ impl Stage {
             image: self.reference.clone(),
             logs: self.berth.dir().join("pod-logs"),
             handler: handler.to_string(),
+            cgroup_parent: None,
         }
     }
 }
@@ -117,12 +127,30 @@ pub(crate) struct Bench {
     logs: PathBuf,
     /// The runtime handler its pods ask for ("" for the default).
     handler: String,
+    /// Where its pods' cgroups go, each in a child named after the pod, as
+    /// kubelet gives every pod one; none by default.
+    cgroup_parent: Option<String>,
 }
 
 impl Bench {
     /// Another runtime's side (containerd's), on the same client code.
     pub(crate) fn new(client: RuntimeServiceClient<Channel>, image: String, logs: PathBuf) -> Bench {
-        Bench { client, image, logs, handler: String::new() }
+        Bench { client, image, logs, handler: String::new(), cgroup_parent: None }
+    }
+
+    /// Puts its pods' cgroups under `parent` (see [`BenchCgroups`]).
+    pub(crate) fn with_cgroup_parent(mut self, parent: &BenchCgroups) -> Bench {
+        self.cgroup_parent = Some(parent.path.clone());
+        self
+    }
+
+    /// The pod called `name`, as this bench sends it.
+    pub(crate) fn pod(&self, name: &str) -> PodSandboxConfig {
+        let mut pod = pod_config(name);
+        if let (Some(parent), Some(linux)) = (&self.cgroup_parent, pod.linux.as_mut()) {
+            linux.cgroup_parent = format!("{parent}/pod-{name}");
+        }
+        pod
     }
 
     /// A whole cycle; the duration of each of RunPodSandbox, CreateContainer,
@@ -135,7 +163,7 @@ impl Bench {
 
     /// RunPodSandbox, CreateContainer, StartContainer of a busybox `sleep 3600`.
     pub(crate) async fn start(&mut self, name: &str) -> (Ids, [Duration; 3]) {
-        let mut pod: PodSandboxConfig = pod_config(&format!("{name}{}", self.handler));
+        let mut pod = self.pod(&format!("{name}{}", self.handler));
         pod.log_directory = self.logs.join(name).display().to_string();
         let config =
             ContainerConfig { command: vec!["sleep".into(), "3600".into()], ..container("sleep", &self.image) };
@@ -280,5 +308,35 @@ impl Drop for Reaper {
             }
         }
         let _ = nix::sys::prctl::set_child_subreaper(false);
+    }
+}
+
+/// A cgroup (in every hierarchy) that a benchmark's pods get as their parent,
+/// as kubelet's pods have `/kubepods/...`; on drop, what the runtimes left
+/// under it (each pod's own parent, made by runc) is removed, deepest first.
+pub(crate) struct BenchCgroups {
+    path: String,
+}
+
+impl BenchCgroups {
+    pub(crate) fn new() -> BenchCgroups {
+        BenchCgroups { path: format!("/berth-bench-{}", std::process::id()) }
+    }
+}
+
+impl Drop for BenchCgroups {
+    fn drop(&mut self) {
+        fn remove_tree(dir: &Path) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&entry.path());
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            remove_tree(&hierarchy.path().join(self.path.trim_start_matches('/')));
+        }
+        remove_tree(&Path::new("/sys/fs/cgroup").join(self.path.trim_start_matches('/')));
     }
 }

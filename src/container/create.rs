@@ -4,17 +4,19 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use crate::cri::v1::ContainerConfig;
 
 use super::events::EventKind;
 use super::image_volumes::{self, ImageVolume};
-use super::staging::{self, StagedMounts};
-use crate::idmap::PodUserNamespace;
 use super::record::{self, ContainerRecord, ImageUsed, Metadata, ProcessUser};
 use super::rootfs::{self, RootfsPaths};
 use super::spec::{SpecInput, build_spec};
+use super::staging::{self, StagedMounts};
 use super::{ContainerError, ContainerService};
 use crate::config::resolve_binary;
+use crate::idmap::PodUserNamespace;
 use crate::ids::new_id;
 use crate::monitor::{self, MonitorArgs};
 use crate::sandbox::{SandboxRecord, SandboxState};
@@ -90,6 +92,7 @@ impl ContainerService {
         let image = self
             .images
             .lease(&super::create::lease_holder(id), &requested)
+            .instrument(tracing::debug_span!(target: crate::metrics::STEP_TARGET, "image lease"))
             .await?
             .ok_or_else(|| ContainerError::ImageNotFound(requested.clone()))?;
         made.lease = true;
@@ -105,9 +108,12 @@ impl ContainerService {
         let mount_paths = RootfsPaths { layer: paths.layer.clone(), mount_point: paths.mount_point.clone() };
         made.rootfs = true;
         let rootfs_user = user.clone();
-        tokio::task::spawn_blocking(move || rootfs::mount_rootfs(&lower, &mount_paths, rootfs_user.as_deref()))
-            .await
-            .map_err(|e| ContainerError::host("rootfs task", e))??;
+        let step = tracing::debug_span!(target: crate::metrics::STEP_TARGET, "rootfs mount");
+        tokio::task::spawn_blocking(move || {
+            step.in_scope(|| rootfs::mount_rootfs(&lower, &mount_paths, rootfs_user.as_deref()))
+        })
+        .await
+        .map_err(|e| ContainerError::host("rootfs task", e))??;
         let mut staged = StagedMounts::new();
         self.mount_image_volumes(id, config, user.as_ref(), &mut made.image_volumes, &mut staged).await?;
 
@@ -127,6 +133,7 @@ impl ContainerService {
                 run_dir: &run_dir,
             };
             // Reads the rootfs (/etc/passwd and /etc/group): small reads, no await.
+            let _step = tracing::debug_span!(target: crate::metrics::STEP_TARGET, "spec build").entered();
             tokio::task::block_in_place(|| build_spec(&input))?
         };
         let stop_signal = image.config.config().as_ref().and_then(|c| c.stop_signal().clone()).unwrap_or_default();
@@ -161,8 +168,10 @@ impl ContainerService {
 
         let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::host("config.json", e))?;
         let spec_path = run_dir.join("config.json");
-        crate::files::write_atomic(&spec_path, &spec_json, 0o600)
-            .map_err(|e| ContainerError::host(spec_path.display().to_string(), e))?;
+        tracing::debug_span!(target: crate::metrics::STEP_TARGET, "spec write").in_scope(|| {
+            crate::files::write_atomic(&spec_path, &spec_json, 0o600)
+                .map_err(|e| ContainerError::host(spec_path.display().to_string(), e))
+        })?;
 
         if let Some(dir) = log_path.as_ref().and_then(|p| p.parent()) {
             std::fs::create_dir_all(dir).map_err(|e| ContainerError::host(dir.display().to_string(), e))?;
@@ -185,8 +194,10 @@ impl ContainerService {
         };
         made.monitor = true;
         let staged_in = run_dir.clone();
+        // The monitor runs the runtime's `create`: this step includes it.
+        let step = tracing::debug_span!(target: crate::metrics::STEP_TARGET, "monitor spawn");
         let started = tokio::task::spawn_blocking(move || {
-            let started = monitor::spawn(&args)?;
+            let started = step.in_scope(|| monitor::spawn(&args))?;
             // The container's mount namespace holds its own copies now.
             staging::unmount_all(&staged_in)?;
             Ok::<_, ContainerError>(started)
@@ -260,7 +271,11 @@ impl ContainerService {
 /// The pod's user namespace, open, when it has one of its own.
 fn pod_user_namespace(sandbox: &SandboxRecord) -> Result<Option<Arc<PodUserNamespace>>, ContainerError> {
     let Some(mappings) = sandbox.user_namespace else { return Ok(None) };
-    let pin = sandbox.namespaces.user.as_deref().ok_or_else(|| ContainerError::host("the pod's user namespace", "not pinned"))?;
+    let pin = sandbox
+        .namespaces
+        .user
+        .as_deref()
+        .ok_or_else(|| ContainerError::host("the pod's user namespace", "not pinned"))?;
     let user = PodUserNamespace::open(pin, mappings).map_err(|e| ContainerError::host(pin.display().to_string(), e))?;
     Ok(Some(Arc::new(user)))
 }

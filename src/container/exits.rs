@@ -9,6 +9,7 @@ use std::time::Duration;
 use nix::libc;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::events::EventKind;
 use super::record::{self, ContainerRecord, ContainerState};
@@ -94,6 +95,20 @@ impl ContainerService {
             return Ok(Some(container));
         }
         let recorded = read_exit_file(&self.exit_file(id)).ok().flatten();
+        // The runtime keeps a stopped container's state (and cgroup) until deleted.
+        // Forced: with the monitor lost, the container may still run, unwatched.
+        // Before the save, so that the record says whether it is done.
+        let deleted = match self.runtime_for(&container) {
+            Ok(runtime) => {
+                let step = tracing::debug_span!(target: crate::metrics::STEP_TARGET, "runtime", what = "delete");
+                runtime.delete(id, recorded.is_none()).instrument(step).await.map_err(ContainerError::from)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &deleted {
+            tracing::warn!(container = %id, error = %e, "cannot delete the exited container from its runtime");
+        }
+        container.runtime_deleted = deleted.is_ok();
         let changed = match recorded {
             Some(exit) => container.record_exit(exit, "", ""),
             None => container.record_exit(
@@ -110,15 +125,6 @@ impl ContainerService {
             if let Some(sandbox) = self.sandbox_of(&container) {
                 self.nri.stop_container(&sandbox, &container).await;
             }
-        }
-        // The runtime keeps a stopped container's state (and cgroup) until deleted.
-        // Forced: with the monitor lost, the container may still run, unwatched.
-        let deleted = match self.runtime_for(&container) {
-            Ok(runtime) => runtime.delete(id, recorded.is_none()).await.map_err(ContainerError::from),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = deleted {
-            tracing::warn!(container = %id, error = %e, "cannot delete the exited container from its runtime");
         }
         Ok(Some(container))
     }

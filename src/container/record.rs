@@ -101,6 +101,10 @@ pub struct ContainerRecord {
     pub reason: String,
     #[serde(default)]
     pub message: String,
+    /// The runtime has deleted the exited container (its state and cgroup):
+    /// RemoveContainer need not run it again.
+    #[serde(default)]
+    pub runtime_deleted: bool,
     /// The CRI ContainerConfig as kubelet sent it (protobuf, base64), resources
     /// updated by UpdateContainerResources: status, exec and update read it back.
     config: String,
@@ -139,6 +143,7 @@ impl ContainerRecord {
             exit: None,
             reason: String::new(),
             message: String::new(),
+            runtime_deleted: false,
             config: STANDARD.encode(config.encode_to_vec()),
         }
     }

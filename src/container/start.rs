@@ -1,5 +1,7 @@
 //! The `StartContainer` RPC.
 
+use tracing::Instrument;
+
 use super::events::EventKind;
 use super::record::{self, ContainerState};
 use super::{ContainerError, ContainerService};
@@ -35,7 +37,11 @@ impl ContainerService {
             None => Ok(()),
         };
         let started = match announced {
-            Ok(()) => runtime.start(&id).await.map_err(ContainerError::from),
+            Ok(()) => runtime
+                .start(&id)
+                .instrument(tracing::debug_span!(target: crate::metrics::STEP_TARGET, "runtime", what = "start"))
+                .await
+                .map_err(ContainerError::from),
             Err(e) => Err(e),
         };
         match started {

@@ -1,5 +1,7 @@
 //! The `StopContainer` RPC: idempotent, and succeeds for an unknown ID.
 
+use tracing::Instrument;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -41,15 +43,27 @@ impl ContainerService {
         if container.state == ContainerState::Running && timeout > 0 {
             let signal = effective_stop_signal(container, &container.config());
             tracing::info!(container = %id, %signal, timeout, "stopping container");
-            if let Err(e) = runtime.kill(id, signal, false).await {
+            let kill = runtime.kill(id, signal, false);
+            if let Err(e) = kill
+                .instrument(tracing::debug_span!(target: crate::metrics::STEP_TARGET, "runtime", what = "kill"))
+                .await
+            {
                 tracing::debug!(container = %id, error = %e, "stop signal not delivered");
             }
-            if self.wait_exit(container, Duration::from_secs(timeout.unsigned_abs())).await {
+            let grace = Duration::from_secs(timeout.unsigned_abs());
+            let exited = self
+                .wait_exit(container, grace)
+                .instrument(tracing::debug_span!(target: crate::metrics::STEP_TARGET, "exit wait"));
+            if exited.await {
                 self.fold_exit(id).await?;
                 return Ok(());
             }
         }
-        if let Err(e) = runtime.kill(id, Signal::SIGKILL, true).await {
+        let kill = runtime.kill(id, Signal::SIGKILL, true);
+        if let Err(e) = kill
+            .instrument(tracing::debug_span!(target: crate::metrics::STEP_TARGET, "runtime", what = "kill --all"))
+            .await
+        {
             // The runtime refuses to signal a container that has just exited;
             // otherwise its failure is the stop's, reported now for the retry
             // rather than after waiting for an exit nothing was sent to cause.
@@ -59,7 +73,10 @@ impl ContainerService {
             }
             return Err(e.into());
         }
-        if !self.wait_exit(container, KILL_WAIT).await {
+        let exited = self
+            .wait_exit(container, KILL_WAIT)
+            .instrument(tracing::debug_span!(target: crate::metrics::STEP_TARGET, "exit wait"));
+        if !exited.await {
             return Err(ContainerError::StopTimedOut { id: id.to_string(), seconds: KILL_WAIT.as_secs() });
         }
         self.fold_exit(id).await?;

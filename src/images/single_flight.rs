@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 type Outcome<T, E> = Option<Result<T, Arc<E>>>;
 
@@ -82,7 +83,8 @@ where
                 }
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    let future = work();
+                    // In the first caller's span: the pull's steps count under its RPC.
+                    let future = work().in_current_span();
                     let registry = self.flights.clone();
                     let task_key = key.clone();
                     let task = tokio::spawn(async move {

@@ -1,10 +1,13 @@
-//! berth's own Prometheus metrics: per-RPC latency, image pulls, and what runs.
+//! berth's own Prometheus metrics: per-RPC latency, per-step latency, image pulls,
+//! and what runs.
 //! Served by `endpoint` when `metrics.address` is set; RPC latencies are
 //! recorded either way (an observation costs a few atomic adds).
 
 mod endpoint;
+mod steps;
 
 pub use endpoint::{EndpointError, Served};
+pub use steps::{RPC_SPAN, STEP_TARGET, StepTimer, step_timer};
 
 use std::sync::Arc;
 
@@ -41,6 +44,11 @@ impl Metrics {
             "berth_grpc_request_duration_seconds",
             "Time berth took to answer CRI calls, by method and gRPC code",
             rpc_durations.clone(),
+        );
+        registry.register(
+            "berth_step_duration_seconds",
+            "Time each step of a CRI call took (a CNI plugin, a runtime command, a store commit), by call and step",
+            steps::STEP_DURATIONS.clone(),
         );
         registry.register_collector(Box::new(DaemonCollector(daemon)));
         Arc::new(Metrics { registry, rpc_durations })

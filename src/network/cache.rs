@@ -80,14 +80,19 @@ impl ResultCache {
         Ok(Some(entry))
     }
 
-    /// Replaces the entry atomically and durably: temp file, fsync, rename, fsync of the dir.
+    /// Replaces the entry atomically: temp file, rename. The entry written ahead of ADD is
+    /// also made durable (fsync of the file, then of the dir): it is what lets DEL release
+    /// the pod's address after a power loss, and IPAM allocations outlive a reboot. The
+    /// result written after ADD is not: a power loss ends the pod, and its DEL needs no
+    /// result, so it is not worth two fsyncs on every pod start.
     pub async fn write(&self, entry: &CacheEntry) -> Result<(), NetworkError> {
         let dir = self.dir.clone();
         let path = self.path(&entry.container_id);
         let bytes = serde_json::to_vec_pretty(entry)
             .map_err(|e| NetworkError::Cache { path: path.clone(), source: std::io::Error::other(e) })?;
         let target = path.clone();
-        let written = tokio::task::spawn_blocking(move || write_atomically(&dir, &target, &bytes)).await;
+        let durable = entry.result.is_none();
+        let written = tokio::task::spawn_blocking(move || write_atomically(&dir, &target, &bytes, durable)).await;
         match written {
             Ok(result) => result.map_err(|source| NetworkError::Cache { path, source }),
             Err(join) => Err(NetworkError::Cache { path, source: std::io::Error::other(join) }),
@@ -107,15 +112,17 @@ impl ResultCache {
     }
 }
 
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     // Named like no cache entry can be (container IDs never start with '.').
     let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
+    if durable {
+        temp.as_file().sync_all()?;
+    }
     temp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    if durable { sync_dir(dir) } else { Ok(()) }
 }
 
 fn remove_durably(dir: &Path, path: &Path) -> std::io::Result<()> {

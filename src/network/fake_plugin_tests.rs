@@ -53,7 +53,7 @@ impl Bed {
         for dir in ["bin", "conf", "records"] {
             std::fs::create_dir(bed.dir.path().join(dir)).unwrap();
         }
-        for plugin in ["loopback", "fa", "fb", "fc"] {
+        for plugin in ["fa", "fb", "fc"] {
             bed.plugin(plugin);
         }
         std::fs::write(bed.conf().join("10-fake.conflist"), CONFLIST).unwrap();
@@ -190,25 +190,19 @@ fn dns() -> Value {
 }
 
 #[tokio::test]
-async fn add_brings_up_lo_then_runs_the_list_in_order() {
+async fn add_runs_the_list_in_order_and_no_loopback_plugin() {
     let bed = Bed::new();
     let network = bed.network();
     network.set_pod_cidr(Some("10.1.2.0/24".into()));
     let pod = network.attach(&attachment()).await.unwrap();
 
-    assert_eq!(bed.calls(), ["ADD loopback lo", "ADD fa eth0", "ADD fb eth0", "ADD fc eth0"]);
+    // `lo` is the sandbox's to bring up (sandbox/loopback.rs), without a plugin.
+    assert_eq!(bed.calls(), ["ADD fa eth0", "ADD fb eth0", "ADD fc eth0"]);
     assert_eq!(pod.ips, ["10.1.2.3".parse::<std::net::IpAddr>().unwrap(), "fd00::3".parse().unwrap()]);
     assert_eq!(pod.interface.as_deref(), Some("eth0"));
     assert_eq!(pod.raw_result, result_c());
     assert_eq!(network.cached(CONTAINER_ID), Some(pod));
     assert_eq!(bed.cache_files(), [format!("{CONTAINER_ID}.json")]);
-
-    assert_eq!(
-        bed.stdin("loopback", "ADD"),
-        json!({"cniVersion": "1.0.0", "name": "cni-loopback", "type": "loopback"})
-    );
-    assert_eq!(bed.env("loopback", "ADD")["CNI_IFNAME"], "lo");
-    assert_eq!(bed.env("loopback", "ADD")["CNI_ARGS"], CNI_ARGS);
 }
 
 #[tokio::test]
@@ -279,18 +273,7 @@ async fn failing_second_plugin_is_cleaned_up_and_named() {
     let text = err.to_string();
     assert!(text.contains("\"fb\"") && text.contains("no free addresses") && text.contains("pool 7"), "{text}");
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert_eq!(
-        bed.calls(),
-        [
-            "ADD loopback lo",
-            "ADD fa eth0",
-            "ADD fb eth0",
-            "DEL fc eth0",
-            "DEL fb eth0",
-            "DEL fa eth0",
-            "DEL loopback lo"
-        ]
-    );
+    assert_eq!(bed.calls(), ["ADD fa eth0", "ADD fb eth0", "DEL fc eth0", "DEL fb eth0", "DEL fa eth0"]);
     assert_eq!(bed.stdin("fc", "DEL")["prevResult"], result_a(), "cleanup hands DEL the last result there was");
     assert!(bed.cache_files().is_empty(), "{:?}", bed.cache_files());
     assert_eq!(bed.network().cached(CONTAINER_ID), None);
@@ -303,7 +286,7 @@ async fn cleanup_of_a_failed_add_survives_failing_deletes() {
     bed.fail("fb", "DEL", json!({"code": 11, "msg": "busy"}));
     let err = bed.network().attach(&attachment()).await.unwrap_err();
     assert!(err.to_string().contains("bad config"), "{err}");
-    assert_eq!(bed.calls()[2..], ["DEL fc eth0", "DEL fb eth0", "DEL fa eth0", "DEL loopback lo"]);
+    assert_eq!(bed.calls()[1..], ["DEL fc eth0", "DEL fb eth0", "DEL fa eth0"]);
     assert!(bed.cache_files().is_empty());
 }
 
@@ -322,7 +305,7 @@ async fn del_after_restart_uses_the_cached_config_in_reverse() {
     assert!(restarted.cached(CONTAINER_ID).is_some(), "a restart still knows the pod's addresses");
     restarted.detach(CONTAINER_ID, None).await.unwrap();
 
-    assert_eq!(bed.calls(), ["DEL fc eth0", "DEL fb eth0", "DEL fa eth0", "DEL loopback lo"]);
+    assert_eq!(bed.calls(), ["DEL fc eth0", "DEL fb eth0", "DEL fa eth0"]);
     let fa = bed.stdin("fa", "DEL");
     assert_eq!(fa["prevResult"], result_c());
     assert_eq!(
@@ -358,7 +341,6 @@ async fn del_of_a_gone_netns_passes_an_empty_netns() {
     std::fs::write(&unpinned, "").unwrap();
     network.detach(CONTAINER_ID, Some(&unpinned)).await.unwrap();
     assert_eq!(bed.env("fb", "DEL")["CNI_NETNS"], "");
-    assert_eq!(bed.env("loopback", "DEL")["CNI_NETNS"], "");
 }
 
 #[tokio::test]
@@ -367,7 +349,6 @@ async fn del_error_about_a_missing_link_is_success() {
     let network = bed.network();
     network.attach(&attachment()).await.unwrap();
     bed.fail("fb", "DEL", json!({"code": 999, "msg": "failed to find link \"eth0\": Link not found"}));
-    bed.fail("loopback", "DEL", json!({"code": 999, "msg": "whatever"}));
     network.detach(CONTAINER_ID, None).await.unwrap();
     assert!(bed.cache_files().is_empty());
 }
@@ -381,7 +362,7 @@ async fn other_del_errors_are_returned_after_deleting_the_rest_and_can_be_retrie
     bed.fail("fb", "DEL", json!({"code": 11, "msg": "ipam store locked"}));
     let err = network.detach(CONTAINER_ID, None).await.unwrap_err();
     assert!(err.to_string().contains("ipam store locked"), "{err}");
-    assert_eq!(bed.calls(), ["DEL fc eth0", "DEL fb eth0", "DEL fa eth0", "DEL loopback lo"]);
+    assert_eq!(bed.calls(), ["DEL fc eth0", "DEL fb eth0", "DEL fa eth0"]);
     assert_eq!(bed.cache_files().len(), 1, "kept for the retry");
 
     std::fs::remove_file(bed.records().join("fb.DEL.fail")).unwrap();
@@ -408,10 +389,7 @@ async fn a_hung_plugin_is_killed_and_the_add_undone() {
     // Whether fc got as far as recording itself before its deadline is up to
     // the machine's speed; the others run to the end.
     let (hung, others): (Vec<String>, Vec<String>) = bed.calls().into_iter().partition(|call| call.contains(" fc "));
-    assert_eq!(
-        others,
-        ["ADD loopback lo", "ADD fa eth0", "ADD fb eth0", "DEL fb eth0", "DEL fa eth0", "DEL loopback lo"]
-    );
+    assert_eq!(others, ["ADD fa eth0", "ADD fb eth0", "DEL fb eth0", "DEL fa eth0"]);
     assert!(hung.iter().all(|call| call == "ADD fc eth0" || call == "DEL fc eth0"), "{hung:?}");
     let pids = std::fs::read_to_string(bed.records().join("fc.pids")).unwrap_or_default();
     for pid in pids.split_whitespace().map(|pid| pid.parse::<i32>().unwrap()) {

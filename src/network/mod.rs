@@ -21,14 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use serde_json::Map;
-
 use crate::config::CniConfig;
 use cache::{CacheEntry, ResultCache};
 use plugin_exec::{Command, Invocation, PluginRunner};
-
-/// The interface the loopback plugin brings up.
-const LOOPBACK_IFNAME: &str = "lo";
 
 pub struct Network {
     /// Changed by SIGHUP (`cni.conf_dir`).
@@ -83,8 +78,8 @@ impl Network {
         self.pod_cidr.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    /// Brings up `lo`, then runs ADD for each plugin of the network in force, in order, each
-    /// given the previous one's result. All or nothing: on failure everything is deleted again
+    /// Runs ADD for each plugin of the network in force, in order, each given the previous
+    /// one's result (`lo` is up already: the sandbox brings it up as it makes the netns). All or nothing: on failure everything is deleted again
     /// and no cache entry remains.
     pub async fn attach(&self, attachment: &Attachment) -> Result<PodNetwork, NetworkError> {
         attachment.validate()?;
@@ -114,7 +109,7 @@ impl Network {
         }
     }
 
-    /// Runs DEL for each plugin of the cached network config, in reverse order, then for `lo`.
+    /// Runs DEL for each plugin of the cached network config, in reverse order.
     /// Without a cache entry there is nothing to do. `netns` (default: the one attached) is
     /// passed only if it is still a network namespace. An error is returned, and the entry
     /// kept so the call can be retried, only if a plugin failed other than because what it
@@ -149,11 +144,6 @@ impl Network {
     /// The ADD sequence; `entry.result` follows each plugin's result, so a failure's cleanup
     /// can hand DEL the latest one.
     async fn add_all(&self, list: &NetworkConfigList, entry: &mut CacheEntry) -> Result<PodNetwork, NetworkError> {
-        let (loopback, lo_plugin) = loopback();
-        let lo = invocation(Command::Add, entry, Some(&entry.netns), LOOPBACK_IFNAME);
-        let lo_config = plugin_exec::plugin_stdin(&loopback, &lo_plugin, None, &Map::new());
-        self.runner.run(&loopback.name, &lo_plugin.kind, &lo, &lo_config).await?;
-
         for plugin in &list.plugins {
             let add = invocation(Command::Add, entry, Some(&entry.netns), &entry.if_name);
             let stdin = plugin_exec::plugin_stdin(list, plugin, entry.result.as_ref(), &entry.runtime_config);
@@ -168,7 +158,7 @@ impl Network {
         Ok(network)
     }
 
-    /// The DEL sequence: the list in reverse, then `lo`. Every plugin is run even after one
+    /// The DEL sequence: the list in reverse. Every plugin is run even after one
     /// fails, so as much as possible is released; the first failure that is not about
     /// something already gone is returned.
     async fn delete_all(
@@ -191,18 +181,7 @@ impl Network {
                 }
             }
         }
-        self.delete_loopback(entry, netns).await;
         first_error.map_or(Ok(()), Err)
-    }
-
-    /// `lo` vanishes with the netns; a failure here is only logged.
-    async fn delete_loopback(&self, entry: &CacheEntry, netns: Option<&Path>) {
-        let (loopback, lo_plugin) = loopback();
-        let del = invocation(Command::Del, entry, netns, LOOPBACK_IFNAME);
-        let stdin = plugin_exec::plugin_stdin(&loopback, &lo_plugin, None, &Map::new());
-        if let Err(e) = self.runner.run(&loopback.name, &lo_plugin.kind, &del, &stdin).await {
-            tracing::info!(container_id = %entry.container_id, error = %e, "CNI DEL of the loopback failed; ignored");
-        }
     }
 
     fn cached_list(&self, container_id: &str, entry: &CacheEntry) -> Result<NetworkConfigList, NetworkError> {
@@ -219,19 +198,6 @@ fn is_already_gone(error: &NetworkError) -> bool {
 
 fn invocation<'a>(command: Command, entry: &'a CacheEntry, netns: Option<&'a Path>, ifname: &'a str) -> Invocation<'a> {
     Invocation { command, container_id: &entry.container_id, netns, ifname, cni_args: &entry.cni_args }
-}
-
-/// The network that brings up `lo`, as containerd and cri-o configure it; the plugin gets
-/// `{"cniVersion":"1.0.0","name":"cni-loopback","type":"loopback"}`.
-fn loopback() -> (NetworkConfigList, PluginConfig) {
-    let plugin = PluginConfig { kind: "loopback".into(), raw: serde_json::json!({"type": "loopback"}) };
-    let list = NetworkConfigList {
-        source: PathBuf::from("<built-in>"),
-        cni_version: "1.0.0".into(),
-        name: "cni-loopback".into(),
-        plugins: vec![plugin.clone()],
-    };
-    (list, plugin)
 }
 
 fn bad_result(list: &NetworkConfigList, plugin: &str, reason: String) -> NetworkError {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument;
 
 use super::{NetworkConfigList, NetworkError, PluginConfig, PluginError, find_plugin};
 
@@ -82,7 +83,9 @@ impl PluginRunner {
             reason: format!("cannot encode its config: {e}"),
         })?;
         let started = Instant::now();
-        let output = self.execute(&path, invocation, stdin).await.map_err(|e| match e {
+        let step = format!("{command} {kind}");
+        let span = tracing::debug_span!(target: crate::metrics::STEP_TARGET, "cni", what = step.as_str());
+        let output = self.execute(&path, invocation, stdin).instrument(span).await.map_err(|e| match e {
             ExecError::Spawn(source) => NetworkError::Spawn { path: path.clone(), source },
             ExecError::Timeout => NetworkError::Timeout {
                 network: network.to_string(),

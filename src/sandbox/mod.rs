@@ -12,6 +12,7 @@ pub mod error;
 mod files;
 pub mod infra;
 mod list;
+mod loopback;
 pub mod namespaces;
 mod port_forward;
 pub mod record;

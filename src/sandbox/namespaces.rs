@@ -29,8 +29,8 @@ pub struct NamespaceRequest<'a> {
     pub user: Option<&'a UserNamespaceMappings>,
 }
 
-/// Makes and pins the requested namespaces and the pod's `/dev/shm`. On error,
-/// whatever was made is released again.
+/// Makes and pins the requested namespaces, with `lo` up in a new netns, and
+/// the pod's `/dev/shm`. On error, whatever was made is released again.
 pub fn create(request: &NamespaceRequest) -> Result<PodNamespaces, SandboxError> {
     std::fs::create_dir_all(request.dir).map_err(|e| SandboxError::host(request.dir.display().to_string(), e))?;
     let mut pins = PodNamespaces::default();
@@ -61,7 +61,8 @@ pub fn create(request: &NamespaceRequest) -> Result<PodNamespaces, SandboxError>
     };
     // The pod's root owns its shared memory, in a pod of its own user namespace.
     let shm_owner = request.user.map(UserNamespaceMappings::host_root);
-    let result = pinned.and_then(|()| match request.shm_size {
+    let lo_up = |()| pins.net.as_deref().map_or(Ok(()), super::loopback::bring_up);
+    let result = pinned.and_then(lo_up).and_then(|()| match request.shm_size {
         Some(size) => mount_shm(&request.dir.join("shm"), size, shm_owner).map(|path| pins.shm = Some(path)),
         None => Ok(()),
     });

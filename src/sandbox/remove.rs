@@ -13,6 +13,7 @@ impl SandboxService {
         let Some(mut sandbox) = record::get(&self.store, &id)? else { return Ok(()) };
         self.stop_locked(&mut sandbox).await?;
         self.nri.remove_pod_sandbox(&sandbox).await;
+        let step = tracing::debug_span!(target: crate::metrics::STEP_TARGET, "dirs remove").entered();
         for dir in [self.run_dir(&id), self.state_dir(&id)] {
             if let Err(e) = std::fs::remove_dir_all(&dir)
                 && e.kind() != std::io::ErrorKind::NotFound
@@ -20,6 +21,7 @@ impl SandboxService {
                 return Err(SandboxError::host(dir.display().to_string(), e));
             }
         }
+        drop(step);
         record::delete(&self.store, &sandbox)?;
         drop(_guard);
         self.forget_lock(&id);

@@ -109,12 +109,16 @@ impl SandboxService {
         };
         let resolv_conf = state_dir.join("resolv.conf");
         let hostname_file = state_dir.join("hostname");
-        files::write_atomic(&resolv_conf, &files::resolv_conf(spec.dns.as_ref())?)?;
-        files::write_atomic(&hostname_file, &format!("{hostname}\n"))?;
+        tracing::debug_span!(target: crate::metrics::STEP_TARGET, "pod files").in_scope(|| {
+            files::write_atomic(&resolv_conf, &files::resolv_conf(spec.dns.as_ref())?)?;
+            files::write_atomic(&hostname_file, &format!("{hostname}\n"))
+        })?;
 
         let ns_dir = run_dir.join("ns");
         let request_hostname = hostname.clone();
+        let step = tracing::debug_span!(target: crate::metrics::STEP_TARGET, "namespaces pin");
         let pins = tokio::task::spawn_blocking(move || {
+            let _step = step.entered();
             namespaces::create(&NamespaceRequest {
                 dir: &ns_dir,
                 network: !host_network,
@@ -353,7 +357,8 @@ impl SandboxService {
 fn searchable_by_the_pod(run_root: &std::path::Path) -> Result<(), SandboxError> {
     use std::os::unix::fs::PermissionsExt;
     for dir in run_root.ancestors() {
-        let mode = std::fs::metadata(dir).map_err(|e| SandboxError::host(dir.display().to_string(), e))?.permissions().mode();
+        let mode =
+            std::fs::metadata(dir).map_err(|e| SandboxError::host(dir.display().to_string(), e))?.permissions().mode();
         if mode & 0o001 == 0 {
             return Err(SandboxError::invalid(
                 USERNS_FIELD,

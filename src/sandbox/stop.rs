@@ -32,7 +32,8 @@ impl SandboxService {
                 .await
                 .map_err(|e| SandboxError::host("cgroup task", e))?;
         }
-        namespaces::release(&sandbox.namespaces);
+        tracing::debug_span!(target: crate::metrics::STEP_TARGET, "namespaces release")
+            .in_scope(|| namespaces::release(&sandbox.namespaces));
         if sandbox.state != SandboxState::NotReady
             || sandbox.namespaces != PodNamespaces::default()
             || sandbox.infra.is_some()

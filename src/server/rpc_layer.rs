@@ -1,5 +1,7 @@
 //! A tower layer around every RPC: logs it at debug level with its duration and
-//! gRPC code, records its latency in berth's metrics, and counts calls in flight
+//! gRPC code, records its latency in berth's metrics, runs it in the span that
+//! names the RPC of its steps (`metrics::RPC_SPAN`), asks the allocator to hand
+//! back free memory after the calls that free much, and counts calls in flight
 //! so shutdown can wait for exactly those (not for idle client connections,
 //! which kubelet keeps open forever).
 
@@ -100,13 +102,9 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_string();
         let guard = self.in_flight.enter();
-        RpcFuture {
-            inner: self.inner.call(request),
-            method,
-            started: Instant::now(),
-            metrics: self.metrics.clone(),
-            _guard: guard,
-        }
+        let span = tracing::debug_span!(target: crate::metrics::STEP_TARGET, crate::metrics::RPC_SPAN, what = %method);
+        let inner = span.in_scope(|| self.inner.call(request));
+        RpcFuture { inner, span, method, started: Instant::now(), metrics: self.metrics.clone(), _guard: guard }
     }
 }
 
@@ -114,6 +112,7 @@ pin_project_lite::pin_project! {
     pub struct RpcFuture<F> {
         #[pin]
         inner: F,
+        span: tracing::Span,
         method: String,
         started: Instant,
         metrics: Arc<Metrics>,
@@ -129,7 +128,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
+        let result = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.inner.poll(cx))
+        };
         let elapsed = this.started.elapsed();
         match &result {
             // A failed unary call carries its status in the headers (a
@@ -145,12 +147,19 @@ where
                     .unwrap_or(tonic::Code::Ok);
                 tracing::debug!(rpc = %this.method, ?code, ?elapsed, "rpc");
                 this.metrics.observe_rpc(this.method, code_name(code), elapsed.as_secs_f64());
+                if FREES_MUCH.contains(&this.method.as_str()) {
+                    crate::allocator::trim_soon();
+                }
             }
             Err(_) => tracing::debug!(rpc = %this.method, code = "transport error", ?elapsed, "rpc"),
         }
         Poll::Ready(result)
     }
 }
+
+/// The calls after which much memory is free (a pod's, a container's, an
+/// image's, a pull's buffers): the allocator is asked to hand it back.
+const FREES_MUCH: [&str; 4] = ["RemovePodSandbox", "RemoveContainer", "RemoveImage", "PullImage"];
 
 /// The code's name as gRPC's own libraries spell it, which dashboards match on.
 fn code_name(code: tonic::Code) -> &'static str {

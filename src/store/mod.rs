@@ -67,11 +67,13 @@ impl Store {
     /// Begins the one write transaction redb allows at a time: this waits for the
     /// previous writer's commit, so it runs off the async workers.
     pub fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let _step = tracing::debug_span!(target: crate::metrics::STEP_TARGET, "store begin write").entered();
         Ok(off_worker(|| self.db.begin_write())?)
     }
 
     /// Commits `txn`, off the async workers: a commit fsyncs.
     pub fn commit(&self, txn: redb::WriteTransaction) -> Result<(), StoreError> {
+        let _step = tracing::debug_span!(target: crate::metrics::STEP_TARGET, "store commit").entered();
         Ok(off_worker(|| txn.commit())?)
     }
 
@@ -163,7 +165,8 @@ mod tests {
     fn a_waiting_writer_does_not_hold_its_worker() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = std::sync::Arc::new(Store::open(&dir.path().join("db.redb")).expect("open"));
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
 
         let held = store.write().expect("the first writer");
         let (release, released) = std::sync::mpsc::channel::<()>();

@@ -561,7 +561,8 @@ async fn a_resized_pod_gets_its_new_limits_in_its_cgroup_parent() {
     let parent = CgroupParent::new();
     // kubelet makes the pod's cgroup before RunPodSandbox.
     for hierarchy in ["memory", "cpu"] {
-        std::fs::create_dir_all(std::path::Path::new("/sys/fs/cgroup").join(hierarchy).join(&parent.path[1..])).unwrap();
+        std::fs::create_dir_all(std::path::Path::new("/sys/fs/cgroup").join(hierarchy).join(&parent.path[1..]))
+            .unwrap();
     }
     let berth = Berth::start().await;
     let mut config = crate::support::containers::host_pod_config("resized");
@@ -576,7 +577,11 @@ async fn a_resized_pod_gets_its_new_limits_in_its_cgroup_parent() {
             cpu_period: 100_000,
             ..Default::default()
         }),
-        overhead: Some(LinuxContainerResources { memory_limit_in_bytes: 10 << 20, cpu_quota: 5_000, ..Default::default() }),
+        overhead: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 10 << 20,
+            cpu_quota: 5_000,
+            ..Default::default()
+        }),
     };
     berth.runtime().await.update_pod_sandbox_resources(request).await.expect("UpdatePodSandboxResources");
     let read = |hierarchy: &str, file: &str| {
@@ -591,4 +596,44 @@ async fn a_resized_pod_gets_its_new_limits_in_its_cgroup_parent() {
     let err = berth.runtime().await.update_pod_sandbox_resources(unknown).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     remove(&berth, &id).await;
+}
+
+/// Pod cycles (run, stop, remove) on a real bridge network.
+async fn pod_cycles(berth: &Berth, prefix: &str, count: usize) {
+    for i in 0..count {
+        let id = run(berth, pod_config(&format!("{prefix}-{i}"))).await.unwrap();
+        stop(berth, &id).await;
+        remove(berth, &id).await;
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_pod_cycles_leave_the_daemons_memory_bounded() {
+    // A leak of a few KiB per pod shows as growth from the second hundred on;
+    // the first settles the allocator's arenas, threads and caches.
+    const GROWTH_BUDGET_KIB: u64 = 4 << 10;
+    const LEAK_BUDGET_KIB: u64 = 1 << 10;
+    let network = TestNetwork::new();
+    let berth = berth_with(&network).await;
+    let pid = berth.pid().unwrap();
+    let rss = || crate::support::streaming::rss_kib(pid);
+    pod_cycles(&berth, "warm", 20).await;
+    let settled = rss();
+    pod_cycles(&berth, "first", 100).await;
+    let first = rss();
+    pod_cycles(&berth, "second", 100).await;
+    let second = rss();
+    eprintln!("berth RSS: {settled} KiB settled, {first} KiB after 100 pod cycles, {second} KiB after 200");
+    assert!(
+        second.saturating_sub(settled) < GROWTH_BUDGET_KIB,
+        "grew {} KiB over 200 pod cycles (budget {GROWTH_BUDGET_KIB} KiB)",
+        second.saturating_sub(settled)
+    );
+    assert!(
+        second.saturating_sub(first) < LEAK_BUDGET_KIB,
+        "grew {} KiB over the second 100 pod cycles (budget {LEAK_BUDGET_KIB} KiB): a leak per pod",
+        second.saturating_sub(first)
+    );
+    assert_eq!(network.veths(), 0);
+    assert!(network.allocated_ips().is_empty());
 }

@@ -137,3 +137,34 @@ async fn a_pod_whose_network_setup_outlasts_the_deadline_is_handed_to_the_retry(
     let remove = berth::cri::v1::RemovePodSandboxRequest { pod_sandbox_id: id.pod_sandbox_id };
     berth.runtime().await.remove_pod_sandbox(remove).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stopped_container_is_deleted_from_its_runtime_once() {
+    // A runc that logs each subcommand (the first word that is not a flag or its value).
+    let wrappers = tempfile::tempdir().unwrap();
+    let logged = wrappers.path().join("logged-runc");
+    let calls = wrappers.path().join("calls");
+    script(
+        &logged,
+        &format!(
+            "#!/bin/sh\nfor arg in \"$@\"; do\n  case \"$arg\" in\n    \
+             create|start|kill|delete|state|exec|update) echo \"$arg\" >> '{}'; break ;;\n  esac\ndone\n\
+             exec /usr/sbin/runc \"$@\"\n",
+            calls.display()
+        ),
+    );
+    let config = format!("[runtime.handlers.logged]\npath = \"{}\"\n", logged.display());
+    let bed = Bed::with(Berth::builder().config(&config)).await;
+    let pod = bed.pod_with(host_pod_config("logged"), "logged").await.expect("a pod on the logged handler");
+    let id = bed.run(&pod, sh("once", &bed.busybox, "sleep 1000")).await;
+    bed.stop(&id, 0).await.unwrap();
+    assert_eq!(bed.status(&id).await.state(), ContainerState::ContainerExited);
+    bed.remove(&id).await.unwrap();
+    bed.remove(&id).await.unwrap();
+
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let deletes = calls.lines().filter(|call| *call == "delete").count();
+    assert_eq!(deletes, 1, "the stop deleted it; the removes need not again: {calls}");
+    let logged_root = bed.berth.paths.run_root.join("runtimes/logged");
+    assert!(runc_list(&logged_root).is_empty(), "the runtime still has it");
+}
