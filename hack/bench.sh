@@ -14,7 +14,11 @@
 #         256 MiB of exec output through SPDY and WebSocket, berth's RSS
 #   versus: berth and Debian's containerd (its CRI plugin, own root and socket) side by
 #         side through the same CRI client: pod and container lifecycles per RPC (p50,
-#         p95), 50 concurrent RunPodSandbox, daemon RSS idle and with 50 pods, helper PSS
+#         p95) with the bare floor (CNI plugins and runc by hand) and berth's own
+#         breakdown per step, the container lifecycle on berth's internal runtime, 50
+#         concurrent RunPodSandbox, the List calls with 100 pods, a cold pull, daemon
+#         RSS (and its anonymous part) idle, with 50 and 100 pods, after 200 pod cycles
+#         and after the pulls, helper PSS
 #   load: 20 concurrent clients calling ContainerStatus and ListPodSandbox, idle and
 #         while a 256 MiB pull commits and another image is removed (latency figures)
 #   all: each of them

@@ -2,7 +2,6 @@
 //! and mirrors, the CNI conf dir, the metrics endpoint), what cannot is named,
 //! and a file that does not load changes nothing and stops nothing.
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use berth::cri::v1::{StatusRequest, VersionRequest};
@@ -11,6 +10,7 @@ use nix::sys::signal::Signal;
 use crate::images::{closed_port_host, pull};
 use crate::support::berth::{Berth, LOOPBACK_CONFLIST};
 use crate::support::image::ImageBuilder;
+use crate::support::metrics::{free_address, scrape};
 use crate::support::registry::Registry;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -94,20 +94,6 @@ fn set(config: &mut toml::Table, path: &[&str], value: toml::Value) {
         table = table.entry(name.to_string()).or_insert_with(|| toml::Table::new().into()).as_table_mut().unwrap();
     }
     table.insert(last.to_string(), value);
-}
-
-fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-fn scrape(address: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
 }
 
 /// The first log line after the last SIGHUP that mentions `needle`.

@@ -637,3 +637,42 @@ async fn two_hundred_pod_cycles_leave_the_daemons_memory_bounded() {
     assert_eq!(network.veths(), 0);
     assert!(network.allocated_ips().is_empty());
 }
+
+#[tokio::test]
+async fn each_step_of_a_pod_is_timed_under_its_rpc_in_the_metrics() {
+    use crate::support::metrics::{free_address, scrape, value};
+    let network = TestNetwork::new();
+    let address = free_address();
+    let berth = Berth::builder()
+        .cni_conflist(&network.conflist())
+        .config(&format!("[metrics]\naddress = \"{address}\"\n"))
+        .start()
+        .await;
+    let id = run(&berth, pod_config("timed")).await.unwrap();
+    stop(&berth, &id).await;
+    remove(&berth, &id).await;
+
+    let scraped = scrape(&address);
+    let count = |rpc: &str, step: &str| {
+        value(&scraped, &format!("berth_step_duration_seconds_count{{rpc=\"{rpc}\",step=\"{step}\"}}"))
+    };
+    // The test network is bridge + host-local + portmap; host-local runs inside bridge.
+    for (rpc, step) in [
+        ("RunPodSandbox", "cni ADD bridge"),
+        ("RunPodSandbox", "cni ADD portmap"),
+        ("RunPodSandbox", "namespaces pin"),
+        ("RunPodSandbox", "store commit"),
+        ("StopPodSandbox", "cni DEL portmap"),
+        ("StopPodSandbox", "cni DEL bridge"),
+        ("StopPodSandbox", "namespaces release"),
+        ("RemovePodSandbox", "dirs remove"),
+    ] {
+        assert!(count(rpc, step).is_some_and(|n| n >= 1.0), "no {step:?} under {rpc}:\n{scraped}");
+    }
+    assert_eq!(count("RunPodSandbox", "cni ADD loopback"), None, "berth brings lo up itself");
+    // Each step took part of its call's time, never more than all of it.
+    let seconds = |series: &str| value(&scraped, series).unwrap_or_default();
+    let run_total = seconds("berth_grpc_request_duration_seconds_sum{method=\"RunPodSandbox\",code=\"OK\"}");
+    let bridge = seconds("berth_step_duration_seconds_sum{rpc=\"RunPodSandbox\",step=\"cni ADD bridge\"}");
+    assert!(bridge > 0.0 && bridge <= run_total, "bridge ADD {bridge} s of RunPodSandbox's {run_total} s");
+}

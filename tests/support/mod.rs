@@ -15,6 +15,7 @@ pub mod hung_fuse;
 pub mod image;
 pub mod installer;
 pub mod kubelet;
+pub mod metrics;
 pub mod nri_plugin;
 pub mod pods;
 pub mod proxy;
