@@ -44,5 +44,5 @@ if [[ $what == images || $what == versus || $what == all ]]; then
   fi
 fi
 
-cargo build --release --quiet --bin berth --example bench
+cargo build --release --quiet --bin berth --bin berth-monitor --example bench
 BERTH_BIN=$PWD/target/release/berth BERTH_LOG=info target/release/examples/bench "$what"

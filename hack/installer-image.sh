@@ -13,5 +13,5 @@ registry=${1:?usage: hack/installer-image.sh REGISTRY_URL [REPOSITORY:TAG]}
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 reference=${2:-berth/installer:$version}
 
-cargo build --release --locked --bin berth
+cargo build --release --locked --bin berth --bin berth-monitor
 cargo run --release --locked --example installer_image -- target/release/berth "$registry" "$reference"

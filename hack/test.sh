@@ -27,6 +27,12 @@ cargo clippy --all-targets --locked --quiet -- -D warnings
 # more threads than cores keeps both cores busy.
 cargo test --all-targets --locked --no-fail-fast -- --test-threads "${BERTH_TEST_THREADS:-4}"
 
+# The monitor's memory budget is an optimised build's: one container's monitor
+# is held under 2 MiB resident.
+cargo build --release --locked --bin berth-monitor
+BERTH_MONITOR_BIN=$PWD/target/release/berth-monitor \
+  cargo test --locked --test cri -- --exact monitor::the_monitor_outlives_its_spawner_and_stays_small
+
 # The integration tests and the real clients (crictl, critest, kubelet) again,
 # against berth's internal runtime (issue 14).
 BERTH_TEST_RUNTIME=internal cargo test --locked --test cri -- --test-threads "${BERTH_TEST_THREADS:-4}"

@@ -21,6 +21,8 @@ switch_kubelet=${BERTH_SWITCH_KUBELET:-false}
 src=/opt/berth
 
 bin=/usr/local/bin/berth
+# berth runs it as each container's monitor when it sits beside berth.
+monitor_bin=/usr/local/bin/berth-monitor
 config=/etc/berth/config.toml
 unit=/etc/systemd/system/berth.service
 cni_dir=/etc/cni/net.d
@@ -72,13 +74,15 @@ place() {
   echo written
 }
 
+# Places binary $2 of the image at host path $1 and checks it there.
 install_binary() {
-  result=$(place "$bin" "$src/berth" 755)
+  path=$1 name=$2
+  result=$(place "$path" "$src/$name" 755)
   # What landed on the host is what the image holds, and runs as that version.
-  [ "$(sum "$host$bin")" = "$(sum "$src/berth")" ] || die "$bin on the host differs from the image's after copying"
-  got=$("$host$bin" --version) || die "$bin does not run"
-  [ "$got" = "$version" ] || die "$bin says \"$got\", the image holds \"$version\""
-  record "$bin"
+  [ "$(sum "$host$path")" = "$(sum "$src/$name")" ] || die "$path on the host differs from the image's after copying"
+  got=$("$host$path" --version) || die "$path does not run"
+  [ "$got" = "$name ${version#berth }" ] || die "$path says \"$got\", the image holds \"$name ${version#berth }\""
+  record "$path"
   echo "$result"
 }
 
@@ -162,7 +166,10 @@ install() {
   version=$("$src/berth" --version)
   log "installing $version into $host"
   mkdir -p "$host/etc/berth"
-  binary=$(install_binary)
+  # The monitor first: berth finds it at start.
+  monitor_binary=$(install_binary "$monitor_bin" berth-monitor)
+  log "binary $monitor_bin: $monitor_binary"
+  binary=$(install_binary "$bin" berth)
   log "binary $bin: $binary"
   config_result=$(install_config)
   log "config $config: $config_result"
@@ -179,7 +186,8 @@ install() {
   if ! $systemctl is-active --quiet berth.service; then
     $systemctl start berth.service
     service=started
-  elif [ "$binary" = written ] || [ "$unit_result" = written ] || [ "$config_result" = updated ]; then
+  elif [ "$binary" = written ] || [ "$monitor_binary" = written ] || [ "$unit_result" = written ] \
+    || [ "$config_result" = updated ]; then
     # KillMode=process: the containers keep running through the restart.
     $systemctl restart berth.service
     service=restarted
@@ -230,7 +238,7 @@ uninstall() {
     if $systemctl is-enabled --quiet berth.service; then
       $systemctl disable berth.service
     fi
-    for path in "$unit" "$cni_conf" "$config" "$bin"; do
+    for path in "$unit" "$cni_conf" "$config" "$bin" "$monitor_bin"; do
       remove_recorded "$path"
     done
     $systemctl daemon-reload

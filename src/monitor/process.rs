@@ -368,6 +368,10 @@ impl Session {
                 Ok(()) => "ok".to_string(),
                 Err(message) => format!("error {message}"),
             };
+            // A reopen (each log rotation) or a resize runs code the monitor
+            // needs again only at the next one: its pages go back with the
+            // start-up's, before the answer, so the client sees it settled.
+            sys::release_file_pages();
             self.controls[i].reply(&answer);
         }
     }

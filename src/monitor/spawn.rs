@@ -1,11 +1,13 @@
-//! Starting a monitor from berth: `berth monitor ...` with the sync pipe as its
-//! stdout and /dev/null for the rest, then one line back from it.
+//! Starting a monitor from berth: `berth-monitor monitor ...` (or, without that
+//! binary beside berth, `berth monitor ...`) with the sync pipe as its stdout
+//! and /dev/null for the rest, then one line back from it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags};
@@ -62,7 +64,7 @@ impl Classify for MonitorError {
 /// own session: with nothing to run between fork and exec, std spawns it with
 /// posix_spawn (a vfork), not a fork that copies the daemon's address space.
 pub fn spawn(args: &MonitorArgs) -> Result<Monitor, MonitorError> {
-    let binary = args.berth_binary.clone().unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    let binary = args.berth_binary.clone().unwrap_or_else(|| monitor_binary().to_path_buf());
     let spawn_error = |source| MonitorError::Spawn { binary: binary.clone(), source };
     let (read, write) = sys::pipe().map_err(spawn_error)?;
     let mut command = Command::new(&binary);
@@ -75,6 +77,44 @@ pub fn spawn(args: &MonitorArgs) -> Result<Monitor, MonitorError> {
     let _ = child.wait();
     let line = read_answer(File::from(read), &args.id, answer_timeout(args))?;
     parse_answer(&line, args)
+}
+
+/// The program monitors run as: `berth-monitor` beside berth's own binary when
+/// it is there and of berth's version (an upgrade that replaced one binary and
+/// not the other must not pair a monitor with a berth that speaks otherwise),
+/// else berth itself. Found once, on the first container's create.
+fn monitor_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let own = PathBuf::from("/proc/self/exe");
+        let Some(sibling) = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join(MONITOR_BINARY)))
+        else {
+            return own;
+        };
+        if !sibling.exists() {
+            return own;
+        }
+        match Command::new(&sibling).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output() {
+            Ok(output) if String::from_utf8_lossy(&output.stdout).trim() == monitor_version() => sibling,
+            Ok(output) => {
+                let says = String::from_utf8_lossy(&output.stdout).trim().to_string();
+                tracing::warn!(binary = %sibling.display(), says, wanted = monitor_version(), "not berth's version; monitors run as `berth monitor`");
+                own
+            }
+            Err(e) => {
+                tracing::warn!(binary = %sibling.display(), error = %e, "cannot run it; monitors run as `berth monitor`");
+                own
+            }
+        }
+    })
+}
+
+/// The monitor binary's file name, beside berth's.
+const MONITOR_BINARY: &str = "berth-monitor";
+
+/// What `berth-monitor --version` prints when it is of this berth's build.
+fn monitor_version() -> String {
+    format!("{MONITOR_BINARY} {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The monitor's one line, or why there is none.

@@ -74,6 +74,8 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
     let log = fixture.run("first", "berth-switch-kubelet.yaml", "done: berth").await;
     let root = host.path();
     assert_eq!(std::fs::read(root.join("usr/local/bin/berth")).unwrap(), std::fs::read(berth_binary()).unwrap());
+    let monitor = berth_binary().with_file_name("berth-monitor");
+    assert_eq!(std::fs::read(root.join("usr/local/bin/berth-monitor")).unwrap(), std::fs::read(monitor).unwrap());
     let defaults = crate::support::berth::run_berth(&["config", "--default"]).stdout;
     assert_eq!(std::fs::read(root.join("etc/berth/config.toml")).unwrap(), defaults);
     assert_eq!(
@@ -88,7 +90,7 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
     assert!(kubelet_config.ends_with("containerRuntimeEndpoint: unix:///run/berth/berth.sock\n"), "{kubelet_config}");
     assert!(!kubelet_config.contains("containerd"), "{kubelet_config}");
     let recorded = std::fs::read_to_string(root.join("etc/berth/installed.manifest")).unwrap();
-    assert_eq!(recorded.lines().count(), 4, "binary, config, unit, CNI: {recorded}");
+    assert_eq!(recorded.lines().count(), 5, "two binaries, config, unit, CNI: {recorded}");
     assert_eq!(
         fixture.calls(),
         [
@@ -102,6 +104,7 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
     );
     for line in [
         "binary /usr/local/bin/berth: written",
+        "binary /usr/local/bin/berth-monitor: written",
         "config /etc/berth/config.toml: written",
         "service: started",
         "service: answering",
@@ -111,7 +114,11 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
     assert!(log.contains("kubelet: switched (kubelet restarted)"), "{log}");
     let annotated =
         json!({"berth.dev/installed-version": env!("CARGO_PKG_VERSION"), "berth.dev/kubelet-switched": "true"});
-    assert_eq!(api.node_patches(), std::slice::from_ref(&annotated), "the node's annotations say what was done:\n{log}");
+    assert_eq!(
+        api.node_patches(),
+        std::slice::from_ref(&annotated),
+        "the node's annotations say what was done:\n{log}"
+    );
 
     // Second run: the operator has changed the config meanwhile.
     let config = root.join("etc/berth/config.toml");
@@ -123,6 +130,7 @@ async fn the_daemonset_installs_berth_changes_nothing_twice_and_uninstalls() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), edited);
     for line in [
         "binary /usr/local/bin/berth: unchanged",
+        "binary /usr/local/bin/berth-monitor: unchanged",
         "config /etc/berth/config.toml: kept (changed by the operator)",
         "CNI /etc/cni/net.d/10-berth.conflist: unchanged",
         "service: running",

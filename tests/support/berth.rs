@@ -26,6 +26,16 @@ pub fn berth_binary() -> PathBuf {
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/berth"),
     }
 }
+/// The `berth-monitor` binary: `BERTH_MONITOR_BIN` (hack/test.sh sets it to an
+/// optimised build for the monitor's memory budget), else the one built beside
+/// [`berth_binary`].
+pub fn monitor_binary() -> PathBuf {
+    match std::env::var_os("BERTH_MONITOR_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => berth_binary().with_file_name("berth-monitor"),
+    }
+}
+
 /// Debian's containernetworking-plugins.
 pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -19,8 +19,14 @@ pub fn installer_image(berth: &Path) -> BuiltImage {
     let read = |path: &Path| std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let deploy = repository().join("deploy");
     let mut berth_layer = Layer::new().dir("/opt", 0o755).dir("/opt/berth", 0o755);
+    // The monitor is built beside berth (Cargo.toml's second binary).
+    let monitor = berth.with_file_name("berth-monitor");
     berth_layer = berth_layer.file("/opt/berth/berth", read(berth), 0o755);
-    let libraries = shared_libraries(berth);
+    berth_layer = berth_layer.file("/opt/berth/berth-monitor", read(&monitor), 0o755);
+    let mut libraries = shared_libraries(berth);
+    libraries.extend(shared_libraries(&monitor));
+    libraries.sort();
+    libraries.dedup();
     let dirs: std::collections::BTreeSet<&Path> =
         libraries.iter().flat_map(|library| library.ancestors().skip(1)).filter(|dir| *dir != Path::new("/")).collect();
     for dir in dirs {
