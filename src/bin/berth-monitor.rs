@@ -23,17 +23,26 @@ enum Command {
         #[command(flatten)]
         args: berth::monitor::MonitorArgs,
     },
+    /// The internal runtime's createContainer hook, run as `/proc/self/exe` by
+    /// the container's creation, which happens in the monitor.
+    #[command(hide = true, name = "internal-propagation")]
+    InternalPropagation {
+        #[command(flatten)]
+        args: berth::runtime::internal::PropagationHookArgs,
+    },
 }
 
 fn main() -> ExitCode {
     berth::allocator::tune();
-    let Command::Monitor { args } = Cli::parse().command;
-    match berth::monitor::run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Seen only when run by hand: berth gives the monitor /dev/null.
-            eprintln!("berth-monitor: {e}");
-            ExitCode::FAILURE
-        }
+    match Cli::parse().command {
+        Command::Monitor { args } => match berth::monitor::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // Seen only when run by hand: berth gives the monitor /dev/null.
+                eprintln!("berth-monitor: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::InternalPropagation { args } => ExitCode::from(berth::runtime::internal::run_propagation_hook(&args)),
     }
 }

@@ -60,6 +60,8 @@ pub struct BerthBuilder {
     /// Pre-installed NRI plugins: (file name, executable, configuration).
     nri_plugins: Vec<(String, PathBuf, String)>,
     args: Vec<String>,
+    /// The berth binary to run; [`berth_binary`] when unset.
+    binary: Option<PathBuf>,
     /// The test is about the runc handler's own configuration: BERTH_TEST_RUNTIME
     /// does not apply.
     runc_handler_only: bool,
@@ -89,6 +91,12 @@ impl BerthBuilder {
     }
 
     /// Writes this network config into the CNI conf dir as `10-test.conflist`.
+    /// Runs the berth binary at `path` instead of [`berth_binary`].
+    pub fn binary(mut self, path: &Path) -> Self {
+        self.binary = Some(path.to_path_buf());
+        self
+    }
+
     pub fn cni_conflist(mut self, conflist: &str) -> Self {
         self.cni_conflist = Some(conflist.to_string());
         self
@@ -174,8 +182,15 @@ impl BerthBuilder {
             _ => config,
         };
         std::fs::write(&paths.config, config).expect("write config");
-        let mut berth =
-            Berth { dir, paths, args: self.args, child: None, log_level_from_config: self.log_level_from_config };
+        let binary = self.binary.unwrap_or_else(berth_binary);
+        let mut berth = Berth {
+            dir,
+            paths,
+            args: self.args,
+            binary,
+            child: None,
+            log_level_from_config: self.log_level_from_config,
+        };
         berth.spawn().await;
         berth
     }
@@ -215,6 +230,7 @@ pub struct Berth {
     dir: TempDir,
     pub paths: BerthPaths,
     args: Vec<String>,
+    binary: PathBuf,
     child: Option<Child>,
     log_level_from_config: bool,
 }
@@ -235,7 +251,7 @@ impl Berth {
     /// Another `berth serve` on this berth's config, not waited for: for tests
     /// that expect it to fail.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(berth_binary());
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("--config").arg(&self.paths.config).args(&self.args);
         cmd
     }

@@ -106,7 +106,8 @@ pub(super) fn plan(spec: &mut Spec, rootfs: &Path, is_bind: impl Fn(&Mount) -> b
         args.push(rootfs.display().to_string());
         args.extend(fixes);
         // The hook runs before pivot_root, where the host's /proc is still
-        // mounted: /proc/self/exe is this very binary.
+        // mounted: /proc/self/exe is the binary that creates the container,
+        // berth or the `berth-monitor` beside it, and both serve the hook.
         let mut hook = Hook::default();
         hook.set_path(PathBuf::from("/proc/self/exe")).set_args(Some(args)).set_timeout(Some(HOOK_TIMEOUT_SECONDS));
         add_create_container_hook(spec, hook);

@@ -168,3 +168,31 @@ async fn a_stopped_container_is_deleted_from_its_runtime_once() {
     let logged_root = bed.berth.paths.run_root.join("runtimes/logged");
     assert!(runc_list(&logged_root).is_empty(), "the runtime still has it");
 }
+
+/// The program a container's monitor runs: its `/proc/<pid>/exe`.
+fn monitor_program(monitor_pid: i32) -> String {
+    std::fs::read_link(format!("/proc/{monitor_pid}/exe")).unwrap().display().to_string()
+}
+
+#[tokio::test]
+async fn monitors_run_as_berth_monitor_beside_berth_and_as_berth_when_it_is_of_another_version() {
+    let bed = Bed::new().await;
+    let pod = bed.pod("beside").await;
+    let id = bed.run(&pod, sh("beside", &bed.busybox, "sleep 1000")).await;
+    let monitor = bed.info(&id).await["monitorPid"].as_i64().expect("the monitor's pid") as i32;
+    assert!(monitor_program(monitor).ends_with("/berth-monitor"), "{}", monitor_program(monitor));
+
+    // An upgrade that replaced berth and left an older berth-monitor beside it.
+    let dir = tempfile::tempdir().unwrap();
+    let berth = dir.path().join("berth");
+    std::fs::copy(crate::support::berth::berth_binary(), &berth).unwrap();
+    script(&dir.path().join("berth-monitor"), "#!/bin/sh\necho berth-monitor 0.0.1\n");
+    let skewed = Bed::with(Berth::builder().binary(&berth)).await;
+    let pod = skewed.pod("skewed").await;
+    let id = skewed.run(&pod, sh("skewed", &skewed.busybox, "echo up; sleep 1000")).await;
+    let monitor = skewed.info(&id).await["monitorPid"].as_i64().expect("the monitor's pid") as i32;
+    assert_eq!(monitor_program(monitor), berth.display().to_string(), "the monitor is berth's own");
+    assert!(skewed.berth.log().contains("not berth's version"), "{}", skewed.berth.log());
+    skewed.stop(&id, 0).await.unwrap();
+    assert_eq!(skewed.status(&id).await.state(), ContainerState::ContainerExited);
+}
