@@ -94,10 +94,9 @@ fn monitor_binary() -> &'static Path {
         if !sibling.exists() {
             return own;
         }
-        match Command::new(&sibling).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output() {
-            Ok(output) if String::from_utf8_lossy(&output.stdout).trim() == monitor_version() => sibling,
-            Ok(output) => {
-                let says = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        match version_of(&sibling, VERSION_TIMEOUT) {
+            Ok(says) if says == monitor_version() => sibling,
+            Ok(says) => {
                 tracing::warn!(binary = %sibling.display(), says, wanted = monitor_version(), "not berth's version; monitors run as `berth monitor`");
                 own
             }
@@ -107,6 +106,42 @@ fn monitor_binary() -> &'static Path {
             }
         }
     })
+}
+
+/// How long `berth-monitor --version` may take.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first line `binary --version` prints, within `timeout`; a binary that
+/// hangs is killed. Blocking.
+fn version_of(binary: &Path, timeout: Duration) -> Result<String, String> {
+    let mut child = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer to --version within {timeout:?}"));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    // It has exited: what it printed waits in the pipe. Read without blocking,
+    // in case something it started still holds the pipe open.
+    let mut said = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        sys::set_nonblocking(stdout.as_fd()).map_err(|e| e.to_string())?;
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut said);
+    }
+    Ok(String::from_utf8_lossy(&said).lines().next().unwrap_or_default().trim().to_string())
 }
 
 /// The monitor binary's file name, beside berth's.
@@ -158,5 +193,34 @@ fn parse_answer(line: &str, args: &MonitorArgs) -> Result<Monitor, MonitorError>
         "failed" => Err(setup(rest.to_string())),
         "" => Err(setup("exited without an answer".into())),
         _ => Err(setup(format!("unexpected answer {line:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn script(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("berth-monitor");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_version_is_its_first_line_and_a_hung_binary_is_killed_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let speaks = script(dir.path(), "#!/bin/sh\necho 'berth-monitor 9.9.9'\necho more\n");
+        assert_eq!(version_of(&speaks, Duration::from_secs(10)).unwrap(), "berth-monitor 9.9.9");
+
+        let other = tempfile::tempdir().unwrap();
+        let hangs = script(other.path(), "#!/bin/sh\nexec sleep 1000\n");
+        let error = version_of(&hangs, Duration::from_millis(200)).unwrap_err();
+        assert!(error.contains("within"), "{error}");
+
+        let missing = dir.path().join("nothing-here");
+        assert!(version_of(&missing, Duration::from_secs(1)).is_err());
     }
 }
